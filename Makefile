@@ -1,0 +1,64 @@
+# Two commands for a newcomer: `make run` (the main job) and `make test` (the suite; CI calls it).
+# Both install what they need first: a .venv with pinned packages, and the Fashion-MNIST Debian package.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SELECTION ?= outliers
+
+# Offline hygiene (STACK.md): no telemetry from any of the four tools.
+export DO_NOT_TRACK := true
+export DVC_NO_ANALYTICS := 1
+export MLFLOW_DISABLE_TELEMETRY := true
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+# Prefect's embedded (ephemeral) state lives in the project, not in the user's home.
+export PREFECT_HOME ?= $(CURDIR)/.prefect
+
+FASHION_DIR := /usr/share/datasets/fashion-mnist
+
+.PHONY: run test setup lint serve worker deploy mlflow-ui clean-tracking
+
+run: setup  ## the unlearn flow (isolation-forest outliers) on Fashion-MNIST, embedded stores
+	$(PY) -m flows.unlearn --selection $(SELECTION)
+
+test: setup  ## the whole test suite
+	$(PY) -m pytest -q
+
+setup: $(VENV)/.installed $(FASHION_DIR)/train-images-idx3-ubyte.gz
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed, found " + sys.version' \
+		|| exit 1
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+# Fashion-MNIST comes from Debian (no network download at run time). Installing needs root or sudo.
+$(FASHION_DIR)/train-images-idx3-ubyte.gz:
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO="sudo -n"; else SUDO=none; fi; \
+	if [ "$$SUDO" = none ] || ! { $$SUDO apt-get install -y -q dataset-fashion-mnist \
+		|| { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q dataset-fashion-mnist; }; }; then \
+		echo "Fashion-MNIST is missing: run 'sudo apt-get install dataset-fashion-mnist' (Debian/Ubuntu), or" >&2; \
+		echo "put the four IDX .gz files in a folder and set FASHION_MNIST_DIR=/that/folder." >&2; exit 1; fi
+
+lint:
+	$(VENV)/bin/ruff check .
+
+# --- Running through a Prefect server and a worker (see README, "Deployments") ---
+serve:  ## a local Prefect server (UI on http://127.0.0.1:4200)
+	$(VENV)/bin/prefect server start --host 127.0.0.1
+
+worker:  ## a process worker for the deployments in prefect.yaml
+	$(VENV)/bin/prefect work-pool create iau-local --type process --overwrite
+	$(VENV)/bin/prefect worker start --pool iau-local
+
+deploy:  ## register unlearn/outliers and unlearn/random with the server
+	IAU_PROJECT_DIR=$(CURDIR) $(VENV)/bin/prefect --no-prompt deploy --all
+
+mlflow-ui:  ## browse runs and comparisons (http://127.0.0.1:5000)
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+
+clean-tracking:  ## forget every recorded run and cached model (keeps data and the venv)
+	rm -rf mlflow.db mlartifacts .prefect

@@ -1,0 +1,1 @@
+"""Influence Approximation Unlearning: the science, free of orchestration (torch, numpy, pandas, sklearn)."""

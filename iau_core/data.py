@@ -1,0 +1,95 @@
+"""Datasets as tensors with stable sample ids, and the disjoint roles each record plays.
+
+Roles (METRICS.md): D (train) is what the deployed model learned from; val drives early stopping only;
+test measures utility and supplies MIA non-members; the shadow pool belongs to the attacker alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from iau_core.config import DataParams
+from iau_core.sources import read_canonical
+
+
+@dataclass(frozen=True)
+class Split:
+    """Inputs, labels and the stable ids of a set of records, aligned by position."""
+
+    x: torch.Tensor  # (N, C, H, W) float32 in [0, 1]
+    y: torch.Tensor  # (N,) int64
+    ids: torch.Tensor  # (N,) int64 sample_id
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def take(self, positions: torch.Tensor | np.ndarray) -> Split:
+        positions = torch.as_tensor(positions, dtype=torch.long)
+        return Split(self.x[positions], self.y[positions], self.ids[positions])
+
+    def partition(self, sample_ids: np.ndarray) -> tuple[Split, Split]:
+        """(records whose id is in sample_ids, the rest): D_f and D_r from D."""
+        inside = torch.from_numpy(np.isin(self.ids.numpy(), sample_ids))
+        return self.take(inside.nonzero().squeeze(1)), self.take((~inside).nonzero().squeeze(1))
+
+    def to(self, device: torch.device | str) -> Split:
+        return Split(self.x.to(device), self.y.to(device), self.ids.to(device))
+
+
+@dataclass(frozen=True)
+class DataBundle:
+    train: Split
+    val: Split
+    test: Split
+    shadow_pool: Split
+    num_classes: int
+    in_channels: int
+    image_size: int
+
+
+def load_bundle(params: DataParams, seed: int, root: str | Path | None = None) -> DataBundle:
+    """Read the canonical dataset from disk and cut it into disjoint roles, reproducibly from the seed."""
+    images, records = read_canonical(Path(root or params.root), params.dataset)
+    x = torch.from_numpy(images).float().div_(255.0)
+    y = torch.tensor(records["label"].to_numpy(np.int64))
+    ids = torch.tensor(records["sample_id"].to_numpy(np.int64))
+    everything = Split(x, y, ids)
+    train_pos, val_pos, test_pos, shadow_pos = assign_roles(records["source"].to_numpy(), params, seed)
+    return DataBundle(
+        train=everything.take(train_pos),
+        val=everything.take(val_pos),
+        test=everything.take(test_pos),
+        shadow_pool=everything.take(shadow_pos),
+        num_classes=int(y.max()) + 1,
+        in_channels=images.shape[1],
+        image_size=images.shape[2],
+    )
+
+
+def assign_roles(source: np.ndarray, params: DataParams, seed: int) -> tuple[np.ndarray, ...]:
+    """Positions for (train, val, test, shadow_pool), pairwise disjoint.
+
+    Test comes from the dataset's own test records when it has them (Fashion-MNIST), otherwise from the
+    shuffled pool after the other roles (digits has no official test split).
+    """
+    rng = np.random.default_rng(seed)
+    train_like = rng.permutation(np.flatnonzero(source == "train"))
+    official_test = rng.permutation(np.flatnonzero(source == "test"))
+    sizes = {"train_size": params.train_size, "val_size": params.val_size,
+             "shadow_pool_size": params.shadow_pool_size}
+    needed = sum(sizes.values()) + (0 if len(official_test) else params.test_size)
+    if needed > len(train_like):
+        raise ValueError(
+            f"data sizes {sizes} (+ test_size {params.test_size} when the dataset has no test split) need "
+            f"{needed} training records but {params.dataset!r} has {len(train_like)}; lower them in params.yaml")
+    if len(official_test) and params.test_size > len(official_test):
+        raise ValueError(f"data.test_size={params.test_size} but {params.dataset!r} has {len(official_test)} "
+                         "test records")
+    cuts = np.cumsum([params.train_size, params.val_size, params.shadow_pool_size])
+    train, val, shadow, rest = np.split(train_like, cuts)
+    test = official_test[: params.test_size] if len(official_test) else rest[: params.test_size]
+    return train, val, test, shadow

@@ -1,0 +1,36 @@
+"""What every task of one flow run shares, and the data loaded once per process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from iau_core.config import DataParams, Params
+from iau_core.data import DataBundle, load_bundle
+from iau_core.training import resolve_device
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class RunContext:
+    params: Params
+    data_version: str  # md5 of data/ as recorded in data.dvc
+    experiment_id: str
+    repo_root: Path = PROJECT_ROOT
+
+    @property
+    def device(self) -> torch.device:
+        return resolve_device(self.params.device)
+
+    def bundle(self) -> DataBundle:
+        return _bundle(self.repo_root / self.params.data.root, self.params.data, self.params.seed, self.data_version)
+
+
+@lru_cache(maxsize=2)
+def _bundle(root: Path, data: DataParams, seed: int, data_version: str) -> DataBundle:
+    """Tasks of one run share the decoded tensors; data_version is in the key so new data is never stale."""
+    return load_bundle(data, seed, root)

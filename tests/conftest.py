@@ -1,0 +1,51 @@
+"""Shared fixtures: the real digits dataset, materialized once, in small roles that train in seconds."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("DO_NOT_TRACK", "true")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from iau_core.config import DataParams, Params, TrainingParams, parse_params  # noqa: E402
+from iau_core.data import DataBundle, load_bundle  # noqa: E402
+from iau_core.sources import materialize  # noqa: E402
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+DIGITS_SIZES = {"dataset": "digits", "train_size": 600, "val_size": 200, "test_size": 300, "shadow_pool_size": 600}
+
+
+@pytest.fixture(scope="session")
+def digits_root(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("data")
+    materialize("digits", root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def digits_params() -> Params:
+    """Small, fast settings on digits; tests change single fields with model_copy(update=...)."""
+    return parse_params({
+        "device": "cpu",
+        "data": DIGITS_SIZES,
+        "training": {"lr": 0.002, "batch_size": 32, "max_epochs": 15, "patience": 4, "gr_alpha": 0.005},
+        "selection": {"strategy": "random", "fraction": 0.1, "seed": 0},
+        "unlearning": {"methods": ["iau"], "eta": 0.05, "batch_size": 128},
+        "mia": {"num_shadow": 2, "epochs": 30},
+    })
+
+
+@pytest.fixture(scope="session")
+def digits_bundle(digits_root, digits_params) -> DataBundle:
+    return load_bundle(DataParams(**DIGITS_SIZES), seed=0, root=digits_root)
+
+
+def training(**changes) -> TrainingParams:
+    base = {"lr": 0.002, "batch_size": 32, "max_epochs": 15, "patience": 4, "gr_alpha": 0.0}
+    return TrainingParams(**{**base, **changes})

@@ -1,0 +1,63 @@
+"""Forget-set strategies."""
+
+import numpy as np
+import pytest
+import torch
+
+from iau_core.config import SelectionParams
+from iau_core.data import Split
+from iau_core.selection import forget_set_sha256, select_forget_set
+
+
+def test_isolation_forest_finds_planted_outliers(digits_bundle):
+    """Digits plus 10 planted noise images: the outlier strategy must flag (nearly) all of them."""
+    train = digits_bundle.train
+    gen = torch.Generator().manual_seed(0)
+    noise = torch.rand((10, *train.x.shape[1:]), generator=gen)
+    planted_ids = torch.arange(10_000, 10_010)
+    mixed = Split(torch.cat([train.x, noise]), torch.cat([train.y, torch.zeros(10, dtype=torch.long)]),
+                  torch.cat([train.ids, planted_ids]))
+    ids = select_forget_set(mixed, SelectionParams(strategy="outliers", contamination=0.02, seed=0))
+    found = np.isin(planted_ids.numpy(), ids).sum()
+    assert found >= 9, f"found {found} of 10 planted outliers among {len(ids)} flagged"
+
+
+def test_random_selection_size_and_determinism(digits_bundle):
+    params = SelectionParams(strategy="random", fraction=0.1, seed=3)
+    a = select_forget_set(digits_bundle.train, params)
+    b = select_forget_set(digits_bundle.train, params)
+    assert len(a) == round(0.1 * len(digits_bundle.train))
+    assert np.array_equal(a, b) and np.all(np.diff(a) > 0)
+    assert np.isin(a, digits_bundle.train.ids.numpy()).all()
+    other = select_forget_set(digits_bundle.train, params.model_copy(update={"seed": 4}))
+    assert not np.array_equal(a, other)
+
+
+def test_forget_set_hash_ignores_order():
+    assert forget_set_sha256(np.array([3, 1, 2])) == forget_set_sha256(np.array([1, 2, 3]))
+    assert forget_set_sha256(np.array([1, 2])) != forget_set_sha256(np.array([1, 2, 3]))
+
+
+def test_partition_splits_d_into_forget_and_retain(digits_bundle):
+    ids = select_forget_set(digits_bundle.train, SelectionParams(strategy="random", fraction=0.2))
+    forget, retain = digits_bundle.train.partition(ids)
+    assert len(forget) + len(retain) == len(digits_bundle.train)
+    assert set(forget.ids.tolist()) == set(ids.tolist())
+    assert not set(forget.ids.tolist()) & set(retain.ids.tolist())
+
+
+def test_roles_are_disjoint(digits_bundle):
+    roles = [digits_bundle.train, digits_bundle.val, digits_bundle.test, digits_bundle.shadow_pool]
+    seen: set[int] = set()
+    for split in roles:
+        ids = set(split.ids.tolist())
+        assert not ids & seen
+        seen |= ids
+
+
+def test_too_large_sizes_are_refused(digits_root):
+    from iau_core.config import DataParams
+    from iau_core.data import load_bundle
+
+    with pytest.raises(ValueError, match="train_size"):
+        load_bundle(DataParams(dataset="digits", train_size=5000), seed=0, root=digits_root)
