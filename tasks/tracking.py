@@ -130,13 +130,19 @@ def find_finished_run(experiment_id: str, kind: str, key: str) -> str | None:
     return runs[0].info.run_id if runs else None
 
 
-def log_model(run_id: str, model: nn.Module, registered_name: str | None = None) -> str:
+def log_model(run_id: str, model: nn.Module, input_example: torch.Tensor, registered_name: str | None = None) -> str:
     """Log the model twice over: as an MLflow model (browsable, servable, optionally registered) and as a
-    plain state_dict, which is what the pipeline reloads (torch.load with weights_only=True)."""
-    model = model.cpu()
+    plain state_dict, which is what the pipeline reloads (torch.load with weights_only=True).
+
+    MLflow 3 exports PyTorch models as a traced graph, which needs a real input (a few records of the data);
+    the requirement list is given, not inferred (inference re-imports the model in a subprocess: slow)."""
+    model = model.cpu().eval()
     log_state_dict(run_id, model)
     with mlflow.start_run(run_id=run_id):
-        info = mlflow.pytorch.log_model(model, name="model", registered_model_name=registered_name)
+        info = mlflow.pytorch.log_model(
+            model, name="model", registered_model_name=registered_name,
+            input_example=input_example.detach().cpu().numpy(),
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
     if registered_name:
         version = info.registered_model_version
         return f"models:/{registered_name}/{version}"

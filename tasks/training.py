@@ -43,7 +43,7 @@ def base_model(ctx: RunContext) -> ModelRef:
         tracking.log_metrics(run_id, {"epochs_run": report.epochs_run, "best_epoch": report.best_epoch,
                                       "best_val_acc": report.best_val_acc, "train_seconds": report.seconds,
                                       TEST_ACC: accuracy(model, bundle.test, ctx.device)})
-        uri = tracking.log_model(run_id, model, ctx.params.tracking.registered_model)
+        uri = tracking.log_model(run_id, model, bundle.test.x[:2], ctx.params.tracking.registered_model)
         tracking.set_tags(run_id, {"model_uri": uri})
     return ModelRef(run_id, uri)
 

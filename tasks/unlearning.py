@@ -21,8 +21,9 @@ def unlearn_with(method: str, ctx: RunContext, base: ModelRef, attack_run_id: st
     attack = load_attack(ctx, attack_run_id)
     tags = {"method": method, "base_model": base.uri, "data_version": ctx.data_version}
     with tracking.run(ctx.experiment_id, method, tags, parent_run_id) as run_id:
-        outcome = unlearn_and_score(method, original, np.asarray(forget_ids), ctx.params, ctx.bundle(),
-                                    attack, ctx.device)
+        bundle = ctx.bundle()
+        outcome = unlearn_and_score(method, original, np.asarray(forget_ids), ctx.params, bundle, attack,
+                                    ctx.device)
         tracking.log_metrics(run_id, {**outcome.scores, UNLEARN_SECONDS: outcome.seconds})
-        tracking.log_model(run_id, outcome.model)
+        tracking.log_model(run_id, outcome.model, bundle.test.x[:2])
     return {"method": method, "run_id": run_id, "seconds": outcome.seconds, "scores": outcome.scores}
