@@ -10,6 +10,8 @@ SELECTION ?= outliers
 export DO_NOT_TRACK := true
 export DVC_NO_ANALYTICS := 1
 export MLFLOW_DISABLE_TELEMETRY := true
+# Progress bars for local artifact downloads only clutter the log.
+export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 # Prefect's embedded (ephemeral) state lives in the project, not in the user's home.
 export PREFECT_HOME ?= $(CURDIR)/.prefect

@@ -40,7 +40,7 @@ class TrainingParams(Section):
     lr: float = Field(1e-3, gt=0)
     batch_size: int = Field(64, gt=0)
     max_epochs: int = Field(20, gt=0)
-    patience: int = Field(3, gt=0, description="epochs without validation-accuracy gain before stopping")
+    patience: int = Field(5, gt=0, description="epochs without validation-accuracy gain before stopping")
     gr_alpha: float = Field(0.005, ge=0, description="GR loss weight (paper Eq. 7); 0 = plain cross-entropy")
 
 
