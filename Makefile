@@ -16,7 +16,8 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 # Prefect's embedded (ephemeral) state lives in the project, not in the user's home.
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 
-FASHION_DIR := /usr/share/datasets/fashion-mnist
+# Where the raw Fashion-MNIST IDX files are (iau_core/sources.py reads the same variable).
+export FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
 
 .PHONY: run test setup lint serve worker deploy mlflow-ui clean-tracking
 
@@ -26,7 +27,7 @@ run: setup  ## the unlearn flow (isolation-forest outliers) on Fashion-MNIST, em
 test: setup  ## the whole test suite
 	$(PY) -m pytest -q
 
-setup: $(VENV)/.installed $(FASHION_DIR)/train-images-idx3-ubyte.gz
+setup: $(VENV)/.installed $(FASHION_MNIST_DIR)/train-images-idx3-ubyte.gz
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed, found " + sys.version' \
@@ -37,8 +38,9 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
-# Fashion-MNIST comes from Debian (no network download at run time). Installing needs root or sudo.
-$(FASHION_DIR)/train-images-idx3-ubyte.gz:
+# Fashion-MNIST comes from Debian (no network download at run time). Installing needs root or sudo;
+# with FASHION_MNIST_DIR pointing at a folder that holds the files, nothing is installed.
+$(FASHION_MNIST_DIR)/train-images-idx3-ubyte.gz:
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO="sudo -n"; else SUDO=none; fi; \
 	if [ "$$SUDO" = none ] || ! { $$SUDO apt-get install -y -q dataset-fashion-mnist \
 		|| { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q dataset-fashion-mnist; }; }; then \
