@@ -57,7 +57,9 @@ class UnlearningParams(Section):
     """The unlearning step and the methods compared against retraining."""
 
     methods: tuple[str, ...] = ("iau",)
-    eta: float = Field(0.02, ge=0, description="IAU step size (paper Eq. 8, mean-reduced gradients)")
+    eta: float = Field(0.02, ge=0, description="IAU step size (paper Eq. 8, mean-reduced gradients). params.yaml "
+                       "may give one per selection strategy ({outliers: 0.02, random: 0.15}); the strategy of the "
+                       "run picks it")
     batch_size: int = Field(512, gt=0, description="gradient accumulation batch; memory, not the math")
 
     @model_validator(mode="before")
@@ -115,6 +117,27 @@ class Params(Section):
     mia: MiaParams = MiaParams()
     tracking: TrackingParams = TrackingParams()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _eta_for_the_selection(cls, data: object) -> object:
+        """A forget set of outliers pulls harder than a random one, so eta may be given per strategy; the
+        strategy of this run picks its eta, and the rest of the code sees one number."""
+        if not isinstance(data, dict):
+            return data
+        unlearning, selection = data.get("unlearning"), data.get("selection") or {}
+        if not (isinstance(unlearning, dict) and isinstance(unlearning.get("eta"), dict)):
+            return data
+        etas = unlearning["eta"]
+        strategies = SelectionParams.model_fields["strategy"].annotation.__args__
+        strategy = selection.get("strategy", SelectionParams().strategy) if isinstance(selection, dict) else None
+        unknown = sorted(set(etas) - set(strategies))
+        if unknown:
+            raise ValueError(f"unlearning.eta: unknown selection strategy {unknown}; known: {list(strategies)}")
+        if strategy not in etas:
+            raise ValueError(f"unlearning.eta gives no step size for selection strategy {strategy!r} "
+                             f"(it has {sorted(etas)}); add one or give a single number")
+        return {**data, "unlearning": {**unlearning, "eta": etas[strategy]}}
+
 
 class ParamsError(ValueError):
     """params.yaml (or an override) is invalid; the message names each bad key and why."""
@@ -129,8 +152,10 @@ def parse_params(raw: dict) -> Params:
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"]) or "<root>"
-            lines.append(f"  {key}: {err['msg']} (got {err.get('input')!r})")
+            if err["loc"]:
+                lines.append(f"  {'.'.join(str(p) for p in err['loc'])}: {err['msg']} (got {err.get('input')!r})")
+            else:  # a check across sections: its message names the keys, the input is the whole file
+                lines.append(f"  {err['msg'].removeprefix('Value error, ')}")
         raise ParamsError("invalid params:\n" + "\n".join(lines)) from None
 
 

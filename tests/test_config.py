@@ -30,6 +30,9 @@ def test_repository_params_yaml_is_valid():
         ({"unlearning": {"methods": ["iau", "magic"]}}, "unlearning.methods"),
         ({"device": "tpu"}, "device"),
         ({"training": {"batch_size": "64"}}, "training.batch_size"),
+        ({"unlearning": {"eta": {"outlier": 0.02}}}, "unlearning.eta"),
+        ({"selection": {"strategy": "random"}, "unlearning": {"eta": {"outliers": 0.02}}}, "unlearning.eta"),
+        ({"unlearning": {"eta": {"outliers": -0.1}}}, "unlearning.eta"),
     ],
 )
 def test_bad_params_fail_naming_the_key(raw, named):
@@ -44,6 +47,15 @@ def test_overrides_are_validated_too(tmp_path):
     assert load_params(path, {"selection": {"strategy": "random"}}).selection.strategy == "random"
     with pytest.raises(ParamsError, match="selection.strategy"):
         load_params(path, {"selection": {"strategy": "nope"}})
+
+
+def test_the_run_s_selection_picks_its_eta(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text((REPO / "params.yaml").read_text())
+    outliers = load_params(path, {"selection": {"strategy": "outliers"}}).unlearning.eta
+    random = load_params(path, {"selection": {"strategy": "random"}}).unlearning.eta
+    assert outliers != random
+    assert load_params(path, {"unlearning": {"eta": 0.3}}).unlearning.eta == 0.3  # one number serves all
 
 
 def test_missing_params_file_is_named(tmp_path):
