@@ -130,6 +130,8 @@ class Params(Section):
         etas = unlearning["eta"]
         strategies = SelectionParams.model_fields["strategy"].annotation.__args__
         strategy = selection.get("strategy", SelectionParams().strategy) if isinstance(selection, dict) else None
+        if strategy not in strategies:  # the field check names selection.strategy; don't bury it under eta
+            return {**data, "unlearning": {**unlearning, "eta": UnlearningParams().eta}}
         unknown = sorted(set(etas) - set(strategies))
         if unknown:
             raise ValueError(f"unlearning.eta: unknown selection strategy {unknown}; known: {list(strategies)}")

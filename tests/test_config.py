@@ -45,7 +45,7 @@ def test_overrides_are_validated_too(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text((REPO / "params.yaml").read_text())
     assert load_params(path, {"selection": {"strategy": "random"}}).selection.strategy == "random"
-    with pytest.raises(ParamsError, match="selection.strategy"):
+    with pytest.raises(ParamsError, match=r"selection\.strategy"):
         load_params(path, {"selection": {"strategy": "nope"}})
 
 
