@@ -6,7 +6,7 @@ A typo in a key or a bad value fails here, naming the key, before any data is lo
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -44,10 +44,13 @@ class TrainingParams(Section):
     gr_alpha: float = Field(0.005, ge=0, description="GR loss weight (paper Eq. 7); 0 = plain cross-entropy")
 
 
+Strategy = Literal["random", "outliers"]
+
+
 class SelectionParams(Section):
     """How the forget set D_f is chosen from D."""
 
-    strategy: Literal["random", "outliers"] = "outliers"
+    strategy: Strategy = "outliers"
     fraction: float = Field(0.05, gt=0, lt=1, description="random: share of D to forget")
     contamination: float = Field(0.01, gt=0, lt=0.5, description="outliers: IsolationForest contamination")
     seed: int = 0
@@ -128,7 +131,7 @@ class Params(Section):
         if not (isinstance(unlearning, dict) and isinstance(unlearning.get("eta"), dict)):
             return data
         etas = unlearning["eta"]
-        strategies = SelectionParams.model_fields["strategy"].annotation.__args__
+        strategies = get_args(Strategy)
         strategy = selection.get("strategy", SelectionParams().strategy) if isinstance(selection, dict) else None
         if strategy not in strategies:  # the field check names selection.strategy; don't bury it under eta
             return {**data, "unlearning": {**unlearning, "eta": UnlearningParams().eta}}
