@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Literal
+from typing import get_args
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from iau_core.config import deep_merge, load_params
+from iau_core.config import Strategy, deep_merge, load_params
 from iau_core.experiment import methods_to_run
 from tasks import tracking
 from tasks.context import PROJECT_ROOT, RunContext
@@ -25,7 +25,7 @@ from tasks.unlearning import unlearn_with
 
 
 @flow(name="unlearn")
-def unlearn(selection: Literal["random", "outliers"] = "outliers", params_file: str = "params.yaml",
+def unlearn(selection: Strategy = "outliers", params_file: str = "params.yaml",
             overrides: dict | None = None) -> dict:
     """Forget a selected part of the training set with every configured method and compare each with
     retraining from scratch. Returns the parent MLflow run id and the comparison table (as records)."""
@@ -50,7 +50,7 @@ def unlearn(selection: Literal["random", "outliers"] = "outliers", params_file: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Run the unlearn flow once, in this process.")
-    parser.add_argument("--selection", choices=["random", "outliers"], default="outliers")
+    parser.add_argument("--selection", choices=get_args(Strategy), default="outliers")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
     result = unlearn(selection=args.selection, params_file=args.params)
