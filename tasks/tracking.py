@@ -1,32 +1,55 @@
 """MLflow plumbing shared by the tasks: where the store is, runs with lineage, models in and out.
 
-Runs are addressed by id through MlflowClient (the fluent 'active run' is per thread, and Prefect may run
-tasks on other threads); the fluent API is used only inside a `with` block for mlflow.pytorch.log_model.
+Runs are addressed by id through MlflowClient only: the fluent 'active run' is per thread (Prefect may run
+tasks on other threads), and leaving a fluent `with mlflow.start_run(...)` block marks the run FINISHED, which
+must happen only once every tag and artifact is written (cached-run lookups trust FINISHED runs).
 """
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import json
 import math
 import os
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mlflow
 import mlflow.pytorch
 import torch
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
+from mlflow.utils.mlflow_tags import (
+    MLFLOW_DATASET_CONTEXT,
+    MLFLOW_GIT_BRANCH,
+    MLFLOW_GIT_COMMIT,
+    MLFLOW_SOURCE_NAME,
+    MLFLOW_SOURCE_TYPE,
+    MLFLOW_USER,
+)
 from torch import nn
 
 from iau_core.config import Params
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 STATE_DICT = "state_dict.pt"
+MODEL_ARTIFACT = "model"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SCIENCE_PACKAGE = REPO_ROOT / "iau_core"
+# MLflow 3's UI opens an experiment without this tag in GenAI mode (a traces overview), not on its runs.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+# MLflow refuses (does not truncate) a dataset digest longer than this (mlflow.utils.validation, 3.17).
+MAX_DATASET_DIGEST_SIZE = 36
 
 
 def tracking_uri(repo_root: Path) -> str:
@@ -36,29 +59,82 @@ def tracking_uri(repo_root: Path) -> str:
 
 def configure(repo_root: Path, experiment: str) -> str:
     """Point MLflow at the store and return the experiment id, creating the experiment with local artifacts
-    beside a SQLite database (a server keeps its own artifact root)."""
+    beside a SQLite database (a server keeps its own artifact root).
+
+    The experiment is tagged as model development, also when it exists without the tag (created by an older
+    version of this code), so the UI opens it on its runs; a kind someone set on purpose is left alone."""
     uri = tracking_uri(repo_root)
     mlflow.set_tracking_uri(uri)
     client = MlflowClient()
     found = client.get_experiment_by_name(experiment)
     if found is not None:
+        if EXPERIMENT_KIND_TAG not in found.tags:
+            client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return found.experiment_id
     location = None
     if uri.startswith("sqlite:///"):
         location = (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
-    return client.create_experiment(experiment, artifact_location=location)
+    return client.create_experiment(experiment, artifact_location=location,
+                                    tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+
+
+def _git(repo_root: Path, *args: str) -> str:
+    """stdout of a git command in repo_root; raises OSError or CalledProcessError outside a git repository."""
+    return subprocess.run(["git", *args], cwd=repo_root, capture_output=True, text=True, check=True).stdout.strip()
 
 
 def git_commit(repo_root: Path) -> str:
     """The code version: HEAD's sha, with '-dirty' when tracked files have uncommitted changes."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=repo_root, capture_output=True, text=True, check=True).stdout
     try:
-        sha = git("rev-parse", "HEAD").strip()
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no").strip())
+        sha = _git(repo_root, "rev-parse", "HEAD")
+        dirty = bool(_git(repo_root, "status", "--porcelain", "--untracked-files=no"))
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return sha + ("-dirty" if dirty else "")
+
+
+def _git_or_none(repo_root: Path, *args: str) -> str | None:
+    try:
+        return _git(repo_root, *args) or None
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def _user() -> str:
+    """getpass.getuser() fails in containers whose uid has no passwd entry: MLflow itself then says 'unknown'."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError, ImportError):
+        return "unknown"
+
+
+def _source_name(repo_root: Path) -> str:
+    """The entry point as MLflow names it (sys.argv[0]), relative to the repository when it lies inside it,
+    e.g. 'flows/unlearn.py' for `python flows/unlearn.py` and for `python -m flows.unlearn` alike."""
+    main = sys.argv[0] if sys.argv and sys.argv[0] else "<console>"
+    try:
+        return Path(main).resolve().relative_to(repo_root.resolve()).as_posix()
+    except (ValueError, OSError):
+        return main
+
+
+def source_tags(repo_root: Path, source_name: str | None = None) -> dict[str, str]:
+    """MLflow's own source tags, which a run created through MlflowClient does not get (only the fluent
+    mlflow.start_run adds them): the UI's Source, User and Version columns read these.
+
+    The commit is HEAD's plain sha (MLflow links it to the repository; our `git_commit` tag keeps '-dirty').
+    Outside a git repository there is no commit; with a detached HEAD there is no branch."""
+    tags = {
+        MLFLOW_SOURCE_NAME: source_name or _source_name(repo_root),
+        MLFLOW_SOURCE_TYPE: "LOCAL",
+        MLFLOW_USER: _user(),
+    }
+    if commit := _git_or_none(repo_root, "rev-parse", "HEAD"):
+        tags[MLFLOW_GIT_COMMIT] = commit
+        branch = _git_or_none(repo_root, "rev-parse", "--abbrev-ref", "HEAD")
+        if branch and branch != "HEAD":
+            tags[MLFLOW_GIT_BRANCH] = branch
+    return tags
 
 
 def flatten(params: Params) -> dict[str, str]:
@@ -74,17 +150,37 @@ def flatten(params: Params) -> dict[str, str]:
     return out
 
 
-def cache_key(kind: str, data_version: str, params: Params, sections: tuple[str, ...]) -> str:
-    """Content key for reusable artifacts: the data version plus every section that shapes the result."""
+def science_code_version(package_dir: Path = SCIENCE_PACKAGE) -> str:
+    """sha256 over the sorted relative paths and bytes of every .py file of the science package.
+
+    Unlike the git commit, it changes exactly when the code that shapes a model changes: an edit to a flow,
+    a README or a test keeps cached models, an uncommitted edit to iau_core does not reuse stale ones."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in package_dir.rglob("*.py") if "__pycache__" not in p.parts)
+    for path in files:
+        digest.update(path.relative_to(package_dir).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def cache_key(kind: str, data_version: str, params: Params, sections: tuple[str, ...],
+              code_version: str | None = None) -> str:
+    """Content key for reusable artifacts: the data version, the science code version (science_code_version()
+    unless given) and every params section that shapes the result."""
     dump = params.model_dump()
     payload = {"kind": kind, "data_version": data_version, "seed": params.seed,
+               "code_version": code_version or science_code_version(),
                **{name: dump[name] for name in sections}}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def start_run(experiment_id: str, name: str, tags: dict[str, str], parent_run_id: str | None = None) -> str:
+def start_run(experiment_id: str, name: str, tags: dict[str, str], parent_run_id: str | None = None, *,
+              repo_root: Path | None = None, source_name: str | None = None) -> str:
+    """Create a RUNNING run with MLflow's source tags (of repo_root, by default this repository) under the
+    caller's tags; a caller's tag wins over a source tag of the same key."""
+    tags = {**source_tags(repo_root or REPO_ROOT, source_name), **tags}
     if parent_run_id:
-        tags = {**tags, "mlflow.parentRunId": parent_run_id}
+        tags["mlflow.parentRunId"] = parent_run_id
     return MlflowClient().create_run(experiment_id, run_name=name, tags=tags).info.run_id
 
 
@@ -108,10 +204,11 @@ def finish(run_id: str, ok: bool = True) -> None:
 
 
 @contextmanager
-def run(experiment_id: str, name: str, tags: dict[str, str], parent_run_id: str | None = None) -> Iterator[str]:
+def run(experiment_id: str, name: str, tags: dict[str, str], parent_run_id: str | None = None, *,
+        repo_root: Path | None = None, source_name: str | None = None) -> Iterator[str]:
     """A run that ends FINISHED when the block completes and FAILED when it raises, so a half-done run is
     never mistaken for a result (cached-run lookups only accept FINISHED)."""
-    run_id = start_run(experiment_id, name, tags, parent_run_id)
+    run_id = start_run(experiment_id, name, tags, parent_run_id, repo_root=repo_root, source_name=source_name)
     try:
         yield run_id
     except BaseException:
@@ -134,19 +231,28 @@ def log_model(run_id: str, model: nn.Module, input_example: torch.Tensor, regist
     """Log the model twice over: as an MLflow model (browsable, servable, optionally registered) and as a
     plain state_dict, which is what the pipeline reloads (torch.load with weights_only=True).
 
-    MLflow 3 exports PyTorch models as a traced graph, which needs a real input (a few records of the data);
-    the requirement list is given, not inferred (inference re-imports the model in a subprocess: slow)."""
+    The run's status is not touched: the model is saved locally and uploaded into the run by id, so the run
+    stays RUNNING until the caller has written the rest (e.g. its model_uri tag) and finishes it.
+    MLflow 3 saves PyTorch as 'pt2' (torch.export), which traces the graph on a real input (a few records of
+    the data; a batch of more than one keeps the batch dimension dynamic); the requirement list is given, not
+    inferred (inference re-imports the model in a subprocess: slow).
+
+    Returns models:/<name>/<version> when registered, else runs:/<run_id>/model."""
     model = model.cpu().eval()
     log_state_dict(run_id, model)
-    with mlflow.start_run(run_id=run_id):
-        info = mlflow.pytorch.log_model(
-            model, name="model", registered_model_name=registered_name,
+    client = MlflowClient()
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / MODEL_ARTIFACT
+        mlflow.pytorch.save_model(
+            model, str(local), serialization_format="pt2",
             input_example=input_example.detach().cpu().numpy(),
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
-    if registered_name:
-        version = info.registered_model_version
-        return f"models:/{registered_name}/{version}"
-    return info.model_uri
+        client.log_artifacts(run_id, str(local), MODEL_ARTIFACT)
+    uri = f"runs:/{run_id}/{MODEL_ARTIFACT}"
+    if not registered_name:
+        return uri
+    version = mlflow.register_model(uri, registered_name).version
+    return f"models:/{registered_name}/{version}"
 
 
 def log_state_dict(run_id: str, model: nn.Module) -> None:
@@ -164,3 +270,31 @@ def load_state_dict(run_id: str) -> dict[str, torch.Tensor]:
 
 def log_text(run_id: str, text: str, artifact_file: str) -> None:
     MlflowClient().log_text(run_id, text, artifact_file)
+
+
+def log_figure(run_id: str, fig: Figure, artifact_file: str) -> None:
+    """Save a matplotlib figure (format by the file's suffix, e.g. PNG) on the run, then close it: figures made
+    through pyplot stay alive in its registry until closed, and a long flow makes many. (tasks.plots builds
+    bare Figures, which pyplot never held; pyplot is not imported just to close them.)"""
+    try:
+        MlflowClient().log_figure(run_id, fig, artifact_file)
+    finally:
+        if (pyplot := sys.modules.get("matplotlib.pyplot")) is not None:
+            pyplot.close(fig)
+
+
+def log_data_version(run_id: str, name: str, data_version: str, source: str, context: str = "train") -> None:
+    """Record the data version as an MLflow dataset input (the runs list's Dataset column): the name, the DVC
+    md5 as the digest, and where it is described (e.g. the path of data.dvc), in MLflow's 'local' source form.
+
+    MLflow stores a digest of at most 36 characters and refuses a longer one (it does not truncate); DVC's
+    md5 of a folder is 32 hex digits plus '.dir', exactly 36, so it is kept whole. A dataset is keyed by
+    (experiment, name, digest): the first source recorded for a version is the one every later run shows.
+    The entity is built directly: MLflow's own source resolution warns that a local path matches two
+    equivalent source classes."""
+    if len(data_version) > MAX_DATASET_DIGEST_SIZE:
+        raise ValueError(f"data version {data_version!r} is longer than MLflow's {MAX_DATASET_DIGEST_SIZE}-character "
+                         "dataset digest")
+    dataset = Dataset(name=name, digest=data_version, source_type="local", source=json.dumps({"uri": source}))
+    entry = DatasetInput(dataset, tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])
+    MlflowClient().log_inputs(run_id, datasets=[entry])
