@@ -17,8 +17,8 @@ import yaml
 
 from iau_core.config import ParamsError, load_params, schema
 from iau_core.data import load_bundle
-from iau_core.experiment import attack_strength, methods_to_run, train_attack, train_original, unlearn_and_score
-from iau_core.metrics import compare
+from iau_core.experiment import fit_attacks, methods_to_run, train_original, train_references, unlearn_and_score
+from iau_core.metrics import attack_strengths, compare, summarize
 from iau_core.selection import select_forget_set
 from iau_core.sources import materialize
 from iau_core.training import resolve_device
@@ -58,18 +58,23 @@ def main(argv: list[str] | None = None) -> int:
     if not (root / params.data.dataset).is_dir():
         materialize(params.data.dataset, root)
     device = resolve_device(params.device)
-    bundle = load_bundle(params.data, params.seed, root)
+    bundle = load_bundle(params.data, root)
     start = time.perf_counter()
-    original, report = train_original(params, bundle, device)
-    print(f"original: {report.epochs_run} epochs, best val acc {report.best_val_acc:.2f}% ({report.seconds:.1f}s)")
-    forget_ids = select_forget_set(bundle.train, params.selection)
-    attack, _ = train_attack(params, bundle, device)
-    print(f"attack_strength: {attack_strength(attack, original, bundle, device, params.seed):.2f}%"
-          f" | forget set: {len(forget_ids)} records ({params.selection.strategy})")
-    outcomes = {m: unlearn_and_score(m, original, forget_ids, params, bundle, attack, device)
-                for m in methods_to_run(params)}
-    table = compare({m: o.scores for m, o in outcomes.items()}, {m: o.seconds for m, o in outcomes.items()})
-    print(table.round(3).to_string())
+    attacks, _ = fit_attacks(params, bundle, train_references(params, bundle, device, print), device)
+    tables = []
+    for seed in params.seeds:
+        run = params.for_seed(seed)
+        original, report = train_original(run, bundle, device)
+        print(f"seed {seed}: original {report.epochs_run} epochs, best val acc {report.best_val_acc:.2f}%")
+        strengths = attack_strengths(original, bundle.train, bundle.test, attacks, device, seed)
+        print("  " + ", ".join(f"{k} {v:.3f}" for k, v in strengths.items()))
+        forget_ids = select_forget_set(bundle.train, run.selection, seed)
+        outcomes = {m: unlearn_and_score(m, original, forget_ids, run, bundle, attacks, device)
+                    for m in methods_to_run(run)}
+        tables.append(compare({m: o.scores.values for m, o in outcomes.items()},
+                              {m: o.seconds for m, o in outcomes.items()}))
+    summary = summarize(tables)
+    print(summary.round(3).to_string())
     print(f"device {device}, total {time.perf_counter() - start:.1f}s")
     return 0
 

@@ -6,7 +6,7 @@ A typo in a key or a bad value fails here, naming the key, before any data is lo
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -23,6 +23,8 @@ class DataParams(Section):
 
     dataset: Literal["fashion_mnist", "digits"] = "fashion_mnist"
     root: str = "data"
+    split_seed: int = Field(0, description="which records play which role; fixed across `seeds`, so the "
+                            "attacker's reference models (trained on the shadow pool) serve every repeat")
     train_size: int = Field(8000, gt=0, description="|D|: the deployed model's training set")
     val_size: int = Field(2000, gt=0, description="early stopping only")
     test_size: int = Field(2000, gt=0, description="utility (test_acc) and MIA non-members")
@@ -31,6 +33,9 @@ class DataParams(Section):
 
 class ModelParams(Section):
     name: Literal["lenet5"] = "lenet5"
+
+
+GrReading = Literal["batch", "per_sample"]
 
 
 class TrainingParams(Section):
@@ -42,6 +47,9 @@ class TrainingParams(Section):
     max_epochs: int = Field(20, gt=0)
     patience: int = Field(5, gt=0, description="epochs without validation-accuracy gain before stopping")
     gr_alpha: float = Field(0.005, ge=0, description="GR loss weight (paper Eq. 7); 0 = plain cross-entropy")
+    gr_reading: GrReading = Field("batch", description="batch: norm of the batch-mean loss gradient (the paper's "
+                                  "public code); per_sample: batch mean of each record's gradient norm (Eq. 7 "
+                                  "as written)")
 
 
 Strategy = Literal["random", "outliers"]
@@ -53,16 +61,34 @@ class SelectionParams(Section):
     strategy: Strategy = "outliers"
     fraction: float = Field(0.05, gt=0, lt=1, description="random: share of D to forget")
     contamination: float = Field(0.01, gt=0, lt=0.5, description="outliers: IsolationForest contamination")
-    seed: int = 0
+
+
+Reduction = Literal["sum", "mean"]
+
+
+class EtaRule(Section):
+    """How IAU's step size is chosen for each deletion, from data a real request has: the gradients, D_f and
+    the validation set. Never the test set, never a retrained model.
+
+    Scan eta = start * growth^k upwards and take the first step at which D_f's mean loss reaches the
+    validation set's mean loss (D_f then looks like data the model never saw), or, if the validation accuracy
+    would drop more than `val_drop_budget` points first, the last step within the budget."""
+
+    start: float = Field(1e-6, gt=0, description="smallest eta tried")
+    growth: float = Field(2.0, gt=1, description="factor between consecutive candidates")
+    max_candidates: int = Field(30, gt=0, description="give up growing after this many candidates")
+    val_drop_budget: float = Field(1.0, ge=0, description="validation-accuracy points the step may cost")
 
 
 class UnlearningParams(Section):
     """The unlearning step and the methods compared against retraining."""
 
     methods: tuple[str, ...] = ("iau",)
-    eta: float = Field(0.02, ge=0, description="IAU step size (paper Eq. 8, mean-reduced gradients). params.yaml "
-                       "may give one per selection strategy ({outliers: 0.02, random: 0.15}); the strategy of the "
-                       "run picks it")
+    reduction: Reduction = Field("sum", description="sum: Eq. 8 as written (eta per record); mean: the "
+                                 "public code's weighting, mean(D_r) - mean(D_f)")
+    eta: float | Literal["auto"] = Field("auto", description="IAU step size; 'auto' chooses it per run by "
+                                         "eta_rule, a number fixes it")
+    eta_rule: EtaRule = EtaRule()
     batch_size: int = Field(512, gt=0, description="gradient accumulation batch; memory, not the math")
 
     @model_validator(mode="before")
@@ -72,6 +98,13 @@ class UnlearningParams(Section):
             data = {**data, "methods": tuple(data["methods"])}
         return data
 
+    @field_validator("eta")
+    @classmethod
+    def _eta_not_negative(cls, eta: float | str) -> float | str:
+        if isinstance(eta, float) and eta < 0:
+            raise ValueError("eta must be >= 0 (or 'auto')")
+        return eta
+
     @field_validator("methods")
     @classmethod
     def _known_methods(cls, methods: tuple[str, ...]) -> tuple[str, ...]:
@@ -80,7 +113,9 @@ class UnlearningParams(Section):
         unknown = [m for m in methods if m not in METHODS]
         if unknown or not methods:
             raise ValueError(f"unknown unlearning method(s) {unknown}; known: {sorted(METHODS)} "
-                             "(retrain and original always run as references)")
+                             "(retrain, retrain_alt and original always run as references)")
+        if len(set(methods)) != len(methods):
+            raise ValueError(f"methods are listed twice: {sorted({m for m in methods if methods.count(m) > 1})}")
         return methods
 
 
@@ -102,6 +137,17 @@ class MiaParams(Section):
         return data
 
 
+class LiraParams(Section):
+    """Offline LiRA (Carlini et al. 2022): reference models trained like the victim on the shadow pool, which
+    never saw D, give each record's confidence distribution when it is *not* a member."""
+
+    num_reference: int = Field(4, gt=0, description="reference models; the shadow attack uses the first "
+                               "mia.num_shadow of the same models")
+    per_example_variance: bool = Field(False, description="fit each record's own variance (needs many "
+                                       "references); false pools one variance over all records, as Carlini et "
+                                       "al. advise below ~64 models")
+
+
 class TrackingParams(Section):
     experiment: str = "iau-unlearning"
     registered_model: str = "iau-base-model"
@@ -110,7 +156,8 @@ class TrackingParams(Section):
 class Params(Section):
     """The whole of params.yaml."""
 
-    seed: int = 0
+    seeds: tuple[int, ...] = Field((0,), description="each seed repeats the comparison: model initialisation, "
+                                   "shuffling and the forget set; results are reported as mean ± std")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     data: DataParams = DataParams()
     model: ModelParams = ModelParams()
@@ -118,30 +165,32 @@ class Params(Section):
     selection: SelectionParams = SelectionParams()
     unlearning: UnlearningParams = UnlearningParams()
     mia: MiaParams = MiaParams()
+    lira: LiraParams = LiraParams()
     tracking: TrackingParams = TrackingParams()
 
     @model_validator(mode="before")
     @classmethod
-    def _eta_for_the_selection(cls, data: object) -> object:
-        """A forget set of outliers pulls harder than a random one, so eta may be given per strategy; the
-        strategy of this run picks its eta, and the rest of the code sees one number."""
-        if not isinstance(data, dict):
-            return data
-        unlearning, selection = data.get("unlearning"), data.get("selection") or {}
-        if not (isinstance(unlearning, dict) and isinstance(unlearning.get("eta"), dict)):
-            return data
-        etas = unlearning["eta"]
-        strategies = get_args(Strategy)
-        strategy = selection.get("strategy", SelectionParams().strategy) if isinstance(selection, dict) else None
-        if strategy not in strategies:  # the field check names selection.strategy; don't bury it under eta
-            return {**data, "unlearning": {**unlearning, "eta": UnlearningParams().eta}}
-        unknown = sorted(set(etas) - set(strategies))
-        if unknown:
-            raise ValueError(f"unlearning.eta: unknown selection strategy {unknown}; known: {list(strategies)}")
-        if strategy not in etas:
-            raise ValueError(f"unlearning.eta gives no step size for selection strategy {strategy!r} "
-                             f"(it has {sorted(etas)}); add one or give a single number")
-        return {**data, "unlearning": {**unlearning, "eta": etas[strategy]}}
+    def _seeds_as_tuple(cls, data: object) -> object:
+        if isinstance(data, dict) and isinstance(data.get("seeds"), list | int):
+            seeds = data["seeds"]
+            data = {**data, "seeds": (seeds,) if isinstance(seeds, int) else tuple(seeds)}
+        return data
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, seeds: tuple[int, ...]) -> tuple[int, ...]:
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds must be a non-empty list of distinct integers, got {list(seeds)}")
+        return seeds
+
+    @property
+    def seed(self) -> int:
+        """The seed of this repeat (the first one when several are listed; see for_seed)."""
+        return self.seeds[0]
+
+    def for_seed(self, seed: int) -> Params:
+        """These params for one repeat: everything seeded by `seed` changes, the data roles do not."""
+        return self.model_copy(update={"seeds": (seed,)})
 
 
 class ParamsError(ValueError):

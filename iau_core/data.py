@@ -51,14 +51,14 @@ class DataBundle:
     image_size: int
 
 
-def load_bundle(params: DataParams, seed: int, root: str | Path | None = None) -> DataBundle:
-    """Read the canonical dataset from disk and cut it into disjoint roles, reproducibly from the seed."""
+def load_bundle(params: DataParams, root: str | Path | None = None) -> DataBundle:
+    """Read the canonical dataset from disk and cut it into disjoint roles, reproducibly from split_seed."""
     images, records = read_canonical(Path(root or params.root), params.dataset)
     x = torch.from_numpy(images).float().div_(255.0)
     y = torch.tensor(records["label"].to_numpy(np.int64))
     ids = torch.tensor(records["sample_id"].to_numpy(np.int64))
     everything = Split(x, y, ids)
-    train_pos, val_pos, test_pos, shadow_pos = assign_roles(records["source"].to_numpy(), params, seed)
+    train_pos, val_pos, test_pos, shadow_pos = assign_roles(records["source"].to_numpy(), params)
     return DataBundle(
         train=everything.take(train_pos),
         val=everything.take(val_pos),
@@ -70,13 +70,13 @@ def load_bundle(params: DataParams, seed: int, root: str | Path | None = None) -
     )
 
 
-def assign_roles(source: np.ndarray, params: DataParams, seed: int) -> tuple[np.ndarray, ...]:
+def assign_roles(source: np.ndarray, params: DataParams) -> tuple[np.ndarray, ...]:
     """Positions for (train, val, test, shadow_pool), pairwise disjoint.
 
     Test comes from the dataset's own test records when it has them (Fashion-MNIST), otherwise from the
     shuffled pool after the other roles (digits has no official test split).
     """
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(params.split_seed)
     train_like = rng.permutation(np.flatnonzero(source == "train"))
     official_test = rng.permutation(np.flatnonzero(source == "test"))
     sizes = {"train_size": params.train_size, "val_size": params.val_size,

@@ -1,5 +1,9 @@
 """The recipe's steps at the level a flow composes them: each takes plain inputs and returns results,
-so Prefect tasks (tasks/) and the bare command line (python -m iau_core) run the same science."""
+so Prefect tasks (tasks/) and the bare command line (python -m iau_core) run the same science.
+
+`params` here are one repeat's (Params.for_seed): their `seed` drives model initialisation, shuffling and the
+forget set. The attacker's reference models depend on the data split only, so every repeat shares them.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +15,17 @@ import torch
 from torch import nn
 
 from iau_core.config import Params
-from iau_core.data import DataBundle
-from iau_core.metrics import EvalSets, make_eval_sets, score_model
+from iau_core.data import DataBundle, Split
+from iau_core.metrics import Attacks, Scores, make_eval_sets, score_model
 from iau_core.models import build_model
-from iau_core.privacy import ShadowAttack, ShadowReport, train_shadow_attack
-from iau_core.training import TrainReport, train_model
+from iau_core.privacy import (
+    ReferenceModel,
+    ShadowReport,
+    fit_lira,
+    fit_shadow_attack,
+    train_reference_models,
+)
+from iau_core.training import Progress, TrainReport, train_model
 from iau_core.unlearning import UnlearningTask, get_method, timed
 
 
@@ -29,50 +39,58 @@ def model_builder(params: Params, bundle: DataBundle) -> Callable[[int], nn.Modu
     return build
 
 
-def train_original(params: Params, bundle: DataBundle, device: torch.device) -> tuple[nn.Module, TrainReport]:
+def train_original(params: Params, bundle: DataBundle, device: torch.device,
+                   progress: Progress | None = None) -> tuple[nn.Module, TrainReport]:
     """The deployed model: trained on all of D with the GR loss."""
     model = model_builder(params, bundle)(params.seed).to(device)
-    report = train_model(model, bundle.train, bundle.val, params.training, device, params.seed)
+    report = train_model(model, bundle.train, bundle.val, params.training, device, params.seed, progress)
     return model, report
 
 
-def train_attack(params: Params, bundle: DataBundle, device: torch.device) -> tuple[ShadowAttack, ShadowReport]:
-    """Shadow models and attack, from the shadow pool only: the attacker never sees D, val or test."""
-    return train_shadow_attack(bundle.shadow_pool, model_builder(params, bundle), params.training, params.mia,
-                               bundle.num_classes, device, params.seed)
+def train_references(params: Params, bundle: DataBundle, device: torch.device,
+                     progress: Progress | None = None) -> list[ReferenceModel]:
+    """The attacker's models, from the shadow pool only: the attacker never sees D, val or test."""
+    count = max(params.lira.num_reference, params.mia.num_shadow)
+    return train_reference_models(bundle.shadow_pool, model_builder(params, bundle), params.training, count,
+                                  device, params.data.split_seed, progress)
 
 
-def attack_strength(attack: ShadowAttack, model: nn.Module, bundle: DataBundle, device: torch.device,
-                    seed: int) -> float:
-    """Balanced accuracy (%) of the attack on the original: equal-size samples of D (members) and test."""
-    gen = torch.Generator().manual_seed(seed)
-    k = min(len(bundle.train), len(bundle.test))
-    members = bundle.train.take(torch.randperm(len(bundle.train), generator=gen)[:k])
-    nonmembers = bundle.test.take(torch.randperm(len(bundle.test), generator=gen)[:k])
-    return attack.balanced_accuracy(model, members, nonmembers, device)
+def lira_candidates(bundle: DataBundle) -> Split:
+    """The records LiRA needs reference statistics for: D (members, and any D_f) and the held-out test set."""
+    train, test = bundle.train, bundle.test
+    return Split(torch.cat([train.x, test.x]), torch.cat([train.y, test.y]), torch.cat([train.ids, test.ids]))
+
+
+def fit_attacks(params: Params, bundle: DataBundle, references: list[ReferenceModel],
+                device: torch.device) -> tuple[Attacks, ShadowReport]:
+    shadow, report = fit_shadow_attack(references, params.mia, bundle.num_classes, device, params.data.split_seed)
+    lira = fit_lira(references, lira_candidates(bundle), params.lira, device)
+    return Attacks(shadow, lira), report
 
 
 @dataclass(frozen=True)
 class MethodOutcome:
     model: nn.Module
     seconds: float
-    scores: dict[str, float]
+    scores: Scores
+    choices: dict[str, str | float | int]
 
 
 def unlearn_and_score(method: str, original: nn.Module, forget_ids: np.ndarray, params: Params,
-                      bundle: DataBundle, attack: ShadowAttack, device: torch.device) -> MethodOutcome:
+                      bundle: DataBundle, attacks: Attacks, device: torch.device,
+                      progress: Progress | None = None) -> MethodOutcome:
     """Run one method on (D_r, D_f) with inputs already on the device, then score what it returns."""
     forget, retain = bundle.train.partition(forget_ids)
     task = UnlearningTask(
         model=original.to(device), retain=retain.to(device), forget=forget.to(device), val=bundle.val.to(device),
-        build_model=lambda: model_builder(params, bundle)(params.seed), training=params.training,
-        unlearning=params.unlearning, device=device, seed=params.seed,
+        build_model=model_builder(params, bundle), training=params.training, unlearning=params.unlearning,
+        device=device, seed=params.seed, progress=progress,
     )
     run = timed(get_method(method), task)
-    sets: EvalSets = make_eval_sets(retain, forget, bundle.test, params.seed)
-    return MethodOutcome(run.model, run.seconds, score_model(run.model, sets, attack, device))
+    sets = make_eval_sets(retain, forget, bundle.test, params.seed)
+    return MethodOutcome(run.model, run.seconds, score_model(run.model, sets, attacks, device), run.choices)
 
 
 def methods_to_run(params: Params) -> list[str]:
-    """References first (the gold model and do-nothing), then the compared methods of params.yaml."""
-    return ["original", "retrain", *params.unlearning.methods]
+    """References first (do-nothing, the gold model, the noise floor), then the compared methods."""
+    return ["original", "retrain", "retrain_alt", *params.unlearning.methods]

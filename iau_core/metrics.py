@@ -4,77 +4,142 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
 from iau_core.data import Split
-from iau_core.privacy import ShadowAttack, loss_attack
+from iau_core.privacy import LiraAttack, Roc, ShadowAttack, label_matched, loss_attack
 from iau_core.training import accuracy
 
 # Keys of METRICS.md's tables (a contract: scripts query MLflow by these names).
 TEST_ACC, RETAIN_ACC, FORGET_ACC = "test_acc", "retain_acc", "forget_acc"
-MU_GAP, UE_GAP = "mu_gap", "ue_gap"
-MIA_FORGET_ASR, MIA_AUC, TPR_AT_1PCT_FPR = "mia_forget_asr", "mia_auc", "tpr_at_1pct_fpr"
+MU_GAP, UE_GAP, LIRA_AUC_GAP = "mu_gap", "ue_gap", "lira_auc_gap"
+MIA_FORGET_ASR, SHADOW_AUC = "mia_forget_asr", "shadow_auc"
+MIA_AUC, TPR_AT_1PCT_FPR = "mia_auc", "tpr_at_1pct_fpr"
+LIRA_AUC, LIRA_TPR = "lira_auc", "lira_tpr_at_1pct_fpr"
+LIRA_AUC_MATCHED, LIRA_TPR_MATCHED = "lira_auc_label_matched", "lira_tpr_at_1pct_fpr_label_matched"
 UNLEARN_SECONDS, SPEEDUP, AVG_RANK = "unlearn_seconds", "speedup_vs_retrain", "avg_rank"
-ATTACK_STRENGTH = "attack_strength"
-REFERENCE_METHODS = ("retrain", "original")
+# On the parent run: what the attacks can see at all, on the original model (all of D against held-out data).
+ATTACK_STRENGTH, ATTACK_STRENGTH_AUC = "attack_strength", "attack_strength_auc"
+LIRA_STRENGTH, LIRA_STRENGTH_TPR = "lira_strength", "lira_strength_tpr_at_1pct_fpr"
+
+GOLD, FLOOR, DO_NOTHING = "retrain", "retrain_alt", "original"
+REFERENCE_METHODS = (DO_NOTHING, GOLD, FLOOR)
 RANKED = (MU_GAP, UNLEARN_SECONDS, UE_GAP)
+GAPS = {MU_GAP: TEST_ACC, UE_GAP: MIA_FORGET_ASR, LIRA_AUC_GAP: LIRA_AUC}  # gap key -> the metric it compares
+COLUMNS = [MU_GAP, UNLEARN_SECONDS, UE_GAP, LIRA_AUC_GAP, AVG_RANK, SPEEDUP, TEST_ACC, RETAIN_ACC, FORGET_ACC,
+           MIA_FORGET_ASR, SHADOW_AUC, LIRA_AUC, LIRA_TPR, LIRA_AUC_MATCHED, LIRA_TPR_MATCHED, MIA_AUC,
+           TPR_AT_1PCT_FPR]
+
+
+@dataclass(frozen=True)
+class Attacks:
+    shadow: ShadowAttack
+    lira: LiraAttack
 
 
 @dataclass(frozen=True)
 class EvalSets:
-    """What a model is scored on. The loss attack compares equal-size samples of D_f and test."""
+    """What a model is scored on. Every attack compares D_f with all held-out test records (hundreds, so 1%
+    FPR is a real operating point), and LiRA also with test records drawn to match D_f's labels."""
 
     retain: Split
     forget: Split
     test: Split
-    loss_members: Split
-    loss_nonmembers: Split
+    matched_nonmembers: Split
 
 
 def make_eval_sets(retain: Split, forget: Split, test: Split, seed: int) -> EvalSets:
-    gen = torch.Generator().manual_seed(seed)
-    k = min(len(forget), len(test))
-    members = forget.take(torch.randperm(len(forget), generator=gen)[:k])
-    nonmembers = test.take(torch.randperm(len(test), generator=gen)[:k])
-    return EvalSets(retain, forget, test, members, nonmembers)
+    return EvalSets(retain, forget, test, label_matched(test, forget, seed))
 
 
-def score_model(model: nn.Module, sets: EvalSets, attack: ShadowAttack, device: torch.device) -> dict[str, float]:
+@dataclass(frozen=True)
+class Scores:
+    values: dict[str, float]
+    lira_roc: Roc  # D_f against held-out non-members, for the ROC plot
+
+
+def score_model(model: nn.Module, sets: EvalSets, attacks: Attacks, device: torch.device) -> Scores:
     """Everything measured on one model alone (the gaps need the retrained model: see compare)."""
-    auc, tpr = loss_attack(model, sets.loss_members, sets.loss_nonmembers, device)
-    return {
+    loss = loss_attack(model, sets.forget, sets.test, device)
+    lira = attacks.lira.roc(model, sets.forget, sets.test, device)
+    matched = attacks.lira.roc(model, sets.forget, sets.matched_nonmembers, device)
+    values = {
         TEST_ACC: accuracy(model, sets.test, device),
         RETAIN_ACC: accuracy(model, sets.retain, device),
         FORGET_ACC: accuracy(model, sets.forget, device),
-        MIA_FORGET_ASR: attack.member_rate(model, sets.forget, device),
-        MIA_AUC: auc,
-        TPR_AT_1PCT_FPR: tpr,
+        MIA_FORGET_ASR: attacks.shadow.member_rate(model, sets.forget, device),
+        SHADOW_AUC: attacks.shadow.roc(model, sets.forget, sets.test, device).auc,
+        MIA_AUC: loss.auc, TPR_AT_1PCT_FPR: loss.tpr_at_1pct_fpr,
+        LIRA_AUC: lira.auc, LIRA_TPR: lira.tpr_at_1pct_fpr,
+        LIRA_AUC_MATCHED: matched.auc, LIRA_TPR_MATCHED: matched.tpr_at_1pct_fpr,
     }
+    return Scores(values, lira)
+
+
+def attack_strengths(model: nn.Module, train: Split, test: Split, attacks: Attacks,
+                     device: torch.device, seed: int) -> dict[str, float]:
+    """What each attack sees on the original model: all of D (members) against the held-out test records.
+    The shadow attack's balanced accuracy uses equal-size samples, so 50% is chance."""
+    gen = torch.Generator().manual_seed(seed)
+    k = min(len(train), len(test))
+    members = train.take(torch.randperm(len(train), generator=gen)[:k])
+    lira = attacks.lira.roc(model, train, test, device)
+    return {ATTACK_STRENGTH: attacks.shadow.balanced_accuracy(model, members, test, device),
+            ATTACK_STRENGTH_AUC: attacks.shadow.roc(model, train, test, device).auc,
+            LIRA_STRENGTH: lira.auc, LIRA_STRENGTH_TPR: lira.tpr_at_1pct_fpr}
 
 
 def compare(scores: dict[str, dict[str, float]], seconds: dict[str, float]) -> pd.DataFrame:
-    """Table II shape: one row per method with its scores, gaps to `retrain`, time, speed-up and avg_rank."""
-    if "retrain" not in scores:
+    """One seed, Table II shape: one row per method with its scores, gaps to `retrain`, time, speed-up and
+    avg_rank."""
+    if GOLD not in scores:
         raise ValueError("the comparison needs the retrained gold model's scores under 'retrain'")
-    gold = scores["retrain"]
+    gold = scores[GOLD]
     rows = []
     for method, s in scores.items():
         row = {"method": method, **s, UNLEARN_SECONDS: seconds[method]}
-        row[MU_GAP] = abs(s[TEST_ACC] - gold[TEST_ACC])
-        row[UE_GAP] = abs(s[MIA_FORGET_ASR] - gold[MIA_FORGET_ASR])
-        row[SPEEDUP] = seconds["retrain"] / seconds[method] if method != "original" else float("nan")
+        row |= {gap: abs(s[metric] - gold[metric]) for gap, metric in GAPS.items()}
+        row[SPEEDUP] = seconds[GOLD] / seconds[method] if method != DO_NOTHING else float("nan")
         rows.append(row)
     table = pd.DataFrame(rows).set_index("method")
     table[AVG_RANK] = avg_rank(table)
-    first = [MU_GAP, UNLEARN_SECONDS, UE_GAP, AVG_RANK, TEST_ACC, FORGET_ACC, RETAIN_ACC, MIA_FORGET_ASR]
-    return table[first + [c for c in table.columns if c not in first]]
+    return table[[c for c in COLUMNS if c in table.columns] + [c for c in table.columns if c not in COLUMNS]]
 
 
 def avg_rank(table: pd.DataFrame) -> pd.Series:
     """Mean over mu_gap, unlearn_seconds, ue_gap of each method's rank (0 = best, ties share the best rank)
-    among the compared methods; the references (retrain, original) get no rank (NaN)."""
+    among the compared methods; the references (original, retrain, retrain_alt) get no rank (NaN)."""
     compared = table.drop(index=[m for m in REFERENCE_METHODS if m in table.index])
     ranks = compared[list(RANKED)].rank(method="min", ascending=True) - 1
     return ranks.mean(axis=1).reindex(table.index)
+
+
+def summarize(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    """Several seeds' comparisons -> one row per method with `<metric>_mean` and `<metric>_std` (sample
+    standard deviation; NaN for a single seed), methods in their first table's order."""
+    stacked = pd.concat(tables)
+    grouped = stacked.groupby(level=0, sort=False)
+    mean, std = grouped.mean(), grouped.std(ddof=1)
+    columns = {}
+    for metric in tables[0].columns:
+        columns[f"{metric}_mean"] = mean[metric]
+        columns[f"{metric}_std"] = std[metric]
+    return pd.DataFrame(columns).reindex(tables[0].index)
+
+
+def noise_floors(summary: pd.DataFrame) -> dict[str, float]:
+    """Each gap of retrain_alt (a second, equally valid gold model) to retrain, averaged over seeds: a gap no
+    larger than this cannot be told apart from retraining."""
+    return {gap: float(summary.loc[FLOOR, f"{gap}_mean"]) for gap in GAPS}
+
+
+def within_floor(summary: pd.DataFrame, floors: dict[str, float]) -> pd.DataFrame:
+    """True where a method's mean gap is at most the floor."""
+    return pd.DataFrame({gap: summary[f"{gap}_mean"] <= floor + 1e-12 for gap, floor in floors.items()})
+
+
+def finite(values: dict[str, float]) -> dict[str, float]:
+    return {k: float(v) for k, v in values.items() if np.isfinite(v)}

@@ -36,7 +36,7 @@ def digits_params() -> Params:
         "device": "cpu",
         "data": DIGITS_SIZES,
         "training": {"lr": 0.002, "batch_size": 32, "max_epochs": 15, "patience": 4, "gr_alpha": 0.005},
-        "selection": {"strategy": "random", "fraction": 0.1, "seed": 0},
+        "selection": {"strategy": "random", "fraction": 0.1},
         "unlearning": {"methods": ["iau"], "eta": 0.05, "batch_size": 128},
         "mia": {"num_shadow": 2, "epochs": 30},
     })
@@ -44,7 +44,7 @@ def digits_params() -> Params:
 
 @pytest.fixture(scope="session")
 def digits_bundle(digits_root, digits_params) -> DataBundle:
-    return load_bundle(DataParams(**DIGITS_SIZES), seed=0, root=digits_root)
+    return load_bundle(DataParams(**DIGITS_SIZES), root=digits_root)
 
 
 def training(**changes) -> TrainingParams:

@@ -30,9 +30,17 @@ def test_repository_params_yaml_is_valid():
         ({"unlearning": {"methods": ["iau", "magic"]}}, "unlearning.methods"),
         ({"device": "tpu"}, "device"),
         ({"training": {"batch_size": "64"}}, "training.batch_size"),
-        ({"unlearning": {"eta": {"outlier": 0.02}}}, "unlearning.eta"),
-        ({"selection": {"strategy": "random"}, "unlearning": {"eta": {"outliers": 0.02}}}, "unlearning.eta"),
-        ({"unlearning": {"eta": {"outliers": -0.1}}}, "unlearning.eta"),
+        ({"unlearning": {"eta": -0.1}}, "unlearning.eta"),
+        ({"unlearning": {"eta": "sometimes"}}, "unlearning.eta"),
+        ({"unlearning": {"reduction": "median"}}, "unlearning.reduction"),
+        ({"unlearning": {"methods": ["iau", "iau"]}}, "unlearning.methods"),
+        ({"unlearning": {"eta_rule": {"growth": 1.0}}}, "unlearning.eta_rule.growth"),
+        ({"unlearning": {"eta_rule": {"val_drop_budget": -1}}}, "unlearning.eta_rule.val_drop_budget"),
+        ({"training": {"gr_reading": "per_batch"}}, "training.gr_reading"),
+        ({"lira": {"num_reference": 0}}, "lira.num_reference"),
+        ({"seeds": [0, 0]}, "seeds"),
+        ({"seeds": []}, "seeds"),
+        ({"selection": {"seed": 3}}, "selection.seed"),
     ],
 )
 def test_bad_params_fail_naming_the_key(raw, named):
@@ -49,13 +57,13 @@ def test_overrides_are_validated_too(tmp_path):
         load_params(path, {"selection": {"strategy": "nope"}})
 
 
-def test_the_run_s_selection_picks_its_eta(tmp_path):
-    path = tmp_path / "params.yaml"
-    path.write_text((REPO / "params.yaml").read_text())
-    outliers = load_params(path, {"selection": {"strategy": "outliers"}}).unlearning.eta
-    random = load_params(path, {"selection": {"strategy": "random"}}).unlearning.eta
-    assert outliers != random
-    assert load_params(path, {"unlearning": {"eta": 0.3}}).unlearning.eta == 0.3  # one number serves all
+def test_seeds_repeat_without_moving_the_data_roles():
+    params = parse_params({"seeds": [3, 1, 2]})
+    assert params.seed == 3
+    one = params.for_seed(2)
+    assert one.seeds == (2,) and one.seed == 2
+    assert one.data == params.data  # data.split_seed, not the repeat's seed, places records in roles
+    assert parse_params({"seeds": 5}).seeds == (5,)
 
 
 def test_missing_params_file_is_named(tmp_path):

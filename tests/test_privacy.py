@@ -1,12 +1,23 @@
 """Membership inference: the attacks must see membership where there is some to see."""
 
+import numpy as np
+import pytest
 import torch
 from conftest import training
 
-from iau_core.config import MiaParams
+from iau_core.config import LiraParams, MiaParams
 from iau_core.data import Split
 from iau_core.experiment import model_builder
-from iau_core.privacy import attack_features, loss_attack, train_shadow_attack
+from iau_core.privacy import (
+    attack_features,
+    fit_lira,
+    fit_shadow_attack,
+    label_matched,
+    logit_confidence,
+    loss_attack,
+    roc,
+    train_reference_models,
+)
 from iau_core.training import train_model
 
 CPU = torch.device("cpu")
@@ -20,22 +31,73 @@ def test_attack_features_shape_and_meaning():
     assert f[0, 0] < 0 and f[0, 0] > -0.01  # confident and right: softmax - onehot is near 0
 
 
-def test_shadow_attack_beats_chance_on_an_overfit_model(digits_bundle, digits_params):
-    """Few training records (60), many epochs, no gradient restriction: members and non-members differ, and
-    an attack trained only on the shadow pool must tell them apart. Digits generalizes well, so the gap is
-    modest: measured 62.5% balanced accuracy and loss AUC 0.66 (chance: 50% and 0.5)."""
-    overfit = training(max_epochs=60, patience=60, gr_alpha=0.0, lr=0.003)
-    small = digits_bundle.train.take(torch.arange(60))
+OVERFIT = training(max_epochs=60, patience=60, gr_alpha=0.0, lr=0.003)
+
+
+@pytest.fixture(scope="module")
+def overfit_setting(digits_bundle, digits_params):
+    """Few training records (60), many epochs, no gradient restriction: members and non-members differ. The
+    attacker's 4 reference models each train on 60 records of the shadow pool with the same recipe."""
+    members = digits_bundle.train.take(torch.arange(60))
     victim = model_builder(digits_params, digits_bundle)(0)
-    train_model(victim, small, digits_bundle.val, overfit, CPU, 0)
-    pool = digits_bundle.shadow_pool.take(torch.arange(120))  # shadows train on 60 too, like the victim
-    attack, report = train_shadow_attack(pool, model_builder(digits_params, digits_bundle), overfit,
-                                         MiaParams(num_shadow=2, epochs=200), digits_bundle.num_classes, CPU, 0)
-    nonmembers = digits_bundle.test.take(torch.arange(60))
-    strength = attack.balanced_accuracy(victim, small, nonmembers, CPU)
+    train_model(victim, members, digits_bundle.val, OVERFIT, CPU, 0)
+    pool = digits_bundle.shadow_pool.take(torch.arange(120))
+    references = train_reference_models(pool, model_builder(digits_params, digits_bundle), OVERFIT, 4, CPU, 0)
+    nonmembers = digits_bundle.test.take(torch.arange(300))
+    return victim, members, nonmembers, references
+
+
+def test_shadow_attack_beats_chance_on_an_overfit_model(overfit_setting, digits_bundle):
+    """An attack trained only on the shadow pool must tell the victim's members apart. Digits generalizes
+    well, so the gap is modest: measured 62.5% balanced accuracy and loss AUC 0.66 (chance: 50% and 0.5)."""
+    victim, members, nonmembers, references = overfit_setting
+    attack, report = fit_shadow_attack(references, MiaParams(num_shadow=2, epochs=200), digits_bundle.num_classes,
+                                       CPU, 0)
+    strength = attack.balanced_accuracy(victim, members, nonmembers.take(torch.arange(60)), CPU)
     assert strength > 58.0, (strength, report)
-    auc, tpr = loss_attack(victim, small, nonmembers, CPU)
-    assert auc > 0.6 and 0.0 <= tpr <= 1.0
+    assert loss_attack(victim, members, nonmembers, CPU).auc > 0.6
+
+
+def test_lira_sees_membership_on_an_overfit_model(overfit_setting, digits_bundle):
+    """Offline LiRA from 4 reference models that never saw a victim record: far above chance, and a model
+    that never saw the members (trained on other records) looks like chance to it."""
+    victim, members, nonmembers, references = overfit_setting
+    candidates = Split(torch.cat([members.x, nonmembers.x]), torch.cat([members.y, nonmembers.y]),
+                       torch.cat([members.ids, nonmembers.ids]))
+    lira = fit_lira(references, candidates, LiraParams(num_reference=4), CPU)
+    seen = lira.roc(victim, members, nonmembers, CPU)
+    assert seen.auc > 0.65, seen.auc  # measured 0.685 (the loss attack: 0.66)
+    outsider = model_builder(Params_for(digits_bundle), digits_bundle)(1)
+    train_model(outsider, digits_bundle.train.take(torch.arange(60, 120)), digits_bundle.val, OVERFIT, CPU, 1)
+    blind = lira.roc(outsider, members, nonmembers, CPU)
+    assert abs(blind.auc - 0.5) < 0.1, blind.auc
+    with pytest.raises(ValueError, match="no reference statistics"):
+        lira.scores(victim, digits_bundle.val.take(torch.arange(3)), CPU)
+
+
+def Params_for(bundle):  # noqa: N802 - a tiny factory for the architecture only
+    from iau_core.config import Params
+
+    return Params()
+
+
+def test_logit_confidence_is_log_odds_of_the_true_class():
+    logits = torch.tensor([[2.0, 0.5, -1.0], [0.0, 0.0, 3.0]])
+    y = torch.tensor([0, 1])
+    p = logits.softmax(1)[torch.arange(2), y]
+    assert torch.allclose(logit_confidence(logits, y), torch.log(p / (1 - p)), atol=1e-5)
+
+
+def test_roc_reads_the_one_percent_operating_point():
+    rng = np.random.default_rng(0)
+    nonmembers = rng.normal(0, 1, 1000)
+    perfect = roc(nonmembers + 100, nonmembers)
+    assert perfect.auc == 1.0 and perfect.tpr_at_1pct_fpr == 1.0
+    same = roc(rng.normal(0, 1, 1000), nonmembers)
+    assert abs(same.auc - 0.5) < 0.05 and same.tpr_at_1pct_fpr < 0.05
+    # ten members scored above every non-member, the rest below: TPR at 1% FPR is exactly their share
+    mixed = roc(np.concatenate([np.full(10, 10.0), np.full(90, -10.0)]), nonmembers)
+    assert mixed.tpr_at_1pct_fpr == pytest.approx(0.1)
 
 
 def test_shadow_data_never_touches_the_victims(digits_bundle):
@@ -44,8 +106,15 @@ def test_shadow_data_never_touches_the_victims(digits_bundle):
     assert not shadow & victim
 
 
-def test_loss_attack_is_blind_on_identical_sets(digits_bundle, digits_params):
-    model = model_builder(digits_params, digits_bundle)(0)
-    split: Split = digits_bundle.test.take(torch.arange(100))
-    auc, _ = loss_attack(model, split, split, CPU)
-    assert abs(auc - 0.5) < 1e-9
+def test_label_matched_nonmembers_follow_the_forget_sets_labels(digits_bundle):
+    """Outliers are mostly one class; their non-members must be too, drawn without repeats, as many as the
+    rarest needed class allows."""
+    test = digits_bundle.test
+    like = Split(test.x[:10], torch.tensor([3] * 8 + [5] * 2), test.ids[:10])
+    matched = label_matched(test, like, seed=0)
+    labels = matched.y.numpy()
+    threes, fives = (labels == 3).sum(), (labels == 5).sum()
+    assert set(labels) == {3, 5}
+    assert threes == (test.y == 3).sum().item()  # the class D_f needs most is used up: as many as possible
+    assert abs(threes / 4 - fives) <= 1  # 80/20, like D_f
+    assert len(set(matched.ids.tolist())) == len(matched)

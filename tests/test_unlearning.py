@@ -1,4 +1,4 @@
-"""The IAU step (paper Eq. 8) and the method registry."""
+"""The IAU step (paper Eq. 8), its per-run step-size rule, the references, and the method registry."""
 
 import copy
 
@@ -7,9 +7,10 @@ import torch
 
 from iau_core.experiment import model_builder, train_original
 from iau_core.selection import select_forget_set
-from iau_core.training import accuracy, per_sample_losses
+from iau_core.training import TrainReport, accuracy, per_sample_losses
 from iau_core.unlearning import UnlearningTask, get_method, timed
-from iau_core.unlearning.iau import iau, mean_loss_gradient
+from iau_core.unlearning import references as references_module
+from iau_core.unlearning.iau import choose_eta, iau, iau_direction, loss_gradient, step
 
 CPU = torch.device("cpu")
 
@@ -17,20 +18,27 @@ CPU = torch.device("cpu")
 @pytest.fixture(scope="module")
 def trained(digits_bundle, digits_params):
     model, _ = train_original(digits_params, digits_bundle, CPU)
-    forget, retain = digits_bundle.train.partition(select_forget_set(digits_bundle.train, digits_params.selection))
+    ids = select_forget_set(digits_bundle.train, digits_params.selection, seed=0)
+    forget, retain = digits_bundle.train.partition(ids)
     return model, forget, retain
 
 
-def make_task(model, forget, retain, bundle, params, eta):
-    unlearning = params.unlearning.model_copy(update={"eta": eta})
+def make_task(model, forget, retain, bundle, params, eta, reduction="mean", **rule):
+    unlearning = params.unlearning.model_copy(update={
+        "eta": eta, "reduction": reduction,
+        "eta_rule": params.unlearning.eta_rule.model_copy(update=rule)})
     return UnlearningTask(model=model, retain=retain, forget=forget, val=bundle.val,
-                          build_model=lambda: model_builder(params, bundle)(params.seed),
-                          training=params.training, unlearning=unlearning, device=CPU, seed=params.seed)
+                          build_model=model_builder(params, bundle), training=params.training,
+                          unlearning=unlearning, device=CPU, seed=params.seed)
+
+
+def forget_loss(model, forget):
+    return per_sample_losses(model, forget, CPU).mean().item()
 
 
 def test_eta_zero_is_identity(trained, digits_bundle, digits_params):
     model, forget, retain = trained
-    unlearned = iau(make_task(model, forget, retain, digits_bundle, digits_params, eta=0.0))
+    unlearned = iau(make_task(model, forget, retain, digits_bundle, digits_params, eta=0.0)).model
     for a, b in zip(model.parameters(), unlearned.parameters(), strict=True):
         assert torch.equal(a, b)
 
@@ -38,8 +46,8 @@ def test_eta_zero_is_identity(trained, digits_bundle, digits_params):
 def test_iau_raises_forget_loss_and_keeps_utility(trained, digits_bundle, digits_params):
     model, forget, retain = trained
     before = copy.deepcopy(model.state_dict())
-    unlearned = iau(make_task(model, forget, retain, digits_bundle, digits_params, eta=0.05))
-    assert per_sample_losses(unlearned, forget, CPU).mean() > per_sample_losses(model, forget, CPU).mean()
+    unlearned = iau(make_task(model, forget, retain, digits_bundle, digits_params, eta=0.05)).model
+    assert forget_loss(unlearned, forget) > forget_loss(model, forget)
     # Bound: one step may cost at most 5 points of test accuracy on digits.
     assert accuracy(unlearned, digits_bundle.test, CPU) >= accuracy(model, digits_bundle.test, CPU) - 5.0
     for key, value in model.state_dict().items():  # the deployed model is left untouched
@@ -49,38 +57,132 @@ def test_iau_raises_forget_loss_and_keeps_utility(trained, digits_bundle, digits
 def test_iau_moves_forget_loss_toward_the_retrained_model(trained, digits_bundle, digits_params):
     model, forget, retain = trained
     task = make_task(model, forget, retain, digits_bundle, digits_params, eta=0.05)
-    gold = get_method("retrain")(task)
-    unlearned = iau(task)
-
-    def forget_loss(m):
-        return per_sample_losses(m, forget, CPU).mean().item()
-
-    assert abs(forget_loss(unlearned) - forget_loss(gold)) < abs(forget_loss(model) - forget_loss(gold))
+    gold = get_method("retrain")(task).model
+    unlearned = iau(task).model
+    assert abs(forget_loss(unlearned, forget) - forget_loss(gold, forget)) < \
+        abs(forget_loss(model, forget) - forget_loss(gold, forget))
 
 
-def test_iau_is_eq8_exactly(trained, digits_bundle, digits_params):
-    """theta - eta * (mean grad on D_r - mean grad on D_f), computed here over whole sets at once."""
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_iau_is_eq8_exactly(trained, digits_bundle, digits_params, reduction):
+    """sum: theta - eta * (sum grad on D_r - sum grad on D_f), Eq. 8 as written; mean: the same with means.
+    Computed here over whole sets at once, against the batched implementation."""
     model, forget, retain = trained
-    unlearned = iau(make_task(model, forget, retain, digits_bundle, digits_params, eta=0.3))
+    eta = 0.3 if reduction == "mean" else 0.3 / len(retain)
+    unlearned = iau(make_task(model, forget, retain, digits_bundle, digits_params, eta, reduction)).model
     params = list(model.parameters())
-    loss_r = torch.nn.functional.cross_entropy(model(retain.x), retain.y)
-    loss_f = torch.nn.functional.cross_entropy(model(forget.x), forget.y)
+    f = torch.nn.functional.cross_entropy
+    loss_r = f(model(retain.x), retain.y, reduction=reduction)
+    loss_f = f(model(forget.x), forget.y, reduction=reduction)
     g_r, g_f = torch.autograd.grad(loss_r, params), torch.autograd.grad(loss_f, params)
     for p, new, gr, gf in zip(params, unlearned.parameters(), g_r, g_f, strict=True):
-        assert torch.allclose(new, p - 0.3 * (gr - gf), atol=1e-6)
+        assert torch.allclose(new, p - eta * (gr - gf), atol=1e-6)
+
+
+def test_sum_and_mean_differ_in_direction_not_only_scale(trained):
+    """With means the forget term weighs |D_r| / |D_f| times more: the two steps point different ways."""
+    model, forget, retain = trained
+    flat = [torch.cat([g.flatten() for g in iau_direction(model, retain, forget, 64, r)]) for r in ("sum", "mean")]
+    cosine = torch.nn.functional.cosine_similarity(flat[0], flat[1], dim=0).item()
+    assert cosine < 0.99, cosine
+
+
+def test_gradient_correction_keeps_retain_accuracy_at_the_same_forgetting(trained, digits_bundle):
+    """IAU (Eq. 8) against plain gradient ascent on D_f (Eq. 5 alone): each step is scaled until D_f's mean loss
+    has risen by the same amount; the step with gradient correction must keep D_r better. Measured on digits
+    (600 records, 60 forgotten), at several rises."""
+    model, forget, retain = trained
+    ascent = [-g for g in loss_gradient(model, forget, 64, "sum")]
+    corrected = iau_direction(model, retain, forget, 64, "sum")
+    theta = [p.detach().clone() for p in model.parameters()]
+    start = forget_loss(model, forget)
+
+    def retain_acc_at(direction, rise):
+        probe = copy.deepcopy(model)
+        lo, hi = 0.0, 1.0
+        while step(probe, theta, direction, hi) or forget_loss(probe, forget) < start + rise:
+            hi *= 2
+        for _ in range(40):  # bisect the step size that gives exactly this rise
+            mid = (lo + hi) / 2
+            step(probe, theta, direction, mid)
+            lo, hi = (mid, hi) if forget_loss(probe, forget) < start + rise else (lo, mid)
+        step(probe, theta, direction, hi)
+        return accuracy(probe, retain, CPU)
+
+    for rise in (0.5, 1.0, 2.0):
+        assert retain_acc_at(corrected, rise) > retain_acc_at(ascent, rise), rise
+
+
+def test_retrain_never_sees_a_forgotten_record(trained, digits_bundle, digits_params, monkeypatch):
+    model, forget, retain = trained
+    seen = []
+
+    def spy(model, train, val, *args, **kwargs):
+        seen.append((set(train.ids.tolist()), set(val.ids.tolist())))
+        return TrainReport(0, 0, 0.0, 0.0, False)
+
+    monkeypatch.setattr(references_module, "train_model", spy)
+    task = make_task(model, forget, retain, digits_bundle, digits_params, eta=0.0)
+    get_method("retrain")(task)
+    get_method("retrain_alt")(task)
+    forgotten = set(forget.ids.tolist())
+    assert len(seen) == 2
+    for train_ids, val_ids in seen:
+        assert train_ids == set(retain.ids.tolist()) and not train_ids & forgotten and not val_ids & forgotten
+
+
+def test_retrain_alt_is_another_seed(trained, digits_bundle, digits_params):
+    model, forget, retain = trained
+    task = make_task(model, forget, retain, digits_bundle, digits_params, eta=0.0)
+    a, b = get_method("retrain")(task), get_method("retrain_alt")(task)
+    assert a.choices["seed"] != b.choices["seed"]
+    assert not all(torch.equal(p, q) for p, q in zip(a.model.parameters(), b.model.parameters(), strict=True))
+
+
+def test_eta_rule_stops_where_forget_loss_reaches_heldout_loss(trained, digits_bundle, digits_params):
+    model, forget, retain = trained
+    out = iau(make_task(model, forget, retain, digits_bundle, digits_params, "auto", "sum", val_drop_budget=100.0))
+    c = out.choices
+    assert c["eta_chosen"] > 0 and c["eta_rule.reason"] == "D_f's loss reached the validation loss"
+    assert forget_loss(out.model, forget) == pytest.approx(c["eta_rule.forget_loss"], rel=1e-5)
+    assert c["eta_rule.forget_loss"] >= c["eta_rule.target_loss"]
+    # one growth step less would not have reached the target: the rule takes the first step that does
+    smaller = copy.deepcopy(model)
+    theta = [p.detach().clone() for p in model.parameters()]
+    step(smaller, theta, iau_direction(model, retain, forget, 512, "sum"), c["eta_chosen"] / 2)
+    assert forget_loss(smaller, forget) < c["eta_rule.target_loss"]
+
+
+def test_eta_rule_respects_the_validation_budget(trained, digits_bundle, digits_params):
+    model, forget, retain = trained
+    for budget in (0.0, 1.0):
+        out = iau(make_task(model, forget, retain, digits_bundle, digits_params, "auto", "sum",
+                            val_drop_budget=budget, start=1e-2))
+        drop = accuracy(model, digits_bundle.val, CPU) - accuracy(out.model, digits_bundle.val, CPU)
+        assert drop <= budget + 1e-9 and out.choices["eta_rule.val_acc_drop"] <= budget + 1e-9
+    assert out.choices["eta_rule.candidates"] >= 1
+
+
+def test_eta_rule_takes_no_step_when_even_the_first_is_too_costly(trained, digits_bundle, digits_params):
+    model, forget, retain = trained
+    choice = choose_eta(copy.deepcopy(model), iau_direction(model, retain, forget, 512, "sum"), forget,
+                        digits_bundle.val, digits_params.unlearning.eta_rule.model_copy(
+                            update={"start": 10.0, "val_drop_budget": 0.0}), CPU)
+    assert choice.eta == 0.0 and "budget" in choice.reason
 
 
 def test_gradient_accumulation_does_not_depend_on_batch_size(trained):
     model, forget, _ = trained
-    small = mean_loss_gradient(model, forget, batch_size=7)
-    whole = mean_loss_gradient(model, forget, batch_size=len(forget))
-    for a, b in zip(small, whole, strict=True):
-        assert torch.allclose(a, b, atol=1e-6)
+    for reduction in ("sum", "mean"):
+        small = loss_gradient(model, forget, 7, reduction)
+        whole = loss_gradient(model, forget, len(forget), reduction)
+        for a, b in zip(small, whole, strict=True):
+            assert torch.allclose(a, b, atol=1e-5)
 
 
 def test_timed_run_and_registry(trained, digits_bundle, digits_params):
     model, forget, retain = trained
     run = timed(get_method("iau"), make_task(model, forget, retain, digits_bundle, digits_params, eta=0.1))
-    assert run.seconds > 0
+    assert run.seconds > 0 and run.choices["eta_chosen"] == 0.1
     with pytest.raises(ValueError, match="known"):
         get_method("does-not-exist")

@@ -1,13 +1,14 @@
-"""Unlearning methods, one module each, found by name. Every method is `fn(UnlearningTask) -> nn.Module`.
+"""Unlearning methods, one module each, found by name. Every method is `fn(UnlearningTask) -> Unlearned`.
 
-`retrain` and `original` are references (gold model and do-nothing); the rest are compared against them.
+`retrain`, `retrain_alt` and `original` are references (gold model, noise floor, do-nothing); the rest are
+compared against them.
 """
 
-from iau_core.unlearning.base import MethodFn, MethodRun, UnlearningTask, timed
+from iau_core.unlearning.base import MethodFn, MethodRun, Unlearned, UnlearningTask, timed
 from iau_core.unlearning.iau import iau
-from iau_core.unlearning.references import original, retrain
+from iau_core.unlearning.references import original, retrain, retrain_alt
 
-REFERENCES: dict[str, MethodFn] = {"retrain": retrain, "original": original}
+REFERENCES: dict[str, MethodFn] = {"original": original, "retrain": retrain, "retrain_alt": retrain_alt}
 METHODS: dict[str, MethodFn] = {"iau": iau}
 
 
@@ -18,4 +19,4 @@ def get_method(name: str) -> MethodFn:
     return registry[name]
 
 
-__all__ = ["METHODS", "REFERENCES", "MethodFn", "MethodRun", "UnlearningTask", "get_method", "timed"]
+__all__ = ["METHODS", "REFERENCES", "MethodFn", "MethodRun", "Unlearned", "UnlearningTask", "get_method", "timed"]

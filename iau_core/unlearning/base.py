@@ -1,55 +1,68 @@
-"""What every unlearning method receives and how its time is measured."""
+"""What every unlearning method receives, what it returns, and how its time is measured."""
 
 from __future__ import annotations
 
 import copy
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from iau_core.config import TrainingParams, UnlearningParams
 from iau_core.data import Split
-from iau_core.training import synchronize
+from iau_core.training import Progress, synchronize
 
 
 @dataclass(frozen=True)
 class UnlearningTask:
     """The deployed model and the data a method may touch, already on `device`.
 
-    `model` is the original; a method returns a new model and must leave this one unchanged.
+    `model` is the original; a method returns a new model and must leave this one unchanged. `val` is for early
+    stopping and for choosing a method's step per run: never the test set.
     """
 
     model: nn.Module
     retain: Split  # D_r
     forget: Split  # D_f
-    val: Split  # early stopping, for methods that train
-    build_model: Callable[[], nn.Module]  # a fresh, seeded initialisation of the same architecture
+    val: Split
+    build_model: Callable[[int], nn.Module]  # a fresh initialisation of the same architecture from a seed
     training: TrainingParams
     unlearning: UnlearningParams
     device: torch.device
     seed: int
+    progress: Progress | None = None
 
     def copy_model(self) -> nn.Module:
         return copy.deepcopy(self.model)
 
 
-MethodFn = Callable[[UnlearningTask], nn.Module]
+@dataclass(frozen=True)
+class Unlearned:
+    """A method's model and what it decided on the way (hyperparameters, a chosen step and why): recorded as
+    the method's MLflow params, so a reader sees how each number was produced."""
+
+    model: nn.Module
+    choices: dict[str, str | float | int] = field(default_factory=dict)
+
+
+MethodFn = Callable[[UnlearningTask], Unlearned]
 
 
 @dataclass(frozen=True)
 class MethodRun:
     model: nn.Module
     seconds: float
+    choices: dict[str, str | float | int]
 
 
 def timed(method: MethodFn, task: UnlearningTask) -> MethodRun:
-    """Wall time of the method alone: inputs are already on the device, and the clock stops only once the
-    device has finished updating the parameters (METRICS.md, unlearn_seconds)."""
+    """Wall time of the method alone, including any per-run choice of its hyperparameters: inputs are already
+    on the device, and the clock stops only once the device has finished updating the parameters
+    (METRICS.md, unlearn_seconds)."""
     synchronize(task.device)
     start = time.perf_counter()
-    model = method(task)
+    result = method(task)
     synchronize(task.device)
-    return MethodRun(model, time.perf_counter() - start)
+    return MethodRun(result.model, time.perf_counter() - start, result.choices)

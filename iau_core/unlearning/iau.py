@@ -1,25 +1,31 @@
-"""Influence Approximation Unlearning, paper Eq. 8: one plain gradient step
+"""Influence Approximation Unlearning, paper Eq. 8: one plain gradient step at the deployed parameters
 
-    theta <- theta - eta * (grad mean_{D_r} loss - grad mean_{D_f} loss)
+    theta <- theta - eta * (sum_{D_r} grad loss - sum_{D_f} grad loss)        (reduction: sum, Eq. 8)
+    theta <- theta - eta * (mean_{D_r} grad loss - mean_{D_f} grad loss)      (reduction: mean, public code)
 
-descending on the retained set (gradient correction, Eq. 6) while ascending on the forget set
-(incremental approximation, Eq. 5). Mean rather than summed losses keep eta independent of |D_r| and |D_f|;
-the paper's code also uses means (but then takes an Adam step, a sign-like update; this is Eq. 8 as written).
+descending on the retained set (gradient correction, Eq. 6) while ascending on the forget set (incremental
+approximation, Eq. 5). The two reductions differ in direction, not only in scale: with means the forget term
+weighs |D_r| / |D_f| times more. With `eta: auto` the step size is chosen per run by `choose_eta`, from data a
+real deletion request has (D_f and the validation set), never from the test set or a retrained model.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from iau_core.config import EtaRule, Reduction
 from iau_core.data import Split
-from iau_core.training import batches
-from iau_core.unlearning.base import UnlearningTask
+from iau_core.training import accuracy, batches, per_sample_losses
+from iau_core.unlearning.base import Unlearned, UnlearningTask
 
 
-def mean_loss_gradient(model: nn.Module, split: Split, batch_size: int) -> list[torch.Tensor]:
-    """grad_theta of the mean cross-entropy over `split`, accumulated batch by batch (memory ~ one batch)."""
+def loss_gradient(model: nn.Module, split: Split, batch_size: int, reduction: Reduction) -> list[torch.Tensor]:
+    """grad_theta of the summed (or mean) cross-entropy over `split`, accumulated batch by batch, so memory
+    follows the batch size and the result does not depend on it."""
     params = [p for p in model.parameters() if p.requires_grad]
     total = [torch.zeros_like(p) for p in params]
     for idx in batches(len(split), batch_size):
@@ -27,16 +33,79 @@ def mean_loss_gradient(model: nn.Module, split: Split, batch_size: int) -> list[
         loss = F.cross_entropy(model(split.x[idx]), split.y[idx], reduction="sum")
         for acc, g in zip(total, torch.autograd.grad(loss, params), strict=True):
             acc.add_(g)
-    return [g / len(split) for g in total]
+    return [g / len(split) for g in total] if reduction == "mean" else total
 
 
-def iau(task: UnlearningTask) -> nn.Module:
-    model = task.copy_model().eval()  # loss at theta* as deployed: no dropout noise, frozen norm statistics
-    eta = task.unlearning.eta
-    grad_retain = mean_loss_gradient(model, task.retain, task.unlearning.batch_size)
-    grad_forget = mean_loss_gradient(model, task.forget, task.unlearning.batch_size)
+def iau_direction(model: nn.Module, retain: Split, forget: Split, batch_size: int,
+                  reduction: Reduction) -> list[torch.Tensor]:
+    """Eq. 8's bracket: the retained set's gradient minus the forget set's."""
+    g_retain = loss_gradient(model, retain, batch_size, reduction)
+    g_forget = loss_gradient(model, forget, batch_size, reduction)
+    return [r - f for r, f in zip(g_retain, g_forget, strict=True)]
+
+
+def step(model: nn.Module, theta: list[torch.Tensor], direction: list[torch.Tensor], eta: float) -> None:
+    """Set the model's parameters to theta - eta * direction, in place."""
     with torch.no_grad():
-        params = [p for p in model.parameters() if p.requires_grad]
-        for p, g_r, g_f in zip(params, grad_retain, grad_forget, strict=True):
-            p.sub_(eta * (g_r - g_f))
-    return model
+        for p, t, d in zip((p for p in model.parameters() if p.requires_grad), theta, direction, strict=True):
+            p.copy_(t - eta * d)
+
+
+@dataclass(frozen=True)
+class EtaChoice:
+    eta: float
+    reason: str  # which condition of the rule ended the scan
+    target_loss: float  # the validation set's mean loss under the deployed model
+    forget_loss: float  # D_f's mean loss after the chosen step
+    val_acc_drop: float  # validation-accuracy points the chosen step costs
+    candidates: int
+
+    def as_choices(self) -> dict[str, str | float | int]:
+        return {"eta_chosen": self.eta, "eta_rule.reason": self.reason, "eta_rule.target_loss": self.target_loss,
+                "eta_rule.forget_loss": self.forget_loss, "eta_rule.val_acc_drop": self.val_acc_drop,
+                "eta_rule.candidates": self.candidates}
+
+
+def choose_eta(model: nn.Module, direction: list[torch.Tensor], forget: Split, val: Split, rule: EtaRule,
+               device: torch.device) -> EtaChoice:
+    """Scan eta = start * growth^k upwards. Stop at the first step that brings D_f's mean loss up to the
+    validation set's (D_f then looks like data the model never saw); if the validation accuracy would fall by
+    more than the budget first, keep the last step within it (0 when even the first is too much).
+
+    Leaves the model at the chosen step."""
+    theta = [p.detach().clone() for p in model.parameters() if p.requires_grad]
+    target = per_sample_losses(model, val, device).mean().item()
+    base_acc = accuracy(model, val, device)
+    chosen = EtaChoice(0.0, "no step within the validation budget", target,
+                       per_sample_losses(model, forget, device).mean().item(), 0.0, 0)
+    for k in range(rule.max_candidates):
+        eta = rule.start * rule.growth ** k
+        step(model, theta, direction, eta)
+        drop = base_acc - accuracy(model, val, device)
+        if drop > rule.val_drop_budget:
+            chosen = EtaChoice(chosen.eta, f"validation budget of {rule.val_drop_budget} points reached",
+                               target, chosen.forget_loss, chosen.val_acc_drop, k + 1)
+            break
+        forget_loss = per_sample_losses(model, forget, device).mean().item()
+        chosen = EtaChoice(eta, "largest candidate tried", target, forget_loss, drop, k + 1)
+        if forget_loss >= target:
+            chosen = EtaChoice(eta, "D_f's loss reached the validation loss", target, forget_loss, drop, k + 1)
+            break
+    step(model, theta, direction, chosen.eta)
+    return chosen
+
+
+def iau(task: UnlearningTask) -> Unlearned:
+    model = task.copy_model().eval()  # loss at theta* as deployed: no dropout noise, frozen norm statistics
+    settings = task.unlearning
+    direction = iau_direction(model, task.retain, task.forget, settings.batch_size, settings.reduction)
+    choices: dict[str, str | float | int] = {"reduction": settings.reduction, "eta": str(settings.eta),
+                                             "batch_size": settings.batch_size}
+    if settings.eta == "auto":
+        choices |= {f"eta_rule.{k}": v for k, v in settings.eta_rule.model_dump().items()}
+        choices |= choose_eta(model, direction, task.forget, task.val, settings.eta_rule, task.device).as_choices()
+    else:
+        theta = [p.detach().clone() for p in model.parameters() if p.requires_grad]
+        step(model, theta, direction, settings.eta)
+        choices["eta_chosen"] = settings.eta
+    return Unlearned(model, choices)
