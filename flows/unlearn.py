@@ -1,12 +1,15 @@
-"""The `unlearn` flow: DVC data -> base model (GR) -> forget set -> attack -> every method -> comparison.
+"""The `unlearn` flow: DVC data -> attacker's reference models -> per seed: base model (GR), forget set,
+every method -> comparison with noise floors -> MLflow.
 
-    python -m flows.unlearn --selection outliers        # what `make run` does
-    prefect deployment run unlearn/outliers            # through a server and a worker (prefect.yaml)
+    python -m flows.unlearn --selection outliers [--seeds 0 1 2]   # what `make run` does
+    prefect deployment run unlearn/outliers                       # through a server and a worker
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import get_args
 
@@ -18,55 +21,94 @@ from iau_core.experiment import methods_to_run
 from tasks import tracking
 from tasks.context import PROJECT_ROOT, RunContext
 from tasks.data import ensure_data_task
-from tasks.evaluation import compare_methods, measure_attack_strength
-from tasks.selection import forget_set
-from tasks.training import base_model, shadow_attack
+from tasks.evaluation import compare_methods, gradient_norms, measure_attack_strength
+from tasks.selection import forget_set, manifest
+from tasks.training import base_model, reference_attack
 from tasks.unlearning import unlearn_with
 
 
 @flow(name="unlearn")
-def unlearn(selection: Strategy = "outliers", params_file: str = "params.yaml",
-            overrides: dict | None = None) -> dict:
-    """Forget a selected part of the training set with every configured method and compare each with
-    retraining from scratch. Returns the parent MLflow run id and the comparison table (as records)."""
+def unlearn(selection: Strategy = "outliers", params_file: str = "params.yaml", overrides: dict | None = None,
+            seeds: list[int] | None = None) -> dict:
+    """Forget a selected part of the training set with every configured method, for each seed, and compare
+    each with retraining from scratch. Returns the parent MLflow run id and the comparison (mean ± std)."""
     params_path = Path(params_file) if Path(params_file).is_absolute() else PROJECT_ROOT / params_file
-    params = load_params(params_path, deep_merge(overrides or {}, {"selection": {"strategy": selection}}))
+    changes = {"selection": {"strategy": selection}} | ({"seeds": list(seeds)} if seeds else {})
+    params = load_params(params_path, deep_merge(overrides or {}, changes))
     data_version = ensure_data_task(str(PROJECT_ROOT))
     ctx = RunContext(params, data_version, tracking.configure(PROJECT_ROOT, params.tracking.experiment))
     lineage = {"flow": "unlearn", "selection": selection, "data_version": data_version,
                "git_commit": tracking.git_commit(PROJECT_ROOT), "prefect_flow_run_id": str(flow_run.id)}
-    with tracking.run(ctx.experiment_id, f"unlearn-{selection}", lineage) as parent:
+    with tracking.run(ctx.experiment_id, f"unlearn-{selection}", lineage) as parent, children(parent) as opened:
         tracking.log_params(parent, tracking.flatten(params))
-        base = base_model(ctx)
-        tracking.set_tags(parent, {"base_model": base.uri})
-        forget_ids = forget_set(ctx, parent)
-        attack = shadow_attack(ctx)
-        measure_attack_strength(ctx, base, attack, parent)
-        outcomes = [unlearn_with(m, ctx, base, attack, forget_ids, parent) for m in methods_to_run(params)]
-        table = compare_methods(outcomes, parent)
-    get_run_logger().info("comparison (MLflow parent run %s):\n%s", parent, table.round(3).to_string())
-    return {"parent_run_id": parent, "table": table.reset_index().to_dict(orient="records")}
+        tracking.log_data_version(parent, params.data.dataset, data_version, "data.dvc")
+        attack = reference_attack(ctx)
+        outcomes, strengths, forget_sets = [], [], {}
+        for seed in params.seeds:
+            run = ctx.for_seed(seed)
+            base = base_model(run)
+            strengths.append(measure_attack_strength(run, base, attack))
+            ids, sha = forget_set(run)
+            forget_sets[seed] = ids
+            if seed == params.seeds[0]:
+                tracking.set_tags(parent, {"base_model": base.uri, "forget_set_sha256": sha})
+                no_gr = no_gr_context(run)
+                gradient_norms(run, base, base_model(no_gr, kind="base-no-gr", register=False), parent)
+            for method in methods_to_run(params):
+                name = method if len(params.seeds) == 1 else f"{method} (seed {seed})"
+                outcome = unlearn_with(method, run, base, attack, ids, sha, parent, name)
+                opened.append(outcome.run_id)
+                outcomes.append(outcome)
+        tracking.log_text(parent, manifest(forget_sets), "forget_set.csv")
+        summary = compare_methods(outcomes, strengths, parent, selection)
+    get_run_logger().info("comparison (MLflow parent run %s):\n%s", parent, summary.round(3).to_string())
+    return {"parent_run_id": parent, "summary": summary.reset_index(names="method").to_dict(orient="records")}
+
+
+def no_gr_context(ctx: RunContext) -> RunContext:
+    """The same recipe with alpha = 0: the model GR is measured against (gradient-norm plot)."""
+    training = ctx.params.training.model_copy(update={"gr_alpha": 0.0})
+    return RunContext(ctx.params.model_copy(update={"training": training}), ctx.data_version, ctx.experiment_id,
+                      ctx.repo_root)
+
+
+@contextmanager
+def children(parent: str) -> Iterator[list[str]]:
+    """Nested runs opened inside the block end with it: FINISHED once every gap and verdict is on them, FAILED
+    if the flow fails first."""
+    opened: list[str] = []
+    try:
+        yield opened
+    except BaseException:
+        for run_id in opened:
+            tracking.finish(run_id, ok=False)
+        raise
+    for run_id in opened:
+        tracking.finish(run_id, ok=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Run the unlearn flow once, in this process.")
     parser.add_argument("--selection", choices=get_args(Strategy), default="outliers")
     parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--seeds", type=int, nargs="+", help="repeat over these seeds (default: params.yaml)")
     args = parser.parse_args()
-    result = unlearn(selection=args.selection, params_file=args.params)
+    result = unlearn(selection=args.selection, params_file=args.params, seeds=args.seeds)
     print(report(result))
 
 
 def report(result: dict) -> str:
     import pandas as pd
 
-    table = pd.DataFrame(result["table"]).set_index("method")
-    cols = ["mu_gap", "unlearn_seconds", "ue_gap", "avg_rank", "speedup_vs_retrain", "test_acc", "forget_acc",
-            "mia_forget_asr", "mia_auc"]
-    uri = tracking.tracking_uri(PROJECT_ROOT)
-    return (f"\n{table[cols].round(3).to_string()}\n\n"
-            f"MLflow parent run {result['parent_run_id']} in {uri}\n"
-            f"Browse: mlflow ui --backend-store-uri {uri}  (then open http://127.0.0.1:5000)\n")
+    summary = pd.DataFrame(result["summary"]).set_index("method")
+    shown = ["mu_gap", "ue_gap", "lira_auc_gap", "unlearn_seconds", "test_acc", "forget_acc", "lira_auc",
+             "mia_auc"]
+    table = pd.DataFrame({m: summary[f"{m}_mean"] for m in shown})
+    stds = summary[[f"{m}_std" for m in shown]]
+    note = "mean over seeds; comparison.md has mean ± std" if stds.notna().any().any() else "one seed"
+    return (f"\n{table.round(3).to_string()}\n({note}; retrain_alt's gaps are the noise floor)\n\n"
+            f"MLflow parent run {result['parent_run_id']} in {tracking.tracking_uri(PROJECT_ROOT)}\n"
+            "Browse it: make mlflow-ui   (then open http://127.0.0.1:5000)\n")
 
 
 if __name__ == "__main__":

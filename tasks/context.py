@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -17,7 +17,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 @dataclass(frozen=True)
 class RunContext:
-    params: Params
+    params: Params  # one repeat's params inside the per-seed loop (see for_seed)
     data_version: str  # md5 of data/ as recorded in data.dvc
     experiment_id: str
     repo_root: Path = PROJECT_ROOT
@@ -27,10 +27,13 @@ class RunContext:
         return resolve_device(self.params.device)
 
     def bundle(self) -> DataBundle:
-        return _bundle(self.repo_root / self.params.data.root, self.params.data, self.params.seed, self.data_version)
+        return _bundle(self.repo_root / self.params.data.root, self.params.data, self.data_version)
+
+    def for_seed(self, seed: int) -> RunContext:
+        return replace(self, params=self.params.for_seed(seed))
 
 
 @lru_cache(maxsize=2)
-def _bundle(root: Path, data: DataParams, seed: int, data_version: str) -> DataBundle:
+def _bundle(root: Path, data: DataParams, data_version: str) -> DataBundle:
     """Tasks of one run share the decoded tensors; data_version is in the key so new data is never stale."""
-    return load_bundle(data, seed, root)
+    return load_bundle(data, root)

@@ -1,34 +1,109 @@
-"""The attack's own strength, and the comparison table that ranks every method against retraining."""
+"""What the attacks can see, what GR did to the gradients, and the comparison against retraining with its
+noise floors: onto the MLflow runs as metrics, tables and plots, and into Prefect as a table artifact."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from iau_core.experiment import attack_strength
-from iau_core.metrics import ATTACK_STRENGTH, AVG_RANK, MU_GAP, SPEEDUP, UE_GAP, compare
-from tasks import tracking
+from iau_core.metrics import (
+    AVG_RANK,
+    COLUMNS,
+    DO_NOTHING,
+    GAPS,
+    GOLD,
+    SPEEDUP,
+    attack_strengths,
+    compare,
+    noise_floors,
+    summarize,
+    within_floor,
+)
+from iau_core.training import per_sample_grad_norms
+from tasks import plots, report, tracking
 from tasks.context import RunContext
-from tasks.training import ModelRef, load_attack, load_base_model
+from tasks.training import ModelRef, load_attacks, load_base_model
+from tasks.unlearning import Outcome
+
+SHOWN = ["mu_gap", "ue_gap", "lira_auc_gap", "unlearn_seconds", "speedup_vs_retrain", "avg_rank", "test_acc",
+         "forget_acc", "mia_forget_asr", "lira_auc", "lira_tpr_at_1pct_fpr", "lira_auc_label_matched", "mia_auc"]
 
 
-@task(name="attack-strength", cache_policy=NO_CACHE)
-def measure_attack_strength(ctx: RunContext, base: ModelRef, attack_run_id: str, parent_run_id: str) -> float:
-    """How well the attack tells the original's members from non-members: the yardstick for ue_gap."""
-    strength = attack_strength(load_attack(ctx, attack_run_id), load_base_model(ctx, base), ctx.bundle(),
-                               ctx.device, ctx.params.seed)
-    tracking.log_metrics(parent_run_id, {ATTACK_STRENGTH: strength})
-    return strength
+@task(name="attack-strength", task_run_name="attack-strength-seed{ctx.params.seed}", cache_policy=NO_CACHE)
+def measure_attack_strength(ctx: RunContext, base: ModelRef, attack_run_id: str) -> dict[str, float]:
+    """What each attack sees on the original model (all of D against held-out data): the yardstick for
+    reading ue_gap and lira_auc_gap."""
+    bundle = ctx.bundle()
+    return attack_strengths(load_base_model(ctx, base), bundle.train, bundle.test,
+                            load_attacks(ctx, attack_run_id), ctx.device, ctx.params.seed)
+
+
+@task(name="gradient-norms", cache_policy=NO_CACHE)
+def gradient_norms(ctx: RunContext, base: ModelRef, no_gr: ModelRef, parent_run_id: str) -> None:
+    """Per-sample gradient norms on D of the deployed (GR) model against the same recipe with alpha = 0: the
+    paper's Fig. 3, and the evidence that GR does what it is for."""
+    training = ctx.params.training
+    no_gr_ctx = RunContext(ctx.params.model_copy(update={"training": training.model_copy(update={"gr_alpha": 0.0})}),
+                           ctx.data_version, ctx.experiment_id, ctx.repo_root)
+    train = ctx.bundle().train
+    norms = {f"GR ({training.gr_reading}, alpha={training.gr_alpha})":
+             per_sample_grad_norms(load_base_model(ctx, base), train, ctx.device).numpy(),
+             "alpha = 0": per_sample_grad_norms(load_base_model(no_gr_ctx, no_gr), train, ctx.device).numpy()}
+    (gr, plain) = norms.values()
+    tracking.log_metrics(parent_run_id, {"grad_norm_mean": gr.mean(), "grad_norm_p99": np.percentile(gr, 99),
+                                         "grad_norm_mean_alpha0": plain.mean(),
+                                         "grad_norm_p99_alpha0": np.percentile(plain, 99)})
+    tracking.log_figure(parent_run_id, plots.grad_norm_plot(norms), "plots/grad_norms.png")
 
 
 @task(name="compare-methods", cache_policy=NO_CACHE)
-def compare_methods(outcomes: list[dict], parent_run_id: str) -> pd.DataFrame:
-    """Gaps to the gold model go onto each method's run; the whole table onto the parent run."""
-    table = compare({o["method"]: o["scores"] for o in outcomes}, {o["method"]: o["seconds"] for o in outcomes})
-    for outcome in outcomes:
-        row = table.loc[outcome["method"]]
-        tracking.log_metrics(outcome["run_id"], {k: row[k] for k in (MU_GAP, UE_GAP, SPEEDUP, AVG_RANK)})
-    tracking.log_text(parent_run_id, table.to_csv(float_format="%.4f"), "comparison.csv")
-    tracking.log_text(parent_run_id, table.round(3).to_string() + "\n", "comparison.txt")
-    return table
+def compare_methods(outcomes: list[Outcome], strengths: list[dict[str, float]], parent_run_id: str,
+                    selection: str) -> pd.DataFrame:
+    """Per seed, every gap to that seed's gold model; over seeds, mean ± std and the noise floors. Gaps and
+    floor verdicts go onto each method's run, the tables and plots onto the parent run."""
+    seeds = sorted({o.seed for o in outcomes})
+    tables = []
+    for seed in seeds:
+        mine = [o for o in outcomes if o.seed == seed]
+        table = compare({o.method: o.scores.values for o in mine}, {o.method: o.seconds for o in mine})
+        tables.append(table.assign(seed=seed))
+        for o in mine:
+            row = table.loc[o.method]
+            tracking.log_metrics(o.run_id, {k: row[k] for k in (*GAPS, SPEEDUP, AVG_RANK)})
+    summary = summarize([t.drop(columns="seed") for t in tables])
+    floors = noise_floors(summary)
+    verdicts = within_floor(summary, floors)
+    for o in outcomes:
+        tracking.log_metrics(o.run_id, {f"{gap}_within_floor": float(verdicts.loc[o.method, gap]) for gap in floors})
+
+    tracking.log_metrics(parent_run_id, {**{f"floor_{gap}": v for gap, v in floors.items()},
+                                         **pd.DataFrame(strengths).mean().to_dict(), "seeds": len(seeds)})
+    by_seed = pd.concat(tables)
+    tracking.log_text(parent_run_id, by_seed.to_csv(float_format="%.5f"), "comparison_by_seed.csv")
+    tracking.log_text(parent_run_id, summary.to_csv(float_format="%.5f"), "comparison.csv")
+    markdown = report.summary_markdown(summary, floors, SHOWN)
+    tracking.log_text(parent_run_id, f"# unlearn ({selection}), {len(seeds)} seed(s)\n\n{markdown}\n",
+                      "comparison.md")
+    tracking.log_figure(parent_run_id, plots.mu_ue_plot(summary, seeds=len(seeds)), "plots/mu_vs_ue.png")
+    first = {o.method: o.scores.lira_roc for o in outcomes if o.seed == seeds[0]}
+    curves = {m: (r.fpr, r.tpr, r.auc) for m, r in first.items() if m in (DO_NOTHING, GOLD, *_compared(first))}
+    tracking.log_figure(parent_run_id, plots.roc_plot(curves, f"LiRA on D_f vs held-out records (seed {seeds[0]})"),
+                        "plots/lira_roc.png")
+    records = [{"method": m, **{c: _cell(summary, m, c) for c in SHOWN}} for m in summary.index]
+    report.publish_table_artifact(records, key=f"unlearn-{selection}-comparison",
+                                  description=f"unlearn ({selection}), mean ± std over {len(seeds)} seed(s); "
+                                              "gaps are to retrain; retrain_alt's gaps are the noise floor.")
+    return summary[[c for c in summary.columns if c.removesuffix("_mean").removesuffix("_std") in COLUMNS]]
+
+
+def _compared(methods: dict) -> list[str]:
+    return [m for m in methods if m not in (DO_NOTHING, GOLD, "retrain_alt")]
+
+
+def _cell(summary: pd.DataFrame, method: str, metric: str) -> str:
+    mean, std = summary.loc[method, f"{metric}_mean"], summary.loc[method, f"{metric}_std"]
+    if not np.isfinite(mean):
+        return ""
+    return f"{mean:.3f}" if not np.isfinite(std) else f"{mean:.3f} ± {std:.3f}"

@@ -6,15 +6,17 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from iau_core.selection import forget_set_sha256, select_forget_set
-from tasks import tracking
 from tasks.context import RunContext
 
 
-@task(name="select-forget-set", cache_policy=NO_CACHE)
-def forget_set(ctx: RunContext, parent_run_id: str) -> list[int]:
-    ids = select_forget_set(ctx.bundle().train, ctx.params.selection)
-    tracking.log_text(parent_run_id, "sample_id\n" + "\n".join(str(int(i)) for i in ids) + "\n",
-                      "forget_set.csv")
-    tracking.set_tags(parent_run_id, {"forget_set_sha256": forget_set_sha256(ids)})
-    tracking.log_metrics(parent_run_id, {"forget_set_size": len(ids), "train_size": len(ctx.bundle().train)})
-    return [int(i) for i in ids]
+@task(name="select-forget-set", task_run_name="select-forget-set-seed{ctx.params.seed}", cache_policy=NO_CACHE)
+def forget_set(ctx: RunContext) -> tuple[list[int], str]:
+    """(sorted sample ids of D_f for this repeat's seed, their sha256)."""
+    ids = select_forget_set(ctx.bundle().train, ctx.params.selection, ctx.params.seed)
+    return [int(i) for i in ids], forget_set_sha256(ids)
+
+
+def manifest(forget_sets: dict[int, list[int]]) -> str:
+    """The forget-set manifest: one line per (seed, sample_id)."""
+    lines = ["seed,sample_id"] + [f"{seed},{i}" for seed, ids in forget_sets.items() for i in ids]
+    return "\n".join(lines) + "\n"

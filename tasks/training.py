@@ -1,23 +1,29 @@
-"""Models that are expensive and reusable: the deployed (base) model and the shadow-model attack.
+"""Models that are expensive and reusable: the deployed (base) model and the attacker's reference models.
 
-Each is looked up in MLflow by a content key (data version + the params that shape it) and trained only
-when no finished run has it, so a second `make run` with unchanged data and params reuses both.
+Each is looked up in MLflow by a content key (data version + the params that shape it + the code version of
+iau_core) and trained only when no finished run has it, so a second `make run` with unchanged data, params
+and code reuses both, and a change to any of them trains again.
 """
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
+import mlflow
+import numpy as np
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from torch import nn
 
-from iau_core.experiment import model_builder, train_attack, train_original
-from iau_core.metrics import TEST_ACC
-from iau_core.privacy import AttackMLP, ShadowAttack
-from iau_core.training import accuracy
+from iau_core.experiment import fit_attacks, model_builder, train_original, train_references
+from iau_core.metrics import Attacks
+from iau_core.privacy import AttackMLP, LiraAttack, ShadowAttack
 from tasks import tracking
 from tasks.context import RunContext
+
+LIRA_FILE = "lira_reference_stats.npz"
 
 
 @dataclass(frozen=True)
@@ -26,46 +32,63 @@ class ModelRef:
     uri: str
 
 
-@task(name="base-model", cache_policy=NO_CACHE)
-def base_model(ctx: RunContext) -> ModelRef:
-    """Train the original model with the GR loss (or reuse it) and register it as a model version."""
-    key = tracking.cache_key("base", ctx.data_version, ctx.params, ("data", "model", "training"))
-    found = tracking.find_finished_run(ctx.experiment_id, "base", key)
+@task(name="base-model", task_run_name="base-model-seed{ctx.params.seed}", cache_policy=NO_CACHE)
+def base_model(ctx: RunContext, kind: str = "base", register: bool = True) -> ModelRef:
+    """Train the deployed model with the GR loss (or reuse it) and register it as a model version.
+
+    kind="base-no-gr" with ctx's gr_alpha set to 0 gives the comparison model of the gradient-norm plot; it is
+    not registered, since it is never deployed."""
+    key = tracking.cache_key(kind, ctx.data_version, ctx.params, ("data", "model", "training"))
+    log = get_run_logger()
+    found = tracking.find_finished_run(ctx.experiment_id, kind, key)
     if found:
-        get_run_logger().info("reusing base model from run %s", found)
+        log.info("reusing %s model of seed %s from run %s", kind, ctx.params.seed, found)
         return ModelRef(found, tracking.MlflowClient().get_run(found).data.tags["model_uri"])
-    tags = {"kind": "base", "cache_key": key, "data_version": ctx.data_version,
+    tags = {"kind": kind, "cache_key": key, "data_version": ctx.data_version, "seed": str(ctx.params.seed),
             "git_commit": tracking.git_commit(ctx.repo_root)}
-    with tracking.run(ctx.experiment_id, "base-model", tags) as run_id:
+    with tracking.run(ctx.experiment_id, f"{kind}-model-seed{ctx.params.seed}", tags) as run_id:
         bundle = ctx.bundle()
-        model, report = train_original(ctx.params, bundle, ctx.device)
+        model, report = train_original(ctx.params, bundle, ctx.device, lambda line: log.info("%s: %s", kind, line))
         tracking.log_params(run_id, tracking.flatten(ctx.params))
+        tracking.log_data_version(run_id, ctx.params.data.dataset, ctx.data_version, "data.dvc")
         tracking.log_metrics(run_id, {"epochs_run": report.epochs_run, "best_epoch": report.best_epoch,
-                                      "best_val_acc": report.best_val_acc, "train_seconds": report.seconds,
-                                      TEST_ACC: accuracy(model, bundle.test, ctx.device)})
-        uri = tracking.log_model(run_id, model, bundle.test.x[:2], ctx.params.tracking.registered_model)
+                                      "stopped_early": float(report.stopped_early),
+                                      "best_val_acc": report.best_val_acc, "train_seconds": report.seconds})
+        registered = ctx.params.tracking.registered_model if register else None
+        uri = tracking.log_model(run_id, model, bundle.test.x[:2], registered)
         tracking.set_tags(run_id, {"model_uri": uri})
     return ModelRef(run_id, uri)
 
 
-@task(name="shadow-attack", cache_policy=NO_CACHE)
-def shadow_attack(ctx: RunContext) -> str:
-    """Train the shadow models and the attack on the shadow pool (or reuse them); returns the run id."""
-    key = tracking.cache_key("shadow-attack", ctx.data_version, ctx.params, ("data", "model", "training", "mia"))
-    found = tracking.find_finished_run(ctx.experiment_id, "shadow-attack", key)
+@task(name="reference-attack", cache_policy=NO_CACHE)
+def reference_attack(ctx: RunContext) -> str:
+    """Train the attacker's reference models on the shadow pool and fit both attacks on them (the paper's
+    shadow attack and offline LiRA), or reuse them; returns the run id that holds the fitted attacks."""
+    attacker = ctx.params.for_seed(ctx.params.data.split_seed)  # the attacker's models follow the data split only
+    key = tracking.cache_key("reference-attack", ctx.data_version, attacker,
+                             ("data", "model", "training", "mia", "lira"))
+    log = get_run_logger()
+    found = tracking.find_finished_run(ctx.experiment_id, "reference-attack", key)
     if found:
-        get_run_logger().info("reusing shadow attack from run %s", found)
+        log.info("reusing the reference models' attacks from run %s", found)
         return found
-    tags = {"kind": "shadow-attack", "cache_key": key, "data_version": ctx.data_version,
+    tags = {"kind": "reference-attack", "cache_key": key, "data_version": ctx.data_version,
             "git_commit": tracking.git_commit(ctx.repo_root)}
-    with tracking.run(ctx.experiment_id, "shadow-attack", tags) as run_id:
-        attack, report = train_attack(ctx.params, ctx.bundle(), ctx.device)
-        tracking.log_params(run_id, tracking.flatten(ctx.params))
-        metrics = {"attack_train_acc": report.attack_train_acc}
+    with tracking.run(ctx.experiment_id, "reference-attack", tags) as run_id:
+        bundle = ctx.bundle()
+        references = train_references(attacker, bundle, ctx.device, log.info)
+        attacks, report = fit_attacks(attacker, bundle, references, ctx.device)
+        tracking.log_params(run_id, tracking.flatten(attacker))
+        tracking.log_data_version(run_id, attacker.data.dataset, ctx.data_version, "data.dvc")
+        metrics = {"attack_train_acc": report.attack_train_acc, "num_reference": len(references)}
         for i, (train_acc, val_acc) in enumerate(zip(report.shadow_train_acc, report.shadow_val_acc, strict=True)):
-            metrics |= {f"shadow{i}_train_acc": train_acc, f"shadow{i}_val_acc": val_acc}
+            metrics |= {f"shadow{i}_train_acc": train_acc, f"shadow{i}_nonmember_acc": val_acc}
         tracking.log_metrics(run_id, metrics)
-        tracking.log_state_dict(run_id, attack.attack)
+        tracking.log_state_dict(run_id, attacks.shadow.attack)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / LIRA_FILE
+            np.savez(path, **attacks.lira.arrays())
+            tracking.MlflowClient().log_artifact(run_id, str(path))
     return run_id
 
 
@@ -75,8 +98,12 @@ def load_base_model(ctx: RunContext, ref: ModelRef) -> nn.Module:
     return model
 
 
-def load_attack(ctx: RunContext, run_id: str) -> ShadowAttack:
+def load_attacks(ctx: RunContext, run_id: str) -> Attacks:
     num_classes = ctx.bundle().num_classes
-    attack = AttackMLP(2 * num_classes, ctx.params.mia.hidden, ctx.params.mia.dropout)
-    attack.load_state_dict(tracking.load_state_dict(run_id))
-    return ShadowAttack(attack.eval(), num_classes)
+    mlp = AttackMLP(2 * num_classes, ctx.params.mia.hidden, ctx.params.mia.dropout)
+    mlp.load_state_dict(tracking.load_state_dict(run_id))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=LIRA_FILE, dst_path=tmp)
+        with np.load(path) as arrays:
+            lira = LiraAttack(arrays["ids"], arrays["mean"], arrays["std"])
+    return Attacks(ShadowAttack(mlp.eval(), num_classes), lira)

@@ -1,29 +1,49 @@
-"""Run one unlearning method (or a reference) on the base model and record it as a nested run."""
+"""Run one unlearning method (or a reference) on the base model and record it as a nested run.
+
+The nested run stays open (RUNNING) after this task: the gaps to the gold model and the noise-floor verdicts
+are written onto it once every method of every seed has run, and only then is it finished (flows/unlearn.py).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from iau_core.experiment import unlearn_and_score
-from iau_core.metrics import UNLEARN_SECONDS
+from iau_core.metrics import UNLEARN_SECONDS, Scores
 from tasks import tracking
 from tasks.context import RunContext
-from tasks.training import ModelRef, load_attack, load_base_model
+from tasks.training import ModelRef, load_attacks, load_base_model
 
 
-@task(name="unlearn", task_run_name="unlearn-{method}", cache_policy=NO_CACHE)
+@dataclass(frozen=True)
+class Outcome:
+    method: str
+    seed: int
+    run_id: str
+    seconds: float
+    scores: Scores
+
+
+@task(name="unlearn", task_run_name="unlearn-{method}-seed{ctx.params.seed}", cache_policy=NO_CACHE)
 def unlearn_with(method: str, ctx: RunContext, base: ModelRef, attack_run_id: str, forget_ids: list[int],
-                 parent_run_id: str) -> dict:
-    """Returns {'method', 'run_id', 'seconds', 'scores'}; the nested run holds the same plus the model."""
+                 forget_sha256: str, parent_run_id: str, run_name: str) -> Outcome:
+    log = get_run_logger()
     original = load_base_model(ctx, base)
-    attack = load_attack(ctx, attack_run_id)
-    tags = {"method": method, "base_model": base.uri, "data_version": ctx.data_version}
-    with tracking.run(ctx.experiment_id, method, tags, parent_run_id) as run_id:
-        bundle = ctx.bundle()
-        outcome = unlearn_and_score(method, original, np.asarray(forget_ids), ctx.params, bundle, attack,
-                                    ctx.device)
-        tracking.log_metrics(run_id, {**outcome.scores, UNLEARN_SECONDS: outcome.seconds})
-        tracking.log_model(run_id, outcome.model, bundle.test.x[:2])
-    return {"method": method, "run_id": run_id, "seconds": outcome.seconds, "scores": outcome.scores}
+    attacks = load_attacks(ctx, attack_run_id)
+    tags = {"method": method, "seed": str(ctx.params.seed), "base_model": base.uri,
+            "data_version": ctx.data_version, "forget_set_sha256": forget_sha256}
+    run_id = tracking.start_run(ctx.experiment_id, run_name, tags, parent_run_id)
+    bundle = ctx.bundle()
+    outcome = unlearn_and_score(method, original, np.asarray(forget_ids), ctx.params, bundle, attacks, ctx.device,
+                                lambda line: log.info("%s: %s", method, line))
+    tracking.log_params(run_id, {k: str(v) for k, v in outcome.choices.items()})
+    tracking.log_data_version(run_id, ctx.params.data.dataset, ctx.data_version, "data.dvc")
+    tracking.log_metrics(run_id, {**outcome.scores.values, UNLEARN_SECONDS: outcome.seconds})
+    tracking.log_model(run_id, outcome.model, bundle.test.x[:2])
+    log.info("%s (seed %s): %.3fs, %s", method, ctx.params.seed, outcome.seconds,
+             ", ".join(f"{k} {v:.3f}" for k, v in outcome.scores.values.items()))
+    return Outcome(method, ctx.params.seed, run_id, outcome.seconds, outcome.scores)

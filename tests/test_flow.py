@@ -14,14 +14,19 @@ SMALL = {
     "device": "cpu",
     "data": {"dataset": "digits", "train_size": 500, "val_size": 200, "test_size": 300, "shadow_pool_size": 600},
     "training": {"lr": 0.002, "batch_size": 32, "max_epochs": 6, "patience": 3},
-    "unlearning": {"eta": 0.05},
     "mia": {"num_shadow": 2, "epochs": 10},
+    "lira": {"num_reference": 3},
     "tracking": {"experiment": "flow-test", "registered_model": "flow-test-base"},
 }
+METHODS = {"original", "retrain", "retrain_alt", "iau"}
 METHOD_KEYS = {"test_acc", "retain_acc", "forget_acc", "mu_gap", "mia_forget_asr", "ue_gap", "unlearn_seconds",
-               "mia_auc", "tpr_at_1pct_fpr"}
+               "mia_auc", "tpr_at_1pct_fpr", "shadow_auc", "lira_auc", "lira_tpr_at_1pct_fpr", "lira_auc_gap",
+               "lira_auc_label_matched", "mu_gap_within_floor", "ue_gap_within_floor", "lira_auc_gap_within_floor"}
+PARENT_KEYS = {"attack_strength", "attack_strength_auc", "lira_strength", "lira_strength_tpr_at_1pct_fpr",
+               "floor_mu_gap", "floor_ue_gap", "floor_lira_auc_gap", "grad_norm_mean", "grad_norm_mean_alpha0"}
 LINEAGE_TAGS = {"flow", "selection", "data_version", "forget_set_sha256", "git_commit", "prefect_flow_run_id",
-                "base_model"}
+                "base_model", "mlflow.source.name", "mlflow.source.type", "mlflow.user"}
+DATA_VERSION = yaml.safe_load((REPO / "data.dvc").read_text())["outs"][0]["md5"]
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +50,13 @@ def store(tmp_path_factory, harness):
 def two_runs(store):
     from flows.unlearn import unlearn
 
-    first = unlearn(selection="random", overrides=SMALL)
+    first = unlearn(selection="random", overrides=SMALL, seeds=[0, 1])
     second = unlearn(selection="outliers", overrides=SMALL)
     return first, second
+
+
+def children_of(client, parent):
+    return client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
 
 
 @pytest.mark.slow
@@ -61,30 +70,54 @@ def test_flow_leaves_the_promised_record(two_runs):
     parent = client.get_run(first["parent_run_id"])
     assert LINEAGE_TAGS <= set(parent.data.tags)
     assert parent.data.tags["selection"] == "random"
-    assert parent.data.tags["data_version"] == yaml.safe_load((REPO / "data.dvc").read_text())["outs"][0]["md5"]
+    assert parent.data.tags["data_version"] == DATA_VERSION
     assert parent.data.tags["base_model"].startswith("models:/flow-test-base/")
-    assert 0 <= parent.data.metrics["attack_strength"] <= 100
+    assert PARENT_KEYS <= set(parent.data.metrics), PARENT_KEYS - set(parent.data.metrics)
+    assert 0 <= parent.data.metrics["attack_strength"] <= 100 and 0 <= parent.data.metrics["lira_strength"] <= 1
+    assert parent.data.metrics["seeds"] == 2
     assert parent.info.status == "FINISHED"
+    # the experiment opens on its runs, and the data version is the run's dataset (DVC md5 as digest)
+    assert client.get_experiment(parent.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
+    assert [d.dataset.digest for d in parent.inputs.dataset_inputs] == [DATA_VERSION]
 
-    manifest = client.download_artifacts(parent.info.run_id, "forget_set.csv")
-    ids = [int(line) for line in Path(manifest).read_text().split()[1:]]
-    assert forget_set_sha256(ids) == parent.data.tags["forget_set_sha256"]
-    assert len(ids) == round(0.05 * 500)
-    table = Path(client.download_artifacts(parent.info.run_id, "comparison.csv")).read_text()
-    assert table.startswith("method,mu_gap,unlearn_seconds,ue_gap,avg_rank")
+    manifest = Path(client.download_artifacts(parent.info.run_id, "forget_set.csv")).read_text().split()
+    assert manifest[0] == "seed,sample_id"
+    by_seed: dict[int, list[int]] = {}
+    for line in manifest[1:]:
+        seed, sample_id = map(int, line.split(","))
+        by_seed.setdefault(seed, []).append(sample_id)
+    assert set(by_seed) == {0, 1} and by_seed[0] != by_seed[1]  # each seed draws its own random forget set
+    assert all(len(ids) == round(0.05 * 500) for ids in by_seed.values())
+    assert forget_set_sha256(by_seed[0]) == parent.data.tags["forget_set_sha256"]
 
-    children = client.search_runs([parent.info.experiment_id],
-                                  f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
-    by_method = {run.data.tags["method"]: run for run in children}
-    assert set(by_method) == {"original", "retrain", "iau"}
-    for method, run in by_method.items():
-        assert METHOD_KEYS <= set(run.data.metrics), (method, set(run.data.metrics))
+    summary = Path(client.download_artifacts(parent.info.run_id, "comparison.csv")).read_text()
+    assert summary.splitlines()[0].startswith("method,mu_gap_mean,mu_gap_std")
+    markdown = Path(client.download_artifacts(parent.info.run_id, "comparison.md")).read_text()
+    assert "±" in markdown and "noise floor" in markdown
+    plots = {f.path for f in client.list_artifacts(parent.info.run_id, "plots")}
+    assert plots == {"plots/mu_vs_ue.png", "plots/grad_norms.png", "plots/lira_roc.png"}
+
+    children = children_of(client, parent)
+    assert len(children) == 2 * len(METHODS)
+    assert {(r.data.tags["method"], r.data.tags["seed"]) for r in children} == \
+        {(m, s) for m in METHODS for s in ("0", "1")}
+    for run in children:
+        method = run.data.tags["method"]
+        assert METHOD_KEYS <= set(run.data.metrics), (method, METHOD_KEYS - set(run.data.metrics))
         assert run.info.status == "FINISHED"
-        assert client.list_artifacts(run.info.run_id, "state_dict.pt") or client.list_artifacts(run.info.run_id)
-    assert by_method["retrain"].data.metrics["mu_gap"] == 0
-    assert by_method["retrain"].data.metrics["ue_gap"] == 0
-    assert by_method["iau"].data.metrics["speedup_vs_retrain"] > 1
-    assert "avg_rank" in by_method["iau"].data.metrics
+        assert client.list_artifacts(run.info.run_id, "model")
+        if method == "retrain":
+            assert run.data.metrics["mu_gap"] == 0 and run.data.metrics["ue_gap"] == 0
+        if method == "iau":  # its hyperparameters and the step its rule chose are on the run
+            assert run.data.params["reduction"] == "sum" and float(run.data.params["eta_chosen"]) >= 0
+            assert "eta_rule.reason" in run.data.params
+            assert run.data.metrics["speedup_vs_retrain"] > 1 and "avg_rank" in run.data.metrics
+        if method in ("retrain", "retrain_alt"):
+            assert "training.gr_alpha" in run.data.params
+    seeds_of = {r.data.tags["method"]: set() for r in children}
+    for r in children:
+        seeds_of[r.data.tags["method"]].add(r.data.params.get("seed"))
+    assert len(seeds_of["retrain_alt"] - seeds_of["retrain"]) == 2  # another seed than the gold model's
 
 
 @pytest.mark.slow
@@ -94,13 +127,43 @@ def test_second_run_reuses_base_model_and_attack(two_runs):
     client = MlflowClient()
     first, second = two_runs
     p1, p2 = (client.get_run(r["parent_run_id"]) for r in two_runs)
-    assert p1.data.tags["base_model"] == p2.data.tags["base_model"]
     assert p2.data.tags["selection"] == "outliers"
+    assert p1.data.tags["base_model"] == p2.data.tags["base_model"]  # seed 0's model, trained once
     experiment = p1.info.experiment_id
-    for kind in ("base", "shadow-attack"):
-        assert len(client.search_runs([experiment], f"tags.kind = '{kind}'")) == 1, kind
-    versions = client.search_model_versions("name = 'flow-test-base'")
-    assert len(versions) == 1
+    assert len(client.search_runs([experiment], "tags.kind = 'base'")) == 2  # seeds 0 and 1
+    assert len(client.search_runs([experiment], "tags.kind = 'reference-attack'")) == 1
+    assert len(client.search_runs([experiment], "tags.kind = 'base-no-gr'")) == 1
+    assert len(client.search_model_versions("name = 'flow-test-base'")) == 2
+    assert all(r.info.status == "FINISHED" for r in client.search_runs([experiment]))
+
+
+@pytest.mark.slow
+def test_changed_code_or_params_train_again(two_runs, monkeypatch):
+    """The reuse key covers the params and the code of iau_core: change either and the model is trained anew."""
+    from mlflow import MlflowClient
+    from prefect import flow
+
+    from iau_core.config import load_params
+    from tasks import tracking
+    from tasks.context import RunContext
+    from tasks.training import base_model
+
+    client = MlflowClient()
+    parent = client.get_run(two_runs[0]["parent_run_id"])
+    params = load_params(REPO / "params.yaml", {**SMALL, "selection": {"strategy": "random"}})
+    ctx = RunContext(params, DATA_VERSION, parent.info.experiment_id)
+
+    @flow(validate_parameters=False)
+    def train_base(ctx):
+        return base_model(ctx).run_id
+
+    reused = train_base(ctx)
+    assert client.get_run(reused).data.tags["kind"] == "base"  # seed 0's model from the flow, found again
+    changed_params = train_base(RunContext(params.model_copy(update={"training": params.training.model_copy(
+        update={"lr": 0.003})}), DATA_VERSION, parent.info.experiment_id))
+    monkeypatch.setattr(tracking, "science_code_version", lambda *a, **k: "edited-code")
+    changed_code = train_base(ctx)
+    assert len({reused, changed_params, changed_code}) == 3
 
 
 def test_bad_params_fail_before_any_work(store, harness):
