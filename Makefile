@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 SELECTION ?= outliers
+# Seeds to repeat the comparison over (mean ± std); empty = params.yaml's `seeds`. E.g. make run SEEDS="0 1 2"
+SEEDS ?=
 
 # Offline hygiene (STACK.md): no telemetry from any of the four tools.
 export DO_NOT_TRACK := true
@@ -22,7 +24,7 @@ export FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
 .PHONY: run test setup lint serve worker deploy mlflow-ui clean-tracking
 
 run: setup  ## the unlearn flow (isolation-forest outliers) on Fashion-MNIST, embedded stores
-	$(PY) -m flows.unlearn --selection $(SELECTION)
+	$(PY) -m flows.unlearn --selection $(SELECTION) $(if $(strip $(SEEDS)),--seeds $(SEEDS))
 
 test: setup  ## the whole test suite
 	$(PY) -m pytest -q

@@ -13,10 +13,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import get_args
 
+import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from iau_core.config import Strategy, deep_merge, load_params
+from iau_core.config import ParamsError, Strategy, deep_merge, load_params, parse_overrides
 from iau_core.experiment import methods_to_run
 from tasks import tracking
 from tasks.context import PROJECT_ROOT, RunContext
@@ -61,8 +62,9 @@ def unlearn(selection: Strategy = "outliers", params_file: str = "params.yaml", 
                 outcomes.append(outcome)
         tracking.log_text(parent, manifest(forget_sets), "forget_set.csv")
         summary = compare_methods(outcomes, strengths, parent, selection)
-    get_run_logger().info("comparison (MLflow parent run %s):\n%s", parent, summary.round(3).to_string())
-    return {"parent_run_id": parent, "summary": summary.reset_index(names="method").to_dict(orient="records")}
+    result = {"parent_run_id": parent, "summary": summary.reset_index(names="method").to_dict(orient="records")}
+    get_run_logger().info("comparison (MLflow parent run %s):\n%s", parent, table_of(result))
+    return result
 
 
 def no_gr_context(ctx: RunContext) -> RunContext:
@@ -92,21 +94,32 @@ def main() -> None:
     parser.add_argument("--selection", choices=get_args(Strategy), default="outliers")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--seeds", type=int, nargs="+", help="repeat over these seeds (default: params.yaml)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one parameter, e.g. --set data.train_size=1000 (repeatable)")
     args = parser.parse_args()
-    result = unlearn(selection=args.selection, params_file=args.params, seeds=args.seeds)
+    try:
+        overrides = parse_overrides(args.overrides)
+    except ParamsError as exc:
+        parser.error(str(exc))
+    result = unlearn(selection=args.selection, params_file=args.params, overrides=overrides, seeds=args.seeds)
     print(report(result))
 
 
-def report(result: dict) -> str:
-    import pandas as pd
-
+def table_of(result: dict) -> str:
+    """The comparison as a reader scans it: means (± std when several seeds ran), gaps first."""
     summary = pd.DataFrame(result["summary"]).set_index("method")
     shown = ["mu_gap", "ue_gap", "lira_auc_gap", "unlearn_seconds", "test_acc", "forget_acc", "lira_auc",
              "mia_auc"]
-    table = pd.DataFrame({m: summary[f"{m}_mean"] for m in shown})
-    stds = summary[[f"{m}_std" for m in shown]]
-    note = "mean over seeds; comparison.md has mean ± std" if stds.notna().any().any() else "one seed"
-    return (f"\n{table.round(3).to_string()}\n({note}; retrain_alt's gaps are the noise floor)\n\n"
+    several = summary[[f"{m}_std" for m in shown]].notna().any().any()
+    table = pd.DataFrame({m: [f"{mean:.3f}" + (f" ± {std:.3f}" if several and pd.notna(std) else "")
+                              for mean, std in zip(summary[f"{m}_mean"], summary[f"{m}_std"], strict=True)]
+                          for m in shown}, index=summary.index)
+    note = "mean ± std over seeds" if several else "one seed"
+    return f"{table.to_string()}\n({note}; retrain_alt's gaps to retrain are the noise floor)"
+
+
+def report(result: dict) -> str:
+    return (f"\n{table_of(result)}\n\n"
             f"MLflow parent run {result['parent_run_id']} in {tracking.tracking_uri(PROJECT_ROOT)}\n"
             "Browse it: make mlflow-ui   (then open http://127.0.0.1:5000)\n")
 

@@ -13,30 +13,13 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
-from iau_core.config import ParamsError, load_params, schema
+from iau_core.config import ParamsError, load_params, parse_overrides, schema
 from iau_core.data import load_bundle
 from iau_core.experiment import fit_attacks, methods_to_run, train_original, train_references, unlearn_and_score
 from iau_core.metrics import attack_strengths, compare, summarize
 from iau_core.selection import select_forget_set
 from iau_core.sources import materialize
 from iau_core.training import resolve_device
-
-
-def parse_overrides(items: list[str]) -> dict:
-    """['selection.strategy=random', 'training.lr=0.01'] -> nested dict, values parsed as YAML scalars."""
-    nested: dict = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ParamsError(f"--set expects KEY=VALUE, got {item!r}")
-        *parents, leaf = key.split(".")
-        node = nested
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(value)
-    return nested
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -222,6 +222,21 @@ def load_params(path: str | Path = "params.yaml", overrides: dict | None = None)
     return parse_params(deep_merge(raw, overrides or {}))
 
 
+def parse_overrides(items: list[str]) -> dict:
+    """['selection.strategy=random', 'training.lr=0.01'] -> nested dict, values parsed as YAML scalars."""
+    nested: dict = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ParamsError(f"--set expects KEY=VALUE, got {item!r}")
+        *parents, leaf = key.split(".")
+        node = nested
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
+    return nested
+
+
 def deep_merge(base: dict, override: dict) -> dict:
     """Return base with override's leaves written over it (neither input is modified)."""
     merged = dict(base)
