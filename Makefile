@@ -64,6 +64,7 @@ deploy:  ## register unlearn/outliers and unlearn/random with the server
 	IAU_PROJECT_DIR=$(CURDIR) $(VENV)/bin/prefect --no-prompt deploy --all
 
 mlflow-ui:  ## browse runs and comparisons (http://127.0.0.1:5000)
+	@echo "MLflow UI on http://127.0.0.1:5000/#/experiments?workflowType=machine_learning (Ctrl-C stops it)"
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
 
 clean-tracking:  ## forget every recorded run and cached model (keeps data and the venv)

@@ -22,7 +22,7 @@ from iau_core.experiment import methods_to_run
 from tasks import tracking
 from tasks.context import PROJECT_ROOT, RunContext
 from tasks.data import ensure_data_task
-from tasks.evaluation import compare_methods, gradient_norms, measure_attack_strength
+from tasks.evaluation import compare_methods, gradient_norms, measure_attack_strength, what_attacks_see
 from tasks.selection import forget_set, manifest
 from tasks.training import base_model, reference_attack
 from tasks.unlearning import unlearn_with
@@ -61,8 +61,9 @@ def unlearn(selection: Strategy = "outliers", params_file: str = "params.yaml", 
                 opened.append(outcome.run_id)
                 outcomes.append(outcome)
         tracking.log_text(parent, manifest(forget_sets), "forget_set.csv")
-        summary = compare_methods(outcomes, strengths, parent, selection)
-    result = {"parent_run_id": parent, "summary": summary.reset_index(names="method").to_dict(orient="records")}
+        summary, strength = compare_methods(outcomes, strengths, parent, selection)
+    result = {"parent_run_id": parent, "experiment_id": ctx.experiment_id, "attack_strength": strength,
+              "summary": summary.reset_index(names="method").to_dict(orient="records")}
     get_run_logger().info("comparison (MLflow parent run %s):\n%s", parent, table_of(result))
     return result
 
@@ -115,13 +116,17 @@ def table_of(result: dict) -> str:
                               for mean, std in zip(summary[f"{m}_mean"], summary[f"{m}_std"], strict=True)]
                           for m in shown}, index=summary.index)
     note = "mean ± std over seeds" if several else "one seed"
-    return f"{table.to_string()}\n({note}; retrain_alt's gaps to retrain are the noise floor)"
+    return (f"{table.to_string()}\n({note}; retrain_alt's gaps to retrain are the noise floor)\n"
+            f"{what_attacks_see(result['attack_strength'])}")
 
 
 def report(result: dict) -> str:
+    # workflowType=machine_learning: MLflow 3.17's UI otherwise shows runs in its GenAI mode ("Evaluations")
+    url = (f"http://127.0.0.1:5000/#/experiments/{result['experiment_id']}/runs/{result['parent_run_id']}"
+           "?workflowType=machine_learning")
     return (f"\n{table_of(result)}\n\n"
             f"MLflow parent run {result['parent_run_id']} in {tracking.tracking_uri(PROJECT_ROOT)}\n"
-            "Browse it: make mlflow-ui   (then open http://127.0.0.1:5000)\n")
+            f"Browse it: make mlflow-ui   (then open {url})\n")
 
 
 if __name__ == "__main__":

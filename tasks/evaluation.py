@@ -9,11 +9,15 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from iau_core.metrics import (
+    ATTACK_STRENGTH,
+    ATTACK_STRENGTH_AUC,
     AVG_RANK,
     COLUMNS,
     DO_NOTHING,
     GAPS,
     GOLD,
+    LIRA_STRENGTH,
+    LIRA_STRENGTH_TPR,
     SPEEDUP,
     attack_strengths,
     compare,
@@ -60,7 +64,7 @@ def gradient_norms(ctx: RunContext, base: ModelRef, no_gr: ModelRef, parent_run_
 
 @task(name="compare-methods", cache_policy=NO_CACHE)
 def compare_methods(outcomes: list[Outcome], strengths: list[dict[str, float]], parent_run_id: str,
-                    selection: str) -> pd.DataFrame:
+                    selection: str) -> tuple[pd.DataFrame, dict[str, float]]:
     """Per seed, every gap to that seed's gold model; over seeds, mean ± std and the noise floors. Gaps and
     floor verdicts go onto each method's run, the tables and plots onto the parent run."""
     seeds = sorted({o.seed for o in outcomes})
@@ -78,14 +82,15 @@ def compare_methods(outcomes: list[Outcome], strengths: list[dict[str, float]], 
     for o in outcomes:
         tracking.log_metrics(o.run_id, {f"{gap}_within_floor": float(verdicts.loc[o.method, gap]) for gap in floors})
 
-    tracking.log_metrics(parent_run_id, {**{f"floor_{gap}": v for gap, v in floors.items()},
-                                         **pd.DataFrame(strengths).mean().to_dict(), "seeds": len(seeds)})
+    strength = pd.DataFrame(strengths).mean().to_dict()
+    tracking.log_metrics(parent_run_id, {**{f"floor_{gap}": v for gap, v in floors.items()}, **strength,
+                                         "seeds": len(seeds)})
     by_seed = pd.concat(tables)
     tracking.log_text(parent_run_id, by_seed.to_csv(float_format="%.5f"), "comparison_by_seed.csv")
     tracking.log_text(parent_run_id, summary.to_csv(float_format="%.5f"), "comparison.csv")
     markdown = report.summary_markdown(summary, floors, SHOWN)
-    tracking.log_text(parent_run_id, f"# unlearn ({selection}), {len(seeds)} seed(s)\n\n{markdown}\n",
-                      "comparison.md")
+    tracking.log_text(parent_run_id, f"# unlearn ({selection}), {len(seeds)} seed(s)\n\n{markdown}\n\n"
+                      f"{what_attacks_see(strength)}\n", "comparison.md")
     tracking.log_figure(parent_run_id, plots.mu_ue_plot(summary, seeds=len(seeds)), "plots/mu_vs_ue.png")
     first = {o.method: o.scores.lira_roc for o in outcomes if o.seed == seeds[0]}
     curves = {m: (r.fpr, r.tpr, r.auc) for m, r in first.items() if m in (DO_NOTHING, GOLD, *_compared(first))}
@@ -95,7 +100,16 @@ def compare_methods(outcomes: list[Outcome], strengths: list[dict[str, float]], 
     report.publish_table_artifact(records, key=f"unlearn-{selection}-comparison",
                                   description=f"unlearn ({selection}), mean ± std over {len(seeds)} seed(s); "
                                               "gaps are to retrain; retrain_alt's gaps are the noise floor.")
-    return summary[[c for c in summary.columns if c.removesuffix("_mean").removesuffix("_std") in COLUMNS]]
+    shown = summary[[c for c in summary.columns if c.removesuffix("_mean").removesuffix("_std") in COLUMNS]]
+    return shown, strength
+
+
+def what_attacks_see(strength: dict[str, float]) -> str:
+    """One sentence on how much membership the attacks see at all, so no gap is read as more than it is."""
+    return (f"What the attacks see on the original model (all of D against held-out records; chance: AUC 0.5, "
+            f"TPR 1% at 1% FPR, 50% balanced accuracy): LiRA AUC {strength[LIRA_STRENGTH]:.3f}, TPR at 1% FPR "
+            f"{100 * strength[LIRA_STRENGTH_TPR]:.1f}%; shadow attack balanced accuracy "
+            f"{strength[ATTACK_STRENGTH]:.1f}%, AUC {strength[ATTACK_STRENGTH_AUC]:.3f}.")
 
 
 def _compared(methods: dict) -> list[str]:

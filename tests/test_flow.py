@@ -93,9 +93,14 @@ def test_flow_leaves_the_promised_record(two_runs):
     summary = Path(client.download_artifacts(parent.info.run_id, "comparison.csv")).read_text()
     assert summary.splitlines()[0].startswith("method,mu_gap_mean,mu_gap_std")
     markdown = Path(client.download_artifacts(parent.info.run_id, "comparison.md")).read_text()
-    assert "±" in markdown and "noise floor" in markdown
+    assert "±" in markdown and "noise floor" in markdown and "What the attacks see" in markdown
     plots = {f.path for f in client.list_artifacts(parent.info.run_id, "plots")}
     assert plots == {"plots/mu_vs_ue.png", "plots/grad_norms.png", "plots/lira_roc.png"}
+    from flows.unlearn import report
+
+    printed = report(first)  # what `make run` prints last: the table, what the attacks see, how to browse
+    assert "±" in printed and "LiRA AUC" in printed and printed.rstrip().splitlines()[-1].startswith(
+        "Browse it: make mlflow-ui")
 
     children = children_of(client, parent)
     assert len(children) == 2 * len(METHODS)
