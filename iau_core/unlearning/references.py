@@ -23,7 +23,7 @@ def retrain_alt(task: UnlearningTask) -> Unlearned:
 
 def original(task: UnlearningTask) -> Unlearned:
     """Do nothing: the deployed model, scored like a method so every table shows what unlearning buys."""
-    return Unlearned(task.copy_model())
+    return Unlearned(task.copy_model(), {"seed": task.seed, "step": "none: the deployed model as it is"})
 
 
 def _train_on_retained(task: UnlearningTask, seed: int) -> Unlearned:
