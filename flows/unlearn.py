@@ -98,10 +98,11 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one parameter, e.g. --set data.train_size=1000 (repeatable)")
     args = parser.parse_args()
-    try:
+    try:  # bad params end here with the message naming the key, before a flow run or any work starts
         overrides = parse_overrides(args.overrides)
+        load_params(PROJECT_ROOT / args.params, deep_merge(overrides, {"seeds": args.seeds} if args.seeds else {}))
     except ParamsError as exc:
-        parser.error(str(exc))
+        parser.exit(2, f"{exc}\n")
     result = unlearn(selection=args.selection, params_file=args.params, overrides=overrides, seeds=args.seeds)
     print(report(result))
 

@@ -193,3 +193,16 @@ def test_prefect_yaml_deploys_the_unlearn_flow():
         flow_obj = getattr(importlib.import_module(module_path.removesuffix(".py").replace("/", ".")), func)
         assert flow_obj.name == "unlearn"
         assert deployments[name]["parameters"]["selection"] == name
+
+
+@pytest.mark.parametrize(("args", "named"), [(["--seeds", "1", "1"], "seeds"),
+                                             (["--set", "training.lr=-1"], "training.lr"),
+                                             (["--set", "lr"], "KEY=VALUE")])
+def test_the_command_line_refuses_bad_params_before_any_work(args, named):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "flows.unlearn", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and named in done.stderr
+    assert "Beginning flow run" not in done.stderr + done.stdout
