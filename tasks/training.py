@@ -32,7 +32,7 @@ class ModelRef:
     uri: str
 
 
-@task(name="base-model", task_run_name="base-model-seed{ctx.params.seed}", cache_policy=NO_CACHE)
+@task(name="base-model", task_run_name="{kind}-model-seed{ctx.params.seed}", cache_policy=NO_CACHE)
 def base_model(ctx: RunContext, kind: str = "base", register: bool = True) -> ModelRef:
     """Train the deployed model with the GR loss (or reuse it) and register it as a model version.
 
