@@ -19,6 +19,7 @@ from prefect.runtime import flow_run
 
 from iau_core.config import ParamsError, Strategy, deep_merge, load_params, parse_overrides
 from iau_core.experiment import methods_to_run
+from iau_core.metrics import readable
 from tasks import tracking
 from tasks.context import PROJECT_ROOT, RunContext
 from tasks.data import ensure_data_task
@@ -108,17 +109,8 @@ def main() -> None:
 
 
 def table_of(result: dict) -> str:
-    """The comparison as a reader scans it: means (± std when several seeds ran), gaps first."""
     summary = pd.DataFrame(result["summary"]).set_index("method")
-    shown = ["mu_gap", "ue_gap", "lira_auc_gap", "unlearn_seconds", "test_acc", "forget_acc", "lira_auc",
-             "mia_auc"]
-    several = summary[[f"{m}_std" for m in shown]].notna().any().any()
-    table = pd.DataFrame({m: [f"{mean:.3f}" + (f" ± {std:.3f}" if several and pd.notna(std) else "")
-                              for mean, std in zip(summary[f"{m}_mean"], summary[f"{m}_std"], strict=True)]
-                          for m in shown}, index=summary.index)
-    note = "mean ± std over seeds" if several else "one seed"
-    return (f"{table.to_string()}\n({note}; retrain_alt's gaps to retrain are the noise floor)\n"
-            f"{what_attacks_see(result['attack_strength'])}")
+    return f"{readable(summary)}\n{what_attacks_see(result['attack_strength'])}"
 
 
 def report(result: dict) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 from iau_core.config import ParamsError, load_params, parse_overrides, schema
 from iau_core.data import load_bundle
 from iau_core.experiment import fit_attacks, methods_to_run, train_original, train_references, unlearn_and_score
-from iau_core.metrics import attack_strengths, compare, summarize
+from iau_core.metrics import attack_strengths, compare, readable, summarize
 from iau_core.selection import select_forget_set
 from iau_core.sources import materialize
 from iau_core.training import resolve_device
@@ -56,8 +56,7 @@ def main(argv: list[str] | None = None) -> int:
                     for m in methods_to_run(run)}
         tables.append(compare({m: o.scores.values for m, o in outcomes.items()},
                               {m: o.seconds for m, o in outcomes.items()}))
-    summary = summarize(tables)
-    print(summary.round(3).to_string())
+    print(readable(summarize(tables)))
     print(f"device {device}, total {time.perf_counter() - start:.1f}s")
     return 0
 

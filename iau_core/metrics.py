@@ -141,5 +141,18 @@ def within_floor(summary: pd.DataFrame, floors: dict[str, float]) -> pd.DataFram
     return pd.DataFrame({gap: summary[f"{gap}_mean"] <= floor + 1e-12 for gap, floor in floors.items()})
 
 
+READABLE = [MU_GAP, UE_GAP, LIRA_AUC_GAP, UNLEARN_SECONDS, TEST_ACC, FORGET_ACC, LIRA_AUC, MIA_AUC]
+
+
+def readable(summary: pd.DataFrame, shown: list[str] = READABLE) -> str:
+    """The comparison as a reader scans it: one row per method, means (± std when several seeds ran)."""
+    several = summary[[f"{m}_std" for m in shown]].notna().any().any()
+    table = pd.DataFrame({m: [f"{mean:.3f}" + (f" ± {std:.3f}" if several and pd.notna(std) else "")
+                              for mean, std in zip(summary[f"{m}_mean"], summary[f"{m}_std"], strict=True)]
+                          for m in shown}, index=summary.index)
+    note = "mean ± std over seeds" if several else "one seed"
+    return f"{table.to_string()}\n({note}; retrain_alt's gaps to retrain are the noise floor)"
+
+
 def finite(values: dict[str, float]) -> dict[str, float]:
     return {k: float(v) for k, v in values.items() if np.isfinite(v)}
