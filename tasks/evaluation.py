@@ -13,9 +13,8 @@ from iau_core.metrics import (
     ATTACK_STRENGTH_AUC,
     AVG_RANK,
     COLUMNS,
-    DO_NOTHING,
+    FLOOR,
     GAPS,
-    GOLD,
     LIRA_STRENGTH,
     LIRA_STRENGTH_TPR,
     SPEEDUP,
@@ -67,41 +66,50 @@ def compare_methods(outcomes: list[Outcome], strengths: list[dict[str, float]], 
                     selection: str) -> tuple[pd.DataFrame, dict[str, float]]:
     """Per seed, every gap to that seed's gold model; over seeds, mean ± std and the noise floors. Gaps and
     floor verdicts go onto each method's run, the tables and plots onto the parent run."""
-    seeds = sorted({o.seed for o in outcomes})
-    tables = []
-    for seed in seeds:
-        mine = [o for o in outcomes if o.seed == seed]
-        table = compare({o.method: o.scores.values for o in mine}, {o.method: o.seconds for o in mine})
-        tables.append(table.assign(seed=seed))
-        for o in mine:
-            row = table.loc[o.method]
-            tracking.log_metrics(o.run_id, {k: row[k] for k in (*GAPS, SPEEDUP, AVG_RANK)})
+    tables = per_seed_tables(outcomes)
     summary = summarize([t.drop(columns="seed") for t in tables])
     floors = noise_floors(summary)
     verdicts = within_floor(summary, floors)
     for o in outcomes:
         tracking.log_metrics(o.run_id, {f"{gap}_within_floor": float(verdicts.loc[o.method, gap]) for gap in floors})
-
     strength = pd.DataFrame(strengths).mean().to_dict()
     tracking.log_metrics(parent_run_id, {**{f"floor_{gap}": v for gap, v in floors.items()}, **strength,
-                                         "seeds": len(seeds)})
-    by_seed = pd.concat(tables)
-    tracking.log_text(parent_run_id, by_seed.to_csv(float_format="%.5f"), "comparison_by_seed.csv")
+                                         "seeds": len(tables)})
+    title = f"unlearn ({selection}), {len(tables)} seed(s)"
+    tracking.log_text(parent_run_id, pd.concat(tables).to_csv(float_format="%.5f"), "comparison_by_seed.csv")
     tracking.log_text(parent_run_id, summary.to_csv(float_format="%.5f"), "comparison.csv")
-    markdown = report.summary_markdown(summary, floors, SHOWN)
-    tracking.log_text(parent_run_id, f"# unlearn ({selection}), {len(seeds)} seed(s)\n\n{markdown}\n\n"
+    tracking.log_text(parent_run_id, f"# {title}\n\n{report.summary_markdown(summary, floors, SHOWN)}\n\n"
                       f"{what_attacks_see(strength)}\n", "comparison.md")
-    tracking.log_figure(parent_run_id, plots.mu_ue_plot(summary, seeds=len(seeds)), "plots/mu_vs_ue.png")
-    first = {o.method: o.scores.lira_roc for o in outcomes if o.seed == seeds[0]}
-    curves = {m: (r.fpr, r.tpr, r.auc) for m, r in first.items() if m in (DO_NOTHING, GOLD, *_compared(first))}
-    tracking.log_figure(parent_run_id, plots.roc_plot(curves, f"LiRA on D_f vs held-out records (seed {seeds[0]})"),
-                        "plots/lira_roc.png")
-    records = [{"method": m, **{c: _cell(summary, m, c) for c in SHOWN}} for m in summary.index]
-    report.publish_table_artifact(records, key=f"unlearn-{selection}-comparison",
-                                  description=f"unlearn ({selection}), mean ± std over {len(seeds)} seed(s); "
-                                              "gaps are to retrain; retrain_alt's gaps are the noise floor.")
+    log_plots(outcomes, summary, parent_run_id)
+    report.publish_table_artifact([{"method": m, **{c: _cell(summary, m, c) for c in SHOWN}} for m in summary.index],
+                                  key=f"unlearn-{selection}-comparison",
+                                  description=f"{title}: mean ± std; gaps are to retrain; retrain_alt's gaps are "
+                                              "the noise floor.")
     shown = summary[[c for c in summary.columns if c.removesuffix("_mean").removesuffix("_std") in COLUMNS]]
     return shown, strength
+
+
+def per_seed_tables(outcomes: list[Outcome]) -> list[pd.DataFrame]:
+    """One Table II per seed (gaps to that seed's retrain); each method's gaps also go onto its own run."""
+    tables = []
+    for seed in sorted({o.seed for o in outcomes}):
+        mine = [o for o in outcomes if o.seed == seed]
+        table = compare({o.method: o.scores.values for o in mine}, {o.method: o.seconds for o in mine})
+        for o in mine:
+            tracking.log_metrics(o.run_id, {k: table.loc[o.method, k] for k in (*GAPS, SPEEDUP, AVG_RANK)})
+        tables.append(table.assign(seed=seed))
+    return tables
+
+
+def log_plots(outcomes: list[Outcome], summary: pd.DataFrame, parent_run_id: str) -> None:
+    """MU against UE over seeds, and LiRA's ROC on D_f for the first seed (the floor model left out: its curve
+    is retrain's again)."""
+    seeds = sorted({o.seed for o in outcomes})
+    tracking.log_figure(parent_run_id, plots.mu_ue_plot(summary, seeds=len(seeds)), "plots/mu_vs_ue.png")
+    curves = {o.method: (o.scores.lira_roc.fpr, o.scores.lira_roc.tpr, o.scores.lira_roc.auc)
+              for o in outcomes if o.seed == seeds[0] and o.method != FLOOR}
+    tracking.log_figure(parent_run_id, plots.roc_plot(curves, f"LiRA on D_f vs held-out records (seed {seeds[0]})"),
+                        "plots/lira_roc.png")
 
 
 def what_attacks_see(strength: dict[str, float]) -> str:
@@ -110,10 +118,6 @@ def what_attacks_see(strength: dict[str, float]) -> str:
             f"TPR 1% at 1% FPR, 50% balanced accuracy): LiRA AUC {strength[LIRA_STRENGTH]:.3f}, TPR at 1% FPR "
             f"{100 * strength[LIRA_STRENGTH_TPR]:.1f}%; shadow attack balanced accuracy "
             f"{strength[ATTACK_STRENGTH]:.1f}%, AUC {strength[ATTACK_STRENGTH_AUC]:.3f}.")
-
-
-def _compared(methods: dict) -> list[str]:
-    return [m for m in methods if m not in (DO_NOTHING, GOLD, "retrain_alt")]
 
 
 def _cell(summary: pd.DataFrame, method: str, metric: str) -> str:
