@@ -54,8 +54,7 @@ def unlearn(selection: Strategy = "outliers", params_file: str = "params.yaml", 
             forget_sets[seed] = ids
             if seed == params.seeds[0]:
                 tracking.set_tags(parent, {"base_model": base.uri, "forget_set_sha256": sha})
-                no_gr = no_gr_context(run)
-                gradient_norms(run, base, base_model(no_gr, kind="base-no-gr", register=False), parent)
+                gradient_norms(run, base, base_model(run.without_gr(), kind="base-no-gr", register=False), parent)
             for method in methods_to_run(params):
                 name = method if len(params.seeds) == 1 else f"{method} (seed {seed})"
                 outcome = unlearn_with(method, run, base, attack, ids, sha, parent, name)
@@ -67,13 +66,6 @@ def unlearn(selection: Strategy = "outliers", params_file: str = "params.yaml", 
               "summary": summary.reset_index(names="method").to_dict(orient="records")}
     get_run_logger().info("comparison (MLflow parent run %s):\n%s", parent, table_of(result))
     return result
-
-
-def no_gr_context(ctx: RunContext) -> RunContext:
-    """The same recipe with alpha = 0: the model GR is measured against (gradient-norm plot)."""
-    training = ctx.params.training.model_copy(update={"gr_alpha": 0.0})
-    return RunContext(ctx.params.model_copy(update={"training": training}), ctx.data_version, ctx.experiment_id,
-                      ctx.repo_root)
 
 
 @contextmanager

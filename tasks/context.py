@@ -32,6 +32,11 @@ class RunContext:
     def for_seed(self, seed: int) -> RunContext:
         return replace(self, params=self.params.for_seed(seed))
 
+    def without_gr(self) -> RunContext:
+        """The same recipe with alpha = 0: the model GR is measured against (the gradient-norm plot)."""
+        training = self.params.training.model_copy(update={"gr_alpha": 0.0})
+        return replace(self, params=self.params.model_copy(update={"training": training}))
+
 
 @lru_cache(maxsize=2)
 def _bundle(root: Path, data: DataParams, data_version: str) -> DataBundle:

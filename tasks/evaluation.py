@@ -48,12 +48,10 @@ def gradient_norms(ctx: RunContext, base: ModelRef, no_gr: ModelRef, parent_run_
     """Per-sample gradient norms on D of the deployed (GR) model against the same recipe with alpha = 0: the
     paper's Fig. 3, and the evidence that GR does what it is for."""
     training = ctx.params.training
-    no_gr_ctx = RunContext(ctx.params.model_copy(update={"training": training.model_copy(update={"gr_alpha": 0.0})}),
-                           ctx.data_version, ctx.experiment_id, ctx.repo_root)
     train = ctx.bundle().train
     norms = {f"GR ({training.gr_reading}, alpha={training.gr_alpha})":
              per_sample_grad_norms(load_base_model(ctx, base), train, ctx.device).numpy(),
-             "alpha = 0": per_sample_grad_norms(load_base_model(no_gr_ctx, no_gr), train, ctx.device).numpy()}
+             "alpha = 0": per_sample_grad_norms(load_base_model(ctx.without_gr(), no_gr), train, ctx.device).numpy()}
     (gr, plain) = norms.values()
     tracking.log_metrics(parent_run_id, {"grad_norm_mean": gr.mean(), "grad_norm_p99": np.percentile(gr, 99),
                                          "grad_norm_mean_alpha0": plain.mean(),
