@@ -238,10 +238,13 @@ def loss_attack(model: nn.Module, members: Split, nonmembers: Split, device: tor
 def label_matched(nonmembers: Split, like: Split, seed: int) -> Split:
     """As many non-members as possible (without repeats) whose label mix is that of `like`: so an attack on a
     selected D_f (outliers are mostly one class) is not read off the class alone."""
-    labels, counts = np.unique(like.y.cpu().numpy(), return_counts=True)
-    share = counts / counts.sum()
     pool_labels = nonmembers.y.cpu().numpy()
+    labels, counts = np.unique(like.y.cpu().numpy(), return_counts=True)
     available = np.array([(pool_labels == c).sum() for c in labels])
+    if not available.any():
+        raise ValueError(f"no held-out record has any of D_f's labels {labels.tolist()}: nothing to match")
+    labels, counts, available = labels[available > 0], counts[available > 0], available[available > 0]
+    share = counts / counts.sum()  # labels no held-out record has are left out of the matching
     sizes = np.minimum(available, np.round(share * np.min(available / share)).astype(int))
     rng = np.random.default_rng(seed)
     picks = [rng.choice(np.flatnonzero(pool_labels == c), size=int(n), replace=False)

@@ -118,3 +118,13 @@ def test_label_matched_nonmembers_follow_the_forget_sets_labels(digits_bundle):
     assert threes == (test.y == 3).sum().item()  # the class D_f needs most is used up: as many as possible
     assert abs(threes / 4 - fives) <= 1  # 80/20, like D_f
     assert len(set(matched.ids.tolist())) == len(matched)
+
+
+def test_label_matching_skips_labels_with_no_heldout_records(digits_bundle):
+    test = digits_bundle.test
+    without_sevens = test.take(torch.nonzero(test.y != 7).squeeze(1))
+    like = Split(test.x[:4], torch.tensor([7, 7, 2, 2]), test.ids[:4])
+    matched = label_matched(without_sevens, like, seed=0)
+    assert set(matched.y.tolist()) == {2} and len(matched) == (without_sevens.y == 2).sum().item()
+    with pytest.raises(ValueError, match="nothing to match"):
+        label_matched(without_sevens, Split(test.x[:2], torch.tensor([7, 7]), test.ids[:2]), seed=0)
