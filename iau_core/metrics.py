@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -144,15 +145,20 @@ def within_floor(summary: pd.DataFrame, floors: dict[str, float]) -> pd.DataFram
 READABLE = [MU_GAP, UE_GAP, LIRA_AUC_GAP, UNLEARN_SECONDS, TEST_ACC, FORGET_ACC, LIRA_AUC, MIA_AUC]
 
 
+def mean_std(mean: object, std: object, places: int = 3) -> str:
+    """'mean ± std', or 'mean' where there is no spread to show (one seed: std is NaN); '' without a mean."""
+    def finite(value: object) -> bool:
+        return isinstance(value, numbers.Real) and math.isfinite(value)
+
+    if not finite(mean):
+        return ""
+    return f"{mean:.{places}f}" + (f" ± {std:.{places}f}" if finite(std) else "")
+
+
 def readable(summary: pd.DataFrame, shown: list[str] = READABLE) -> str:
     """The comparison as a reader scans it: one row per method, means (± std when several seeds ran)."""
-    several = summary[[f"{m}_std" for m in shown]].notna().any().any()
-    table = pd.DataFrame({m: [f"{mean:.3f}" + (f" ± {std:.3f}" if several and pd.notna(std) else "")
-                              for mean, std in zip(summary[f"{m}_mean"], summary[f"{m}_std"], strict=True)]
+    table = pd.DataFrame({m: [mean_std(mean, std) for mean, std in zip(summary[f"{m}_mean"], summary[f"{m}_std"],
+                                                                     strict=True)]
                           for m in shown}, index=summary.index)
-    note = "mean ± std over seeds" if several else "one seed"
+    note = "mean ± std over seeds" if summary[[f"{m}_std" for m in shown]].notna().any().any() else "one seed"
     return f"{table.to_string()}\n({note}; retrain_alt's gaps to retrain are the noise floor)"
-
-
-def finite(values: dict[str, float]) -> dict[str, float]:
-    return {k: float(v) for k, v in values.items() if np.isfinite(v)}

@@ -137,8 +137,12 @@ def accuracy(model: nn.Module, split: Split, device: torch.device) -> float:
     """Accuracy in percentage points (0-100), as METRICS.md reports it."""
     if len(split) == 0:
         return float("nan")
-    logits = predict_logits(model, split, device)
-    return 100.0 * (logits.argmax(1) == split.y.cpu()).float().mean().item()
+    return logits_accuracy(predict_logits(model, split, device), split.y.cpu())
+
+
+def logits_accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
+    """Accuracy (0-100) of logits already computed, for callers that also need the loss of the same pass."""
+    return 100.0 * (logits.argmax(1) == y).float().mean().item()
 
 
 def per_sample_losses(model: nn.Module, split: Split, device: torch.device) -> torch.Tensor:

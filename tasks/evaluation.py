@@ -20,6 +20,7 @@ from iau_core.metrics import (
     SPEEDUP,
     attack_strengths,
     compare,
+    mean_std,
     noise_floors,
     summarize,
     within_floor,
@@ -79,7 +80,8 @@ def compare_methods(outcomes: list[Outcome], strengths: list[dict[str, float]], 
     tracking.log_text(parent_run_id, f"# {title}\n\n{report.summary_markdown(summary, floors, SHOWN)}\n\n"
                       f"{what_attacks_see(strength)}\n", "comparison.md")
     log_plots(outcomes, summary, parent_run_id)
-    report.publish_table_artifact([{"method": m, **{c: _cell(summary, m, c) for c in SHOWN}} for m in summary.index],
+    report.publish_table_artifact([{"method": m, **{c: mean_std(summary.loc[m, f"{c}_mean"], summary.loc[m, f"{c}_std"])
+                                                    for c in SHOWN}} for m in summary.index],
                                   key=f"unlearn-{selection}-comparison",
                                   description=f"{title}: mean ± std; gaps are to retrain; retrain_alt's gaps are "
                                               "the noise floor.")
@@ -116,10 +118,3 @@ def what_attacks_see(strength: dict[str, float]) -> str:
             f"TPR 1% at 1% FPR, 50% balanced accuracy): LiRA AUC {strength[LIRA_STRENGTH]:.3f}, TPR at 1% FPR "
             f"{100 * strength[LIRA_STRENGTH_TPR]:.1f}%; shadow attack balanced accuracy "
             f"{strength[ATTACK_STRENGTH]:.1f}%, AUC {strength[ATTACK_STRENGTH_AUC]:.3f}.")
-
-
-def _cell(summary: pd.DataFrame, method: str, metric: str) -> str:
-    mean, std = summary.loc[method, f"{metric}_mean"], summary.loc[method, f"{metric}_std"]
-    if not np.isfinite(mean):
-        return ""
-    return f"{mean:.3f}" if not np.isfinite(std) else f"{mean:.3f} ± {std:.3f}"

@@ -4,14 +4,14 @@ artifact (the flow run's Artifacts tab)."""
 from __future__ import annotations
 
 import logging
-import math
-import numbers
 import re
 from typing import Any
 
 import pandas as pd
 from prefect.artifacts import create_table_artifact
 from prefect.context import FlowRunContext, TaskRunContext
+
+from iau_core.metrics import mean_std
 
 logger = logging.getLogger(__name__)
 
@@ -27,18 +27,12 @@ def decimals(metric: str) -> int:
     return 2
 
 
-def _finite(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and math.isfinite(value)
-
-
 def _cell(row: pd.Series, metric: str, floor: float | None) -> str:
-    """'mean ± std', or 'mean' where there is no spread to show (one seed: std is NaN), plus the noise-floor
-    marker of a gap column."""
-    mean, std = row.get(f"{metric}_mean"), row.get(f"{metric}_std")
-    if not _finite(mean):
+    """'mean ± std' (mean_std), '–' where the metric has no value, plus the noise-floor marker of a gap column."""
+    mean = row.get(f"{metric}_mean")
+    text = mean_std(mean, row.get(f"{metric}_std"), decimals(metric))
+    if not text:
         return MISSING
-    places = decimals(metric)
-    text = f"{mean:.{places}f}" + (f" ± {std:.{places}f}" if _finite(std) else "")
     if floor is not None:
         text += " " + (WITHIN if mean <= floor else ABOVE)
     return text

@@ -19,7 +19,7 @@ from torch import nn
 
 from iau_core.config import EtaRule, Reduction
 from iau_core.data import Split
-from iau_core.training import accuracy, batches, per_sample_losses
+from iau_core.training import accuracy, batches, logits_accuracy, per_sample_losses, predict_logits
 from iau_core.unlearning.base import Unlearned, UnlearningTask
 
 
@@ -74,8 +74,9 @@ def choose_eta(model: nn.Module, direction: list[torch.Tensor], forget: Split, v
 
     Leaves the model at the chosen step."""
     theta = [p.detach().clone() for p in model.parameters() if p.requires_grad]
-    target = per_sample_losses(model, val, device).mean().item()
-    base_acc = accuracy(model, val, device)
+    val_logits = predict_logits(model, val, device)  # one pass: the target loss and the accuracy to keep
+    target = F.cross_entropy(val_logits, val.y.cpu()).item()
+    base_acc = logits_accuracy(val_logits, val.y.cpu())
     chosen = EtaChoice(0.0, "no step within the validation budget", target,
                        per_sample_losses(model, forget, device).mean().item(), 0.0, 0)
     for k in range(rule.max_candidates):
