@@ -20,10 +20,10 @@ import torch
 
 from iau_core.config import load_params, parse_overrides
 from iau_core.data import load_bundle
-from iau_core.experiment import model_builder, train_original
+from iau_core.recipe import model_builder, train_original
 from iau_core.training import resolve_device, synchronize
-from iau_core.unlearning import UnlearningTask, get_method, timed
-from iau_core.unlearning.iau import iau_direction, summed_gradient
+from iau_core.unlearning import UnlearningTask, run_method
+from iau_core.unlearning.gradients import iau_direction, summed_gradient
 from tasks.context import PROJECT_ROOT
 
 
@@ -68,10 +68,10 @@ def main() -> None:
         row = {"requests": size,
                "direction cached": clock(device, iau_direction, *args_, cache)[0],
                "direction uncached": clock(device, iau_direction, *args_)[0],
-               "step cached": timed(get_method("iau"), cached_task).seconds,
-               "step uncached": timed(get_method("iau"), task).seconds}
+               "step cached": run_method("iau", cached_task).seconds,
+               "step uncached": run_method("iau", task).seconds}
         if not args.no_retrain:
-            row["retrain"] = timed(get_method("retrain"), task).seconds
+            row["retrain"] = run_method("retrain", task).seconds
         rows.append(row)
         print("  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
     print("\n| requests | direction cached | direction uncached | step cached | step uncached | retrain "

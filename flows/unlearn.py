@@ -23,10 +23,9 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from flows.nightly import deletion_batch
-from iau_core.config import ParamsError, Strategy, deep_merge, load_params, parse_overrides
-from iau_core.experiment import methods_to_run
-from iau_core.method_settings import Recipe, base_recipe
+from iau_core.config import ParamsError, Recipe, Strategy, base_recipe, deep_merge, load_params, parse_overrides
 from iau_core.metrics import readable
+from iau_core.recipe import methods_to_run
 from tasks import tracking
 from tasks.context import RunContext, project_root
 from tasks.data import ensure_data_task
@@ -37,7 +36,7 @@ from tasks.unlearning import unlearn_with
 
 REQUESTS = "requests"  # the forget set is the ledger's queue of deletion requests: the nightly batch
 SELECTIONS = (*get_args(Strategy), REQUESTS)
-# The MLflow `kind` tag of each base-model recipe (method_settings.BASE_RECIPES); each is trained once per seed.
+# The MLflow `kind` tag of each base-model recipe (BASE_RECIPES); each is trained once per seed.
 RECIPE_KINDS = {"deployed": "base", "no_gr": "base-no-gr"}
 
 

@@ -4,7 +4,7 @@ tasks/ and flows/; this module only decides and measures.
 
 The gate reads two numbers, from data a real batch has (never a retrained model):
 - utility: the validation-accuracy drop against the champion;
-- privacy: offline LiRA (iau_core.privacy) on the deleted records against held-out non-members of the same
+- privacy: offline LiRA (iau_core.attacks) on the deleted records against held-out non-members of the same
   label mix. A model that forgot them should see them as it sees records it never trained on: AUC near 0.5. A
   small batch gives a noisy AUC, so the threshold is 0.5 + max_attack_advantage + noise_z standard deviations
   of the AUC of two same-distribution samples of these sizes (the Mann-Whitney null).
@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from iau_core.attacks import LiraAttack, label_matched
 from iau_core.config import DriftParams, GateParams
 from iau_core.data import Split
-from iau_core.privacy import LiraAttack, label_matched
 from iau_core.training import logits_accuracy, predict_logits
 
 

@@ -1,4 +1,4 @@
-"""The one place that knows METRICS.md's key names and how each number is computed."""
+"""The one place that knows the metric names of docs/metrics.md and how each number is computed."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ import pandas as pd
 import torch
 from torch import nn
 
+from iau_core.attacks import LiraAttack, Roc, ShadowAttack, label_matched, loss_attack
+from iau_core.config import DO_NOTHING, FLOOR, GOLD, REFERENCE_METHODS
 from iau_core.data import Split
-from iau_core.privacy import LiraAttack, Roc, ShadowAttack, label_matched, loss_attack
 from iau_core.training import accuracy
 
-# Keys of METRICS.md's tables (a contract: scripts query MLflow by these names).
+# Keys of docs/metrics.md's tables (a contract: scripts query MLflow by these names).
 TEST_ACC, RETAIN_ACC, FORGET_ACC = "test_acc", "retain_acc", "forget_acc"
 MU_GAP, UE_GAP, LIRA_AUC_GAP = "mu_gap", "ue_gap", "lira_auc_gap"
 MIA_FORGET_ASR, SHADOW_AUC = "mia_forget_asr", "shadow_auc"
@@ -26,8 +27,6 @@ UNLEARN_SECONDS, SPEEDUP, AVG_RANK = "unlearn_seconds", "speedup_vs_retrain", "a
 ATTACK_STRENGTH, ATTACK_STRENGTH_AUC = "attack_strength", "attack_strength_auc"
 LIRA_STRENGTH, LIRA_STRENGTH_TPR = "lira_strength", "lira_strength_tpr_at_1pct_fpr"
 
-GOLD, FLOOR, DO_NOTHING = "retrain", "retrain_alt", "original"
-REFERENCE_METHODS = (DO_NOTHING, GOLD, FLOOR)
 RANKED = (MU_GAP, UNLEARN_SECONDS, UE_GAP)
 GAPS = {MU_GAP: TEST_ACC, UE_GAP: MIA_FORGET_ASR, LIRA_AUC_GAP: LIRA_AUC}  # gap key -> the metric it compares
 COLUMNS = [MU_GAP, UNLEARN_SECONDS, UE_GAP, LIRA_AUC_GAP, AVG_RANK, SPEEDUP, TEST_ACC, RETAIN_ACC, FORGET_ACC,

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 from sklearn.ensemble import IsolationForest
 
-from iau_core.config import SelectionParams
+from iau_core.config import STRATEGY_NAMES, SelectionParams
 from iau_core.data import Split
+from iau_core.ids import read_ids_file
 
 
 def select_random(train: Split, params: SelectionParams, seed: int) -> np.ndarray:
@@ -40,7 +40,7 @@ def select_class(train: Split, params: SelectionParams, seed: int) -> np.ndarray
 def select_ids(train: Split, params: SelectionParams, seed: int) -> np.ndarray:
     """Exactly the sample ids a request names (selection.ids, or a file of them). An id that is not in D is
     refused, never skipped: a deletion that silently forgets less than asked is worse than one that stops."""
-    requested = np.asarray(params.ids if params.ids is not None else read_ids_file(Path(params.ids_file)),
+    requested = np.asarray(params.ids if params.ids is not None else read_ids_file(params.ids_file),
                            dtype=np.int64)
     values, counts = np.unique(requested, return_counts=True)
     repeated = values[counts > 1]
@@ -54,26 +54,9 @@ def select_ids(train: Split, params: SelectionParams, seed: int) -> np.ndarray:
     return np.sort(requested)
 
 
-def read_ids_file(path: Path) -> np.ndarray:
-    """Sample ids from a file: one integer per line, or a CSV with a sample_id column (a forget-set manifest)."""
-    if not path.is_file():
-        raise ValueError(f"selection.ids_file {path} not found (relative to the working directory {Path.cwd()})")
-    lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    if lines and "sample_id" in lines[0].split(","):
-        column = lines[0].split(",").index("sample_id")
-        lines = [line.split(",")[column] for line in lines[1:]]
-    try:
-        return np.array([int(line) for line in lines], dtype=np.int64)
-    except ValueError as exc:
-        raise ValueError(f"selection.ids_file {path}: every id must be an integer ({exc})") from None
-
-
+# Found by name: the strategy <name> (config.selection.Strategy, the one list) is the function select_<name> above.
 STRATEGIES: dict[str, Callable[[Split, SelectionParams, int], np.ndarray]] = {
-    "random": select_random,
-    "outliers": select_outliers,
-    "class": select_class,
-    "ids": select_ids,
-}
+    name: globals()[f"select_{name}"] for name in STRATEGY_NAMES}
 
 
 def select_forget_set(train: Split, params: SelectionParams, seed: int) -> np.ndarray:

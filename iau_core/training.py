@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from iau_core.config import AdamParams, Augment, CosineLr, GrReading, StepLr, TrainingParams
+from iau_core.config import Augment, CosineLr, GrReading, SgdParams, StepLr, TrainingParams
 from iau_core.data import Split
 
 
@@ -97,12 +97,24 @@ class TrainReport:
 Progress = Callable[[str], None]
 
 
-def make_optimizer(model: nn.Module, params: TrainingParams) -> torch.optim.Optimizer:
+MOMENTUM = 0.9  # SGD's default momentum here, and the one every baseline's public code uses
+
+
+def make_optimizer(kind: str, parameters: Iterable[nn.Parameter], lr: float, weight_decay: float,
+                   momentum: float = MOMENTUM, nesterov: bool = False) -> torch.optim.Optimizer:
+    """The one optimizer factory: the training recipe's and every baseline's (adam | sgd)."""
+    if kind == "adam":
+        return torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay)
+    if kind == "sgd":
+        return torch.optim.SGD(parameters, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
+    raise ValueError(f"unknown optimizer {kind!r}; known: adam, sgd")
+
+
+def recipe_optimizer(model: nn.Module, params: TrainingParams) -> torch.optim.Optimizer:
+    """The training recipe's optimizer, from its section (training.optimizer, training.lr)."""
     opt = params.optimizer
-    if isinstance(opt, AdamParams):
-        return torch.optim.Adam(model.parameters(), lr=params.lr, weight_decay=opt.weight_decay)
-    return torch.optim.SGD(model.parameters(), lr=params.lr, momentum=opt.momentum, weight_decay=opt.weight_decay,
-                           nesterov=opt.nesterov)
+    sgd = {"momentum": opt.momentum, "nesterov": opt.nesterov} if isinstance(opt, SgdParams) else {}
+    return make_optimizer(opt.kind, model.parameters(), params.lr, opt.weight_decay, **sgd)
 
 
 def lr_factor(params: TrainingParams, epoch: int) -> float:
@@ -142,7 +154,7 @@ def train_model(model: nn.Module, train: Split, val: Split, params: TrainingPara
     start = time.perf_counter()
     model.to(device)
     train, val = train.to(device), val.to(device)
-    optimizer = make_optimizer(model, params)
+    optimizer = recipe_optimizer(model, params)
     generator = torch.Generator().manual_seed(seed)
     augment_generator = torch.Generator().manual_seed(seed + 1)
     best_acc, best_epoch, best_state, epoch = -1.0, 0, None, 0

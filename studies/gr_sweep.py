@@ -17,7 +17,7 @@ import numpy as np
 
 from iau_core.config import load_params
 from iau_core.data import load_bundle
-from iau_core.experiment import model_builder
+from iau_core.recipe import model_builder
 from iau_core.training import per_sample_grad_norms, resolve_device, train_model
 
 DEFAULT_CONFIGS = "batch:0,batch:0.005,batch:0.05,batch:0.2,per_sample:0.005,per_sample:0.02"

@@ -17,8 +17,8 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from iau_core.config import load_params
-from iau_core.experiment import unlearn_and_score
 from iau_core.metrics import GAPS, TEST_ACC, compare
+from iau_core.recipe import unlearn_and_score
 from tasks import tracking
 from tasks.context import PROJECT_ROOT, RunContext
 from tasks.training import ModelRef, load_attacks, load_base_model

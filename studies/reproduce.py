@@ -27,19 +27,10 @@ import pandas as pd
 import yaml
 from matplotlib.figure import Figure
 
-from iau_core.config import Params, deep_merge, load_params, parse_overrides
+from iau_core.config import METHOD_NAMES, REFERENCE_METHODS, Params, deep_merge, load_params, parse_overrides
 from iau_core.data import load_bundle
-from iau_core.experiment import (
-    fit_attacks,
-    methods_to_run,
-    recipe_params,
-    train_original,
-    train_references,
-    unlearn_and_score,
-)
-from iau_core.method_settings import METHOD_NAMES, base_recipe
-from iau_core.metrics import avg_rank, compare, noise_floors, summarize
-from iau_core.selection import select_forget_set
+from iau_core.metrics import avg_rank, noise_floors, summarize
+from iau_core.recipe import LocalSteps, recipe_params, run_recipe, train_original
 from iau_core.sources import materialize
 from iau_core.training import per_sample_grad_norms, resolve_device
 from tasks import plots
@@ -74,42 +65,43 @@ PAPER_TABLE_VI = {"CIFAR-10": (13, 12), "SVHN": (20, 18)}  # LeNet5: (original l
 
 def measure(params: Params, seeds: list[int], log=print, save=lambda raw: None) -> dict:
     """Every number the doc shows, per seed, as plain JSON-able values; `save` receives them after each seed,
-    so a run cut short still leaves every finished seed."""
+    so a run cut short still leaves every finished seed. The comparisons are the recipe loop's
+    (iau_core.recipe.run_recipe), run once per seed and selection on the same base models."""
     root = PROJECT_ROOT / params.data.root
     if not (root / params.data.dataset.name).is_dir():
         materialize(params.data.dataset, root)
     device = resolve_device(params.device)
     bundle = load_bundle(params.data, root)
     start = time.perf_counter()
-    attacks, _ = fit_attacks(params, bundle, train_references(params, bundle, device, log), device)
+    steps = LocalSteps(params, bundle, device, log)
+    steps.attacks()
     log(f"reference models: {time.perf_counter() - start:.0f}s")
     raw: dict = {"seeds": seeds, "params": json.loads(params.model_dump_json()), "training": [], "norms": [],
                  "tables": {s: [] for s in SELECTIONS}}
     for seed in seeds:
         run = params.for_seed(seed)
-        models = {}
-        for name, recipe in {"GR (batch)": run, "no GR (alpha = 0)": recipe_params(run, "no_gr"),
-                             "GR (per_sample)": _per_sample(run)}.items():  # the deployed model first
-            models[name], report = train_original(recipe, bundle, device)
+        # the deployed model first; the loop's two base models are kept for both selections
+        trained = {"GR (batch)": ("deployed", run), "no GR (alpha = 0)": ("no_gr", recipe_params(run, "no_gr")),
+                   "GR (per_sample)": (None, _per_sample(run))}
+        for name, (recipe, recipe_run) in trained.items():
+            model, report = train_original(recipe_run, bundle, device)
+            if recipe:
+                steps.models[(seed, recipe)] = model
             raw["training"].append({"seed": seed, "recipe": name, "epochs_run": report.epochs_run,
                                     "best_epoch": report.best_epoch, "stopped_early": report.stopped_early,
                                     "best_val_acc": report.best_val_acc, "seconds": report.seconds})
-            norms = per_sample_grad_norms(models[name], bundle.train, device).numpy()
+            norms = per_sample_grad_norms(model, bundle.train, device).numpy()
             raw["norms"].append({"seed": seed, "recipe": name, "mean": float(norms.mean()),
                                  "p99": float(np.percentile(norms, 99)), "max": float(norms.max()),
                                  **({"values": norms.round(5).tolist()} if seed == seeds[0] else {})})
             log(f"seed {seed}: {name} {report.epochs_run} epochs ({report.seconds:.0f}s), mean norm {norms.mean():.3f}")
-        bases = {"deployed": models["GR (batch)"], "no_gr": models["no GR (alpha = 0)"]}
         for selection in SELECTIONS:
             chosen = run.model_copy(update={"selection": run.selection.model_copy(update={"strategy": selection})})
-            forget_ids = select_forget_set(bundle.train, chosen.selection, seed)
-            outcomes = {m: unlearn_and_score(m, bases[base_recipe(m)], forget_ids, chosen, bundle, attacks, device)
-                        for m in methods_to_run(chosen)}
-            table = compare({m: o.scores.values for m, o in outcomes.items()},
-                            {m: o.seconds for m, o in outcomes.items()})
+            comparison = run_recipe(chosen, steps)
+            table = comparison.tables()[0].drop(columns="seed")
             raw["tables"][selection].append(table.reset_index().to_dict(orient="records"))
-            log(f"seed {seed} {selection}: {len(forget_ids)} forgotten, "
-                + ", ".join(f"{m} {o.seconds:.1f}s" for m, o in outcomes.items()))
+            log(f"seed {seed} {selection}: {len(comparison.forget_sets[seed])} forgotten, "
+                + ", ".join(f"{r.method} {r.seconds:.1f}s" for r in comparison.results))
         raw["seconds"] = time.perf_counter() - start
         raw["seeds_done"] = raw.get("seeds_done", []) + [seed]
         save(raw)
@@ -133,7 +125,7 @@ def tables_of(raw: dict, selection: str) -> list[pd.DataFrame]:
 
 def paper_set_rank(tables: list[pd.DataFrame]) -> pd.Series:
     """avg_rank among only the paper's methods we have, so it reads on the paper's scale (0 to 3)."""
-    ranks = [avg_rank(t.loc[[m for m in t.index if m in PAPER_SET or m in ("retrain", "original", "retrain_alt")]])
+    ranks = [avg_rank(t.loc[[m for m in t.index if m in PAPER_SET or m in REFERENCE_METHODS]])
              for t in tables]
     return pd.concat(ranks, axis=1).mean(axis=1)
 
@@ -199,15 +191,13 @@ def claims(raw: dict) -> list[tuple[str, str, str, str]]:
         means = summarize(tables).loc[list(among), f"{metric}_mean"]
         return str(means.drop("iau").idxmin())
 
-    rival = best_other(rnd, "avg_rank", tuple(m for m in rnd[0].index if m not in ("original", "retrain",
-                                                                                       "retrain_alt")))
+    rival = best_other(rnd, "avg_rank", tuple(m for m in rnd[0].index if m not in REFERENCE_METHODS))
     found.append(("IAU has the best avg rank among the compared methods (random 5%)",
                   "Table II: best or second best in all four settings",
                   *verdict(paired(rnd, "avg_rank", rival, "iau"), +1),
                   ))
     found[-1] = (*found[-1][:3], f"against the best other method ({rival}): {found[-1][3]}")
-    fastest = best_other(rnd, "unlearn_seconds", tuple(m for m in rnd[0].index if m not in (
-        "original", "retrain", "retrain_alt")))
+    fastest = best_other(rnd, "unlearn_seconds", tuple(m for m in rnd[0].index if m not in REFERENCE_METHODS))
     v, why = verdict(paired(rnd, "unlearn_seconds", fastest, "iau"), +1)
     found.append(("IAU is the fastest unlearning method", "Table II: fastest in every setting, 28.6-43.5% ahead "
                   "of the second on LeNet5", v, f"against the fastest other method ({fastest}): {why}"))
@@ -353,12 +343,12 @@ The paper's Table II LeNet5 on SVHN (MU / s / UE / rank), for the same rows: {pa
 `ia` is Eq. 5 alone on the GR model, `ia_gc` is Eq. 8 on the model trained without GR, `iau` is Eq. 8 on the
 GR model; all three choose eta by the same rule. The rows are those of the two tables above:
 
-{comparison_table([t.loc[['original', 'retrain', 'retrain_alt', *ABLATION]] for t in tables_of(raw, 'random')],
+{comparison_table([t.loc[[*REFERENCE_METHODS, *ABLATION]] for t in tables_of(raw, 'random')],
                   None, '')}
 
 (random 5%) and
 
-{comparison_table([t.loc[['original', 'retrain', 'retrain_alt', *ABLATION]] for t in tables_of(raw, 'outliers')],
+{comparison_table([t.loc[[*REFERENCE_METHODS, *ABLATION]] for t in tables_of(raw, 'outliers')],
                   None, '')}
 
 (outliers). The paper gives Fig. 2 as a plot only, without numbers.

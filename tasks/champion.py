@@ -20,9 +20,9 @@ from prefect.cache_policies import NO_CACHE
 from torch import nn
 
 from iau_core.data import Split
-from iau_core.experiment import model_builder, train_original
+from iau_core.recipe import model_builder, train_original
 from iau_core.selection import forget_set_sha256
-from iau_core.unlearning.iau import SummedGradient, summed_gradient
+from iau_core.unlearning.gradients import SummedGradient, summed_gradient
 from tasks import registry, tracking
 from tasks.context import RunContext
 

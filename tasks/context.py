@@ -9,10 +9,9 @@ from pathlib import Path
 
 import torch
 
-from iau_core.config import DataParams, Params
+from iau_core.config import DataParams, Params, Recipe
 from iau_core.data import DataBundle, load_bundle
-from iau_core.experiment import recipe_params
-from iau_core.method_settings import Recipe
+from iau_core.recipe import recipe_params
 from iau_core.training import resolve_device
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

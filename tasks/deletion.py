@@ -15,8 +15,8 @@ from prefect.cache_policies import NO_CACHE
 from torch import nn
 
 from iau_core.deletion import GateResult, evaluate_gate
-from iau_core.experiment import model_builder
-from iau_core.unlearning import UnlearningTask, get_method, timed
+from iau_core.recipe import model_builder
+from iau_core.unlearning import UnlearningTask, run_method
 from tasks import tracking
 from tasks.champion import Champion, cached_summed_gradient
 from tasks.context import RunContext
@@ -49,7 +49,7 @@ def unlearn_batch(ctx: RunContext, champion: Champion, forget_ids: list[int], me
                            training=ctx.params.training, unlearning=ctx.params.unlearning, device=ctx.device,
                            seed=ctx.params.seed, progress=lambda line: log.info("%s: %s", method, line),
                            summed_gradient=cache)
-    run = timed(get_method(method), task_)
+    run = run_method(method, task_)
     tracking.log_params(run_id, {f"{method}.{k}": str(v) for k, v in run.choices.items()})
     tracking.log_metrics(run_id, {f"{method}.unlearn_seconds": run.seconds})
     log.info("%s on %d records: %.2f s", method, len(forget), run.seconds)

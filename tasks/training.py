@@ -17,9 +17,9 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from torch import nn
 
-from iau_core.experiment import fit_attacks, model_builder, train_original, train_references
+from iau_core.attacks import AttackMLP, LiraAttack, ShadowAttack
 from iau_core.metrics import Attacks
-from iau_core.privacy import AttackMLP, LiraAttack, ShadowAttack
+from iau_core.recipe import fit_attacks, model_builder, train_original, train_references
 from tasks import tracking
 from tasks.context import RunContext
 

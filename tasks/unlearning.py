@@ -12,8 +12,8 @@ import numpy as np
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from iau_core.experiment import unlearn_and_score
 from iau_core.metrics import UNLEARN_SECONDS, Scores
+from iau_core.recipe import unlearn_and_score
 from tasks import tracking
 from tasks.context import RunContext
 from tasks.training import ModelRef, load_attacks, load_base_model

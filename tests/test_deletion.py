@@ -7,7 +7,7 @@ import torch
 
 from iau_core.config import DriftParams, GateParams
 from iau_core.deletion import Lineage, chance_auc_std, escalation_reason, evaluate_gate
-from iau_core.experiment import fit_attacks, lira_candidates, model_builder, train_original, train_references
+from iau_core.recipe import fit_attacks, lira_candidates, model_builder, train_original, train_references
 from iau_core.selection import select_forget_set
 from iau_core.training import train_model
 

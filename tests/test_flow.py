@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from iau_core.config import load_params
-from iau_core.method_settings import METHOD_NAMES
+from iau_core.config import METHOD_NAMES, load_params
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = {

@@ -13,7 +13,7 @@ from torch import nn
 from iau_core.config import Augment, ParamsError, parse_params
 from iau_core.data import Split
 from iau_core.models import Mlp, ResNet18, Vgg19Bn, build_model
-from iau_core.training import accuracy, augment_batch, lr_factor, make_optimizer, train_model
+from iau_core.training import accuracy, augment_batch, lr_factor, recipe_optimizer, train_model
 
 CPU = torch.device("cpu")
 
@@ -141,11 +141,11 @@ def test_default_recipe_trains_exactly_as_before():
 
 def test_optimizers_and_schedules():
     net = nn.Linear(3, 2)
-    sgd = make_optimizer(net, training(optimizer={"kind": "sgd", "momentum": 0.8, "weight_decay": 1e-3,
+    sgd = recipe_optimizer(net, training(optimizer={"kind": "sgd", "momentum": 0.8, "weight_decay": 1e-3,
                                                   "nesterov": True}))
     assert isinstance(sgd, torch.optim.SGD)
     assert sgd.defaults["momentum"] == 0.8 and sgd.defaults["weight_decay"] == 1e-3 and sgd.defaults["nesterov"]
-    adam = make_optimizer(net, training(optimizer="adam"))
+    adam = recipe_optimizer(net, training(optimizer="adam"))
     assert isinstance(adam, torch.optim.Adam) and adam.defaults["weight_decay"] == 0
     cosine = training(lr_schedule="cosine", max_epochs=10)
     assert lr_factor(cosine, 0) == 1 and lr_factor(cosine, 5) == pytest.approx(0.5) and lr_factor(cosine, 9) < 0.03

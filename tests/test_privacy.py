@@ -5,10 +5,7 @@ import pytest
 import torch
 from conftest import training
 
-from iau_core.config import LiraParams, MiaParams
-from iau_core.data import Split
-from iau_core.experiment import model_builder
-from iau_core.privacy import (
+from iau_core.attacks import (
     attack_features,
     fit_lira,
     fit_shadow_attack,
@@ -18,6 +15,9 @@ from iau_core.privacy import (
     roc,
     train_reference_models,
 )
+from iau_core.config import LiraParams, MiaParams
+from iau_core.data import Split
+from iau_core.recipe import model_builder
 from iau_core.training import train_model
 
 CPU = torch.device("cpu")

@@ -6,7 +6,7 @@ import torch
 from conftest import training
 
 from iau_core.config import load_params
-from iau_core.experiment import model_builder
+from iau_core.recipe import model_builder
 from iau_core.training import accuracy, gr_loss, per_sample_grad_norms, train_model
 
 

@@ -5,12 +5,13 @@ import copy
 import pytest
 import torch
 
-from iau_core.experiment import model_builder, train_original
+from iau_core.recipe import model_builder, train_original
 from iau_core.selection import select_forget_set
 from iau_core.training import TrainReport, accuracy, per_sample_losses
-from iau_core.unlearning import UnlearningTask, get_method, timed
-from iau_core.unlearning import references as references_module
-from iau_core.unlearning.iau import choose_eta, iau, iau_direction, loss_gradient, step
+from iau_core.unlearning import UnlearningTask, get_method, run_method
+from iau_core.unlearning import retrain as retrain_module
+from iau_core.unlearning.gradients import choose_eta, iau_direction, loss_gradient, step
+from iau_core.unlearning.iau import iau
 
 CPU = torch.device("cpu")
 
@@ -121,7 +122,7 @@ def test_retrain_never_sees_a_forgotten_record(trained, digits_bundle, digits_pa
         seen.append((set(train.ids.tolist()), set(val.ids.tolist())))
         return TrainReport(0, 0, 0.0, 0.0, False)
 
-    monkeypatch.setattr(references_module, "train_model", spy)
+    monkeypatch.setattr(retrain_module, "train_model", spy)
     task = make_task(model, forget, retain, digits_bundle, digits_params, eta=0.0)
     get_method("retrain")(task)
     get_method("retrain_alt")(task)
@@ -182,7 +183,7 @@ def test_gradient_accumulation_does_not_depend_on_batch_size(trained):
 
 def test_timed_run_and_registry(trained, digits_bundle, digits_params):
     model, forget, retain = trained
-    run = timed(get_method("iau"), make_task(model, forget, retain, digits_bundle, digits_params, eta=0.1))
+    run = run_method("iau", make_task(model, forget, retain, digits_bundle, digits_params, eta=0.1))
     assert run.seconds > 0 and run.choices["eta_chosen"] == 0.1
     with pytest.raises(ValueError, match="known"):
         get_method("does-not-exist")
@@ -194,7 +195,7 @@ def test_cached_summed_gradient_gives_the_same_step(trained, digits_bundle, digi
     result must be the uncached step, within float tolerance, and the cache must not even need D_r."""
     from dataclasses import replace
 
-    from iau_core.unlearning.iau import summed_gradient
+    from iau_core.unlearning.gradients import summed_gradient
 
     model, forget, retain = trained
     eta = 0.3 if reduction == "mean" else 0.3 / len(retain)

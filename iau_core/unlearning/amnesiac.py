@@ -1,16 +1,16 @@
 """Amnesiac unlearning, the relabelling variant (Graves et al. 2021): D_f gets random *wrong* labels once,
 then training goes on over D_r plus relabelled D_f, so the model unlearns D_f's true labels while D_r holds
-the rest in place. Settings: method_settings.AmnesiacSettings."""
+the rest in place. Settings: iau_core.config.unlearning.AmnesiacSettings."""
 
 from __future__ import annotations
 
 from iau_core.data import Split
+from iau_core.training import make_optimizer
 from iau_core.unlearning.base import Unlearned, UnlearningTask
 from iau_core.unlearning.loop import (
     cross_entropy,
     descend,
     joined,
-    make_optimizer,
     num_classes,
     random_labels,
     run_epochs,

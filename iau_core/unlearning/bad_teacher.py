@@ -1,7 +1,7 @@
 """Bad teaching (Chundawat et al. 2023): the student, a copy of the deployed model, distils a competent
 teacher (the deployed model) on part of D_r and an incompetent teacher (a random initialisation of the same
 architecture) on D_f, so D_f's outputs become as uninformative as an untrained model's while D_r's stay.
-Settings: method_settings.BadTeacherSettings."""
+Settings: iau_core.config.unlearning.BadTeacherSettings."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from iau_core.data import Split
+from iau_core.training import make_optimizer
 from iau_core.unlearning.base import Unlearned, UnlearningTask
-from iau_core.unlearning.loop import descend, make_optimizer, run_epochs, seeded, settings_choices, shuffled
+from iau_core.unlearning.loop import descend, run_epochs, seeded, settings_choices, shuffled
 
 INCOMPETENT_SEED_OFFSET = 20_000  # the bad teacher's initialisation: not the student's, not retrain_alt's
 

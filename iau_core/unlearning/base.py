@@ -1,4 +1,5 @@
-"""What every unlearning method receives, what it returns, and how its time is measured."""
+"""What every unlearning method receives, what it returns, how its time is measured, and the one result type
+every caller (the recipe loop, the flow's tasks, the nightly batch) passes on."""
 
 from __future__ import annotations
 
@@ -6,17 +7,17 @@ import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-if TYPE_CHECKING:
-    from iau_core.unlearning.iau import SummedGradient
-
 from iau_core.config import TrainingParams, UnlearningParams
 from iau_core.data import Split
+from iau_core.metrics import Scores
 from iau_core.training import Progress, synchronize
+from iau_core.unlearning.gradients import SummedGradient
+
+Choices = dict[str, str | float | int]
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class UnlearningTask:
     seed: int
     progress: Progress | None = None
     # D's summed loss gradient at `model`, when the caller holds it (a nightly batch): methods that need the
-    # retained set's gradient may use it instead of a pass over D_r (iau.SummedGradient)
+    # retained set's gradient may use it instead of a pass over D_r (gradients.SummedGradient)
     summed_gradient: SummedGradient | None = None
 
     def copy_model(self) -> nn.Module:
@@ -51,25 +52,32 @@ class Unlearned:
     the method's MLflow params, so a reader sees how each number was produced."""
 
     model: nn.Module
-    choices: dict[str, str | float | int] = field(default_factory=dict)
+    choices: Choices = field(default_factory=dict)
 
 
 MethodFn = Callable[[UnlearningTask], Unlearned]
 
 
 @dataclass(frozen=True)
-class MethodRun:
-    model: nn.Module
+class MethodResult:
+    """One method's run on one seed, as every caller passes it on: its time and choices, and, where the caller
+    has them, the model (dropped once recorded), the scores and the MLflow run that records it."""
+
+    method: str
+    seed: int
     seconds: float
-    choices: dict[str, str | float | int]
+    choices: Choices
+    model: nn.Module | None = None
+    scores: Scores | None = None
+    run_id: str | None = None
 
 
-def timed(method: MethodFn, task: UnlearningTask) -> MethodRun:
+def timed(method: str, fn: MethodFn, task: UnlearningTask) -> MethodResult:
     """Wall time of the method alone, including any per-run choice of its hyperparameters: inputs are already
     on the device, and the clock stops only once the device has finished updating the parameters
-    (METRICS.md, unlearn_seconds)."""
+    (docs/metrics.md, unlearn_seconds)."""
     synchronize(task.device)
     start = time.perf_counter()
-    result = method(task)
+    result = fn(task)
     synchronize(task.device)
-    return MethodRun(result.model, time.perf_counter() - start, result.choices)
+    return MethodResult(method, task.seed, time.perf_counter() - start, result.choices, result.model)

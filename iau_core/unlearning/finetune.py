@@ -1,13 +1,13 @@
 """Fine-tuning on D_r only (the field's simplest baseline): D_f's influence fades as the model keeps
-learning without it (catastrophic forgetting). Settings: method_settings.FinetuneSettings."""
+learning without it (catastrophic forgetting). Settings: iau_core.config.unlearning.FinetuneSettings."""
 
 from __future__ import annotations
 
+from iau_core.training import make_optimizer
 from iau_core.unlearning.base import Unlearned, UnlearningTask
 from iau_core.unlearning.loop import (
     cross_entropy,
     descend,
-    make_optimizer,
     run_epochs,
     seeded,
     settings_choices,

@@ -6,7 +6,7 @@ weight gets Gaussian noise of variance alpha / F, clamped: weights D_r barely co
 D_f's information, and they are the ones noised most. As in the authors' code for a random forget set, the
 mean stays at the deployed weights (no Newton step), the variance of a weight matrix is averaged over its
 inputs (one variance per output unit), and the output layer is clamped lower. Settings:
-method_settings.FisherSettings. Cost: one per-sample backward per record and class over D_r."""
+iau_core.config.unlearning.FisherSettings. Cost: one per-sample backward per record and class over D_r."""
 
 from __future__ import annotations
 

@@ -1,16 +1,16 @@
 """l1-sparse unlearning (Jia et al. 2023): fine-tune on D_r with an l1 penalty on all weights whose weight
 decays linearly to 0 over the epochs; sparsity shrinks what D_f left in the weights while D_r is relearned.
-Settings: method_settings.L1SparseSettings."""
+Settings: iau_core.config.unlearning.L1SparseSettings."""
 
 from __future__ import annotations
 
 import torch
 
+from iau_core.training import make_optimizer
 from iau_core.unlearning.base import Unlearned, UnlearningTask
 from iau_core.unlearning.loop import (
     cross_entropy,
     descend,
-    make_optimizer,
     run_epochs,
     seeded,
     settings_choices,

@@ -1,29 +1,19 @@
 """What the iterative baselines share: their optimizer, seeded batches and relabelling, and the one stop rule
-every one of them obeys (method_settings.StopRule), so their schedules differ only where their papers do."""
+every one of them obeys (iau_core.config.unlearning.StopRule), so their schedules differ only where their papers do."""
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from iau_core.config import Section, StopRule
 from iau_core.data import Split
-from iau_core.method_settings import Optimizer, StopRule
-from iau_core.section import Section
 from iau_core.training import accuracy, batches, logits_accuracy, per_sample_losses, predict_logits
 from iau_core.unlearning.base import UnlearningTask
-
-MOMENTUM = 0.9  # every baseline's public code that uses SGD uses this momentum
-
-
-def make_optimizer(name: Optimizer, params: Iterable[nn.Parameter], lr: float,
-                   weight_decay: float) -> torch.optim.Optimizer:
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    return torch.optim.SGD(params, lr=lr, momentum=MOMENTUM, weight_decay=weight_decay)
 
 
 def seeded(task: UnlearningTask, salt: int = 0) -> torch.Generator:

@@ -1,13 +1,13 @@
 """NegGrad: gradient ascent on D_f's cross-entropy, nothing else (no term keeps D_r). Settings:
-method_settings.NegGradSettings."""
+iau_core.config.unlearning.NegGradSettings."""
 
 from __future__ import annotations
 
+from iau_core.training import make_optimizer
 from iau_core.unlearning.base import Unlearned, UnlearningTask
 from iau_core.unlearning.loop import (
     cross_entropy,
     descend,
-    make_optimizer,
     run_epochs,
     seeded,
     settings_choices,

@@ -1,15 +1,15 @@
 """NegGrad+ (Kurmanji et al. 2023): each step descends beta * CE(D_r batch) - (1 - beta) * CE(D_f batch), so
 the ascent on D_f is held back by learning D_r. An epoch is one pass over D_r, D_f's batches cycling beside
-it. Settings: method_settings.NegGradPlusSettings."""
+it. Settings: iau_core.config.unlearning.NegGradPlusSettings."""
 
 from __future__ import annotations
 
+from iau_core.training import make_optimizer
 from iau_core.unlearning.base import Unlearned, UnlearningTask
 from iau_core.unlearning.loop import (
     cross_entropy,
     cycled,
     descend,
-    make_optimizer,
     run_epochs,
     seeded,
     settings_choices,

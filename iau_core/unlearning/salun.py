@@ -3,7 +3,7 @@
 The mask keeps the weights whose |gradient of D_f's summed loss| lies above the `threshold` quantile over
 all weights (one global ranking); the rest stay frozen. Training then runs over D_r plus D_f with uniform
 random labels (drawn once), the gradient multiplied by the mask before each step. Settings:
-method_settings.SalunSettings."""
+iau_core.config.unlearning.SalunSettings."""
 
 from __future__ import annotations
 
@@ -12,12 +12,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from iau_core.data import Split
-from iau_core.training import batches
+from iau_core.training import batches, make_optimizer
 from iau_core.unlearning.base import Unlearned, UnlearningTask
 from iau_core.unlearning.loop import (
     cross_entropy,
     joined,
-    make_optimizer,
     num_classes,
     random_labels,
     run_epochs,

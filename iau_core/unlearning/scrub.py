@@ -3,7 +3,7 @@
 
 Each epoch begins, for the first `max_epochs`, with a max-step pass over D_f (descend -KL(teacher || student))
 and then makes a min-step pass over D_r (descend gamma * CE + alpha * KL). KL is taken at temperature T and
-scaled by T^2, as in the distillation code SCRUB builds on. Settings: method_settings.ScrubSettings."""
+scaled by T^2, as in the distillation code SCRUB builds on. Settings: iau_core.config.unlearning.ScrubSettings."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from iau_core.data import Split
+from iau_core.training import make_optimizer
 from iau_core.unlearning.base import Unlearned, UnlearningTask
-from iau_core.unlearning.loop import descend, make_optimizer, run_epochs, seeded, settings_choices, shuffled
+from iau_core.unlearning.loop import descend, run_epochs, seeded, settings_choices, shuffled
 
 
 def distill_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:

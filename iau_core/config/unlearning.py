@@ -1,8 +1,6 @@
-"""Every unlearning method's name and typed settings, without its implementation.
-
-Config validation needs the names and the settings; the implementations (iau_core/unlearning/) need torch and
-the config. Keeping the names here, torch-free, breaks the circle config -> unlearning -> base -> config: the
-registry in iau_core/unlearning/__init__.py is keyed by METHOD_NAMES and a test holds the two key sets equal.
+"""The unlearning section: the one list of method names, each method's typed settings, IAU's step and eta rule,
+and the stop rule the iterative baselines share. Torch-free: config validates method names here without importing
+any implementation; iau_core/unlearning/<name>.py implements the method <name>.
 
 Defaults are each method's published values (the paper or its public code, named in each docstring), used as
 they are: none was tuned on this project's data. Every iterative method also stops by one shared rule
@@ -13,12 +11,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from iau_core.section import Section
+from iau_core.config.base import Section
+
+# The references every comparison runs, named once: doing nothing, the gold model, the noise floor.
+DO_NOTHING, GOLD, FLOOR = "original", "retrain", "retrain_alt"
+REFERENCE_METHODS: tuple[str, ...] = (DO_NOTHING, GOLD, FLOOR)
 
 Optimizer = Literal["sgd", "adam"]  # sgd: momentum 0.9, as every baseline's public code uses it
-
 
 class StopRule(Section):
     """One rule for every iterative method, the epoch-wise twin of IAU's eta rule: after each epoch, stop as
@@ -31,7 +32,6 @@ class StopRule(Section):
     stop_at_heldout_loss: bool = Field(True, description="stop once D_f's mean loss reaches the validation "
                                        "loss; false runs every epoch the method's schedule has")
 
-
 class FinetuneSettings(Section):
     """Fine-tune on D_r only, so D_f fades by catastrophic forgetting. Jia et al. 2023 ('Model sparsity can
     simplify machine unlearning'), FT: 10 epochs, SGD lr 0.01."""
@@ -41,7 +41,6 @@ class FinetuneSettings(Section):
     optimizer: Optimizer = "sgd"
     weight_decay: float = Field(5e-4, ge=0)
 
-
 class NegGradSettings(Section):
     """Gradient ascent on D_f's cross-entropy. Jia et al. 2023, GA: 5 epochs, SGD lr 1e-4."""
 
@@ -49,7 +48,6 @@ class NegGradSettings(Section):
     lr: float = Field(1e-4, gt=0)
     optimizer: Optimizer = "sgd"
     weight_decay: float = Field(5e-4, ge=0)
-
 
 class NegGradPlusSettings(Section):
     """Kurmanji et al. 2023 (SCRUB paper), NegGrad+: descend beta * CE(D_r) - (1 - beta) * CE(D_f), a D_r batch
@@ -61,7 +59,6 @@ class NegGradPlusSettings(Section):
     optimizer: Optimizer = "sgd"
     weight_decay: float = Field(5e-4, ge=0)
 
-
 class AmnesiacSettings(Section):
     """Graves et al. 2021, 'Amnesiac machine learning' (the relabelling variant the IAU paper compares with):
     give D_f random wrong labels and keep training on D_r plus relabelled D_f with the model's own recipe
@@ -71,7 +68,6 @@ class AmnesiacSettings(Section):
     lr: float = Field(1e-3, gt=0)
     optimizer: Optimizer = "adam"
     weight_decay: float = Field(0.0, ge=0)
-
 
 class BadTeacherSettings(Section):
     """Chundawat et al. 2023 ('Can bad teaching induce forgetting?'): the student (a copy of the deployed
@@ -87,7 +83,6 @@ class BadTeacherSettings(Section):
     optimizer: Optimizer = "adam"
     weight_decay: float = Field(0.0, ge=0)
 
-
 class FisherSettings(Section):
     """Golatkar et al. 2020 ('Eternal sunshine of the spotless net'), Fisher forgetting: add Gaussian noise
     with variance alpha / F to each weight, F the diagonal Fisher information of D_r under the model's own
@@ -98,7 +93,6 @@ class FisherSettings(Section):
     max_variance: float = Field(1e3, gt=0)
     max_variance_output: float = Field(1e2, gt=0, description="the clamp for the output layer's weights")
     batch_size: int = Field(128, gt=0, description="records per vectorised per-sample-gradient pass (memory)")
-
 
 class ScrubSettings(Section):
     """Kurmanji et al. 2023 ('Towards unbounded machine unlearning'), SCRUB: a student (copy of the deployed
@@ -116,7 +110,6 @@ class ScrubSettings(Section):
     optimizer: Optimizer = "sgd"
     weight_decay: float = Field(5e-4, ge=0)
 
-
 class SalunSettings(Section):
     """Fan et al. 2024 (SalUn): a saliency mask keeps the weights whose |gradient of D_f's loss| is in the top
     `1 - threshold` share; then random-label unlearning on D_f (uniform random labels) mixed with D_r,
@@ -128,7 +121,6 @@ class SalunSettings(Section):
     optimizer: Optimizer = "sgd"
     weight_decay: float = Field(5e-4, ge=0)
 
-
 class L1SparseSettings(Section):
     """Jia et al. 2023, l1-sparse unlearning: fine-tune on D_r with gamma_t * ||theta||_1, gamma_t decaying
     linearly from `gamma` to 0 over the epochs. Their values: gamma 5e-4, 10 epochs, SGD lr 0.01."""
@@ -138,7 +130,6 @@ class L1SparseSettings(Section):
     gamma: float = Field(5e-4, ge=0)
     optimizer: Optimizer = "sgd"
     weight_decay: float = Field(5e-4, ge=0)
-
 
 class MethodSections(Section):
     """One typed section per baseline, under `unlearning:` in params.yaml (unlearning.finetune.lr, ...). The
@@ -158,14 +149,64 @@ class MethodSections(Section):
 # The paper's Fig. 2 ablation shares IAU's step settings (unlearning.reduction, eta, eta_rule):
 # ia (Eq. 5 alone: ascent on D_f), ia_gc (Eq. 8 on a model trained without GR), iau (Eq. 8 on the GR model).
 IAU_STEP_METHODS = ("iau", "ia", "ia_gc")
+
 METHOD_NAMES: tuple[str, ...] = (*IAU_STEP_METHODS, *MethodSections.model_fields)
+
 
 # The base model a method unlearns, when it is not the deployed one: 'no_gr' is the deployed recipe with
 # training.gr_alpha = 0 (the ablation's IA+GC without GR). The flow trains each recipe once per seed and reuses it.
 Recipe = Literal["deployed", "no_gr"]
-BASE_RECIPES: dict[str, Recipe] = {"ia_gc": "no_gr"}
 
+BASE_RECIPES: dict[str, Recipe] = {"ia_gc": "no_gr"}
 
 def base_recipe(method: str) -> Recipe:
     """Which base model `method` starts from: the deployed (GR) model unless it declares another recipe."""
     return BASE_RECIPES.get(method, "deployed")
+
+
+Reduction = Literal["sum", "mean"]
+
+class EtaRule(Section):
+    """How IAU's step size is chosen for each deletion, from data a real request has: the gradients, D_f and
+    the validation set. Never the test set, never a retrained model.
+
+    Scan eta = start * growth^k upwards and take the first step at which D_f's mean loss reaches the
+    validation set's mean loss (D_f then looks like data the model never saw), or, if the validation accuracy
+    would drop more than `val_drop_budget` points first, the last step within the budget."""
+
+    start: float = Field(1e-6, gt=0, description="smallest eta tried")
+    growth: float = Field(2.0, gt=1, description="factor between consecutive candidates")
+    max_candidates: int = Field(30, gt=0, description="give up growing after this many candidates")
+    val_drop_budget: float = Field(1.0, ge=0, description="validation-accuracy points the step may cost")
+
+class UnlearningParams(MethodSections):
+    """The methods compared against retraining: IAU's step settings here, each baseline's own section
+    inherited from MethodSections (above), and the stop rule the iterative ones share."""
+
+    methods: tuple[str, ...] = ("iau",)
+    reduction: Reduction = Field("sum", description="sum: Eq. 8 as written (eta per record); mean: the "
+                                 "public code's weighting, mean(D_r) - mean(D_f)")
+    eta: float | Literal["auto"] = Field("auto", description="IAU step size; 'auto' chooses it per run by "
+                                         "eta_rule, a number fixes it")
+    eta_rule: EtaRule = EtaRule()
+    batch_size: int = Field(512, gt=0, description="gradient accumulation batch; memory, not the math")
+    stop_rule: StopRule = StopRule()
+
+
+    @field_validator("eta")
+    @classmethod
+    def _eta_not_negative(cls, eta: float | str) -> float | str:
+        if isinstance(eta, float) and eta < 0:
+            raise ValueError("eta must be >= 0 (or 'auto')")
+        return eta
+
+    @field_validator("methods")
+    @classmethod
+    def _known_methods(cls, methods: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [m for m in methods if m not in METHOD_NAMES]
+        if unknown or not methods:
+            raise ValueError(f"unknown unlearning method(s) {unknown}; known: {sorted(METHOD_NAMES)} "
+                             "(retrain, retrain_alt and original always run as references)")
+        if len(set(methods)) != len(methods):
+            raise ValueError(f"methods are listed twice: {sorted({m for m in methods if methods.count(m) > 1})}")
+        return methods

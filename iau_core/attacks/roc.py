@@ -1,0 +1,47 @@
+"""What every attack's scores are read as: the ROC of members against non-members, and the non-members matched to a
+forget set's labels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.metrics import roc_auc_score, roc_curve
+
+from iau_core.data import Split
+
+
+@dataclass(frozen=True)
+class Roc:
+    """An attack's scores on members against non-members, summarised (higher score = 'member')."""
+
+    auc: float
+    tpr_at_1pct_fpr: float
+    fpr: np.ndarray
+    tpr: np.ndarray
+
+
+def roc(member_scores: np.ndarray, nonmember_scores: np.ndarray) -> Roc:
+    """ROC AUC and the true-positive rate at 1% false positives (the largest TPR whose FPR is <= 1%). The
+    1% point is only real with a few hundred non-members or more: callers pass that many."""
+    scores = np.concatenate([member_scores, nonmember_scores])
+    truth = np.concatenate([np.ones(len(member_scores)), np.zeros(len(nonmember_scores))])
+    fpr, tpr, _ = roc_curve(truth, scores)
+    return Roc(float(roc_auc_score(truth, scores)), float(tpr[fpr <= 0.01].max()), fpr, tpr)
+
+
+def label_matched(nonmembers: Split, like: Split, seed: int) -> Split:
+    """As many non-members as possible (without repeats) whose label mix is that of `like`: so an attack on a
+    selected D_f (outliers are mostly one class) is not read off the class alone."""
+    pool_labels = nonmembers.y.cpu().numpy()
+    labels, counts = np.unique(like.y.cpu().numpy(), return_counts=True)
+    available = np.array([(pool_labels == c).sum() for c in labels])
+    if not available.any():
+        raise ValueError(f"no held-out record has any of D_f's labels {labels.tolist()}: nothing to match")
+    labels, counts, available = labels[available > 0], counts[available > 0], available[available > 0]
+    share = counts / counts.sum()  # labels no held-out record has are left out of the matching
+    sizes = np.minimum(available, np.round(share * np.min(available / share)).astype(int))
+    rng = np.random.default_rng(seed)
+    picks = [rng.choice(np.flatnonzero(pool_labels == c), size=int(n), replace=False)
+             for c, n in zip(labels, sizes, strict=True)]
+    return nonmembers.take(np.sort(np.concatenate(picks)))

@@ -1,0 +1,111 @@
+"""The paper's attack (Shokri et al., as docs/metrics.md fixes it): one MLP on [softmax(logits) - onehot(y),
+onehot(y)] telling the first `mia.num_shadow` reference models' training members from their non-members."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from iau_core.attacks.references import ReferenceModel
+from iau_core.attacks.roc import Roc, roc
+from iau_core.config import MiaParams
+from iau_core.data import Split
+from iau_core.training import accuracy, batches, predict_logits
+
+
+def attack_features(logits: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(N, 2 * num_classes): how far the prediction is from the label, and which label it is."""
+    onehot = F.one_hot(y, num_classes).float()
+    return torch.cat([logits.softmax(1) - onehot, onehot], dim=1)
+
+
+class AttackMLP(nn.Module):
+    """Hidden layers (paper: 256, 128) with ReLU and dropout; one logit, read through a sigmoid."""
+
+    def __init__(self, in_features: int, hidden: tuple[int, ...], dropout: float) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for width in hidden:
+            layers += [nn.Linear(in_features, width), nn.ReLU(), nn.Dropout(dropout)]
+            in_features = width
+        layers.append(nn.Linear(in_features, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:  # (N, 2C) -> (N,) logit of 'member'
+        return self.net(features).squeeze(1)
+
+
+@dataclass
+class ShadowAttack:
+    attack: AttackMLP
+    num_classes: int
+
+    @torch.no_grad()
+    def member_probability(self, target: nn.Module, split: Split, device: torch.device) -> torch.Tensor:
+        """P(member) for each record of `split` under `target`, from its outputs alone (black box)."""
+        features = attack_features(predict_logits(target, split, device), split.y.cpu(), self.num_classes)
+        self.attack.eval()
+        return torch.sigmoid(self.attack.cpu()(features))
+
+    def member_rate(self, target: nn.Module, split: Split, device: torch.device) -> float:
+        """% of `split` the attack calls 'member' (mia_forget_asr when split is D_f)."""
+        return 100.0 * (self.member_probability(target, split, device) > 0.5).float().mean().item()
+
+    def balanced_accuracy(self, target: nn.Module, members: Split, nonmembers: Split,
+                          device: torch.device) -> float:
+        """(TPR + TNR) / 2 in %: 50 means the attack sees nothing (attack_strength on the original)."""
+        tpr = self.member_rate(target, members, device)
+        tnr = 100.0 - self.member_rate(target, nonmembers, device)
+        return (tpr + tnr) / 2
+
+    def roc(self, target: nn.Module, members: Split, nonmembers: Split, device: torch.device) -> Roc:
+        """The same attack without its 0.5 threshold: how well its probabilities rank members first."""
+        return roc(self.member_probability(target, members, device).numpy(),
+                   self.member_probability(target, nonmembers, device).numpy())
+
+
+@dataclass(frozen=True)
+class ShadowReport:
+    shadow_train_acc: list[float]
+    shadow_val_acc: list[float]
+    attack_train_acc: float
+
+
+def fit_shadow_attack(references: list[ReferenceModel], mia: MiaParams, num_classes: int, device: torch.device,
+                      seed: int) -> tuple[ShadowAttack, ShadowReport]:
+    """The attack MLP on the first `mia.num_shadow` reference models' members (label 1) and non-members (0)."""
+    if mia.num_shadow > len(references):
+        raise ValueError(f"mia.num_shadow={mia.num_shadow} but only {len(references)} reference models exist")
+    features, labels, train_accs, val_accs = [], [], [], []
+    for ref in references[:mia.num_shadow]:
+        train_accs.append(accuracy(ref.model, ref.members, device))
+        val_accs.append(accuracy(ref.model, ref.nonmembers, device))
+        for split, is_member in ((ref.members, 1.0), (ref.nonmembers, 0.0)):
+            logits = predict_logits(ref.model, split, device)
+            features.append(attack_features(logits, split.y.cpu(), num_classes))
+            labels.append(torch.full((len(split),), is_member))
+    attack, attack_acc = _fit_attack(torch.cat(features), torch.cat(labels), mia, seed)
+    return ShadowAttack(attack, num_classes), ShadowReport(train_accs, val_accs, attack_acc)
+
+
+def _fit_attack(features: torch.Tensor, labels: torch.Tensor, mia: MiaParams,
+                seed: int) -> tuple[AttackMLP, float]:
+    """Binary cross-entropy on the attack features; small enough to train on the CPU anywhere."""
+    torch.manual_seed(seed)
+    attack = AttackMLP(features.shape[1], mia.hidden, mia.dropout)
+    optimizer = torch.optim.Adam(attack.parameters(), lr=mia.lr)
+    gen = torch.Generator().manual_seed(seed)
+    attack.train()
+    for _ in range(mia.epochs):
+        for idx in batches(len(labels), mia.batch_size, gen):
+            loss = F.binary_cross_entropy_with_logits(attack(features[idx]), labels[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    attack.eval()
+    with torch.no_grad():
+        train_acc = 100.0 * ((attack(features) > 0).float() == labels).float().mean().item()
+    return attack, train_acc

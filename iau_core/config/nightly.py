@@ -1,0 +1,44 @@
+"""The scheduled deletion batch: its gate and its drift limits."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+
+from iau_core.config.base import Section
+
+
+class GateParams(Section):
+    """What a nightly batch's new model must show before it replaces the champion."""
+
+    max_val_acc_drop: float = Field(1.0, ge=0, description="validation-accuracy points the new model may lose "
+                                    "against the champion")
+    max_attack_advantage: float = Field(0.05, ge=0, lt=0.5, description="LiRA AUC of the deleted records "
+                                        "against held-out non-members (label-matched) may exceed 0.5 by this much, "
+                                        "beyond chance")
+    noise_z: float = Field(2.0, ge=0, description="chance allowance: this many standard deviations of the AUC "
+                           "of two same-distribution samples of the batch's sizes (Mann-Whitney null)")
+
+class DriftParams(Section):
+    """When approximate unlearning has gone on long enough: the next batch retrains on the retained data."""
+
+    max_iau_batches: int = Field(7, gt=0, description="IAU batches since the last full retrain")
+    max_forgotten_share: float = Field(0.05, gt=0, le=1, description="share of the last full training set "
+                                       "forgotten by IAU since then")
+
+class NightlyParams(Section):
+    """The scheduled deletion batch (`iau nightly`, deployment unlearn/nightly)."""
+
+    timezone: str = Field("UTC", description="the 02:00 schedule's time zone (IANA name), used by `make deploy`")
+    gate: GateParams = GateParams()
+    drift: DriftParams = DriftParams()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, name: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {name!r}; use an IANA name such as UTC or Europe/Berlin") from None
+        return name

@@ -1,0 +1,133 @@
+"""The whole of params.yaml: every section, the checks across sections, and reading, overriding and validating it.
+
+A typo in a key or a bad value fails here, naming the key, before any data is loaded or a model trained.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from iau_core.config.attacks import LiraParams, MiaParams
+from iau_core.config.base import KIND_SHORTHANDS, ParamsError, Section, describe, kind_shorthand
+from iau_core.config.data import DataParams
+from iau_core.config.models import LeNet5Params, ModelParams
+from iau_core.config.nightly import NightlyParams
+from iau_core.config.selection import SelectionParams
+from iau_core.config.training import TrainingParams
+from iau_core.config.unlearning import UnlearningParams
+
+
+class TrackingParams(Section):
+    experiment: str = "iau-unlearning"
+    registered_model: str = Field("iau-base-model", description="every experiment's base model")
+    deployed_model: str = Field("iau-deployed-model", description="the production lineage: `iau train` and each "
+                                "nightly batch register here, and the `champion` alias names the deployed version")
+
+class Params(Section):
+    """The whole of params.yaml."""
+
+    seeds: tuple[int, ...] = Field((0,), description="each seed repeats the comparison: model initialisation, "
+                                   "shuffling and the forget set; results are reported as mean ± std")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    data: DataParams = DataParams()
+    model: ModelParams = Field(default_factory=lambda: LeNet5Params(name="lenet5"))
+    training: TrainingParams = TrainingParams()
+    selection: SelectionParams = SelectionParams()
+    unlearning: UnlearningParams = UnlearningParams()
+    mia: MiaParams = MiaParams()
+    lira: LiraParams = LiraParams()
+    tracking: TrackingParams = TrackingParams()
+    nightly: NightlyParams = NightlyParams()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_seed_shorthand(cls, data: object) -> object:
+        if isinstance(data, dict) and isinstance(data.get("seeds"), int):  # `seeds: 3` stands for `seeds: [3]`
+            data = {**data, "seeds": (data["seeds"],)}
+        return data
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, seeds: tuple[int, ...]) -> tuple[int, ...]:
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds must be a non-empty list of distinct integers, got {list(seeds)}")
+        return seeds
+
+    @model_validator(mode="after")
+    def _model_and_recipe_fit_the_data(self) -> Params:
+        """Checks across sections, each naming both keys: a model reads the dataset's kind of input, image
+        augmentation needs images, and GR's per-record reading needs a model without batch norm."""
+        dataset, model, training = self.data.dataset, self.model, self.training
+        if dataset.modality not in model.inputs:
+            raise ValueError(f"model.name {model.name!r} reads {sorted(model.inputs)} inputs but data.dataset "
+                             f"{dataset.kind!r} is a {dataset.modality}; for a table use model.name: mlp")
+        if training.augment is not None and dataset.modality != "image":
+            raise ValueError(f"training.augment crops and flips images but data.dataset {dataset.kind!r} is a "
+                             f"{dataset.modality}; set training.augment: null")
+        if model.batch_norm and training.gr_reading == "per_sample" and training.gr_alpha > 0:
+            raise ValueError(f"training.gr_reading 'per_sample' needs each record's own gradient, which batch "
+                             f"norm in training mode does not have; model.name {model.name!r} has batch norm: "
+                             "use gr_reading: batch")
+        return self
+
+    @property
+    def seed(self) -> int:
+        """The seed of this repeat (the first one when several are listed; see for_seed)."""
+        return self.seeds[0]
+
+    def for_seed(self, seed: int) -> Params:
+        """These params for one repeat: everything seeded by `seed` changes, the data roles do not."""
+        return self.model_copy(update={"seeds": (seed,)})
+
+def parse_params(raw: dict) -> Params:
+    """Validate a plain dict (e.g. loaded YAML) into Params, turning pydantic's report into one clear error."""
+    if not isinstance(raw, dict):
+        raise ParamsError(f"params must be a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        raise ParamsError(describe(exc)) from None
+
+def load_params(path: str | Path = "params.yaml", overrides: dict | None = None) -> Params:
+    """Read params.yaml and apply nested overrides ({'selection': {'strategy': 'random'}})."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"params file not found: {path}")
+    raw = yaml.safe_load(path.read_text()) or {}
+    return parse_params(deep_merge(raw, overrides or {}))
+
+def parse_overrides(items: list[str]) -> dict:
+    """['selection.strategy=random', 'training.lr=0.01'] -> nested dict, values parsed as YAML scalars."""
+    nested: dict = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ParamsError(f"--set expects KEY=VALUE, got {item!r}")
+        *parents, leaf = key.split(".")
+        node = nested
+        for part in parents:
+            if part in KIND_SHORTHANDS and isinstance(node.get(part), str):  # `x=cifar10`, then `x.download=true`
+                node[part] = kind_shorthand(node[part])
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
+    return nested
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """Return base with override's leaves written over it (neither input is modified)."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and key in KIND_SHORTHANDS and isinstance(merged.get(key), str):
+            merged[key] = kind_shorthand(merged[key])  # `dataset: cifar10` and an override of one of its keys
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+def schema() -> dict:
+    """The whole shape of params.yaml as JSON schema (shown by `python -m iau_core --schema`)."""
+    return Params.model_json_schema()
