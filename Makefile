@@ -8,7 +8,7 @@ SELECTION ?= outliers
 # Seeds to repeat the comparison over (mean ± std); empty = params.yaml's `seeds`. E.g. make run SEEDS="0 1 2"
 SEEDS ?=
 
-# Offline hygiene (STACK.md): no telemetry from any of the four tools.
+# Offline hygiene: no telemetry from any of the four tools (without these, their clients log errors offline).
 export DO_NOT_TRACK := true
 export DVC_NO_ANALYTICS := 1
 export MLFLOW_DISABLE_TELEMETRY := true
@@ -64,7 +64,7 @@ postgres:
 lint:
 	$(VENV)/bin/ruff check .
 
-# --- Running through a Prefect server and a worker (see README, "Deployments") ---
+# --- Running through a Prefect server and a worker (docs/operations.md, "Deployments") ---
 serve:  ## a local Prefect server (UI on http://127.0.0.1:4200)
 	$(VENV)/bin/prefect server start --host 127.0.0.1
 

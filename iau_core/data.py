@@ -1,6 +1,6 @@
 """Datasets as tensors with stable sample ids, and the disjoint roles each record plays.
 
-Roles (METRICS.md): D (train) is what the deployed model learned from; val drives early stopping only;
+Roles (docs/metrics.md): D (train) is what the deployed model learned from; val drives early stopping only;
 test measures utility and supplies MIA non-members; the shadow pool belongs to the attacker alone.
 """
 

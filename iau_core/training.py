@@ -194,7 +194,7 @@ def predict_logits(model: nn.Module, split: Split, device: torch.device, batch_s
 
 
 def accuracy(model: nn.Module, split: Split, device: torch.device) -> float:
-    """Accuracy in percentage points (0-100), as METRICS.md reports it."""
+    """Accuracy in percentage points (0-100), as docs/metrics.md reports it."""
     if len(split) == 0:
         return float("nan")
     return logits_accuracy(predict_logits(model, split, device), split.y.cpu())

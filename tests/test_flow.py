@@ -1,5 +1,5 @@
 """End to end: the `unlearn` flow on digits under a Prefect test harness, against a temporary MLflow store.
-Asserts the record METRICS.md promises ('What each run of the unlearn flow leaves in MLflow')."""
+Asserts the record docs/metrics.md promises ('Parent run of `unlearn`', 'Per-method child run')."""
 
 from __future__ import annotations
 

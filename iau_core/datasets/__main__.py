@@ -2,7 +2,7 @@
 
     python -m iau_core.datasets [--params params.yaml] [--set data.dataset.kind=cifar10 ...]
 
-Then version it: `dvc add data` and commit data.dvc (README, "Bring your own data"). Needs no orchestration.
+Then version it: `dvc add data` and commit data.dvc (docs/datasets.md, "Bring your own data"). Needs no orchestration.
 """
 
 from __future__ import annotations
