@@ -1,1 +1,1 @@
-"""Measurement scripts behind the defaults in params.yaml and the numbers in the README (not run by CI)."""
+"""Measurement scripts behind the defaults in params.yaml and the numbers in docs/ (not run by CI)."""

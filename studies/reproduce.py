@@ -29,7 +29,18 @@ from matplotlib.figure import Figure
 
 from iau_core.config import METHOD_NAMES, REFERENCE_METHODS, Params, deep_merge, load_params, parse_overrides
 from iau_core.data import load_bundle
-from iau_core.metrics import avg_rank, noise_floors, summarize
+from iau_core.metrics import (
+    AVG_RANK,
+    FORGET_ACC,
+    LIRA_AUC_GAP,
+    MU_GAP,
+    TEST_ACC,
+    UE_GAP,
+    UNLEARN_SECONDS,
+    avg_rank,
+    noise_floors,
+    summarize,
+)
 from iau_core.recipe import LocalSteps, recipe_params, run_recipe, train_original
 from iau_core.sources import materialize
 from iau_core.training import per_sample_grad_norms, resolve_device
@@ -174,11 +185,11 @@ def comparison_table(tables: list[pd.DataFrame], paper: dict | None, paper_label
         ours = paper.get(method) if paper else None
         theirs = " / ".join("–" if v is None else f"{v:g}" for v in ours) if ours else "–"
         rank = paper_rank.get(method, float("nan"))
-        lines.append(f"| {method} | {cell('mu_gap', floor=True)} | {cell('unlearn_seconds', 3)} | "
-                     f"{cell('ue_gap', floor=True)} | {cell('avg_rank')} | {fmt(rank, None)} | "
-                     f"{cell('lira_auc_gap', 3, floor=True)} | {cell('forget_acc')} | {cell('test_acc')} | {theirs} |")
+        lines.append(f"| {method} | {cell(MU_GAP, floor=True)} | {cell(UNLEARN_SECONDS, 3)} | "
+                     f"{cell(UE_GAP, floor=True)} | {cell(AVG_RANK)} | {fmt(rank, None)} | "
+                     f"{cell(LIRA_AUC_GAP, 3, floor=True)} | {cell(FORGET_ACC)} | {cell(TEST_ACC)} | {theirs} |")
     lines.append(f"\n✓/✗: the mean gap is within/above the noise floor (retrain_alt's gap to retrain: MU "
-                 f"{floors['mu_gap']:.2f}, UE {floors['ue_gap']:.2f}, LiRA {floors['lira_auc_gap']:.3f}).")
+                 f"{floors[MU_GAP]:.2f}, UE {floors[UE_GAP]:.2f}, LiRA {floors[LIRA_AUC_GAP]:.3f}).")
     return "\n".join(lines)
 
 
@@ -191,23 +202,23 @@ def claims(raw: dict) -> list[tuple[str, str, str, str]]:
         means = summarize(tables).loc[list(among), f"{metric}_mean"]
         return str(means.drop("iau").idxmin())
 
-    rival = best_other(rnd, "avg_rank", tuple(m for m in rnd[0].index if m not in REFERENCE_METHODS))
+    rival = best_other(rnd, AVG_RANK, tuple(m for m in rnd[0].index if m not in REFERENCE_METHODS))
     found.append(("IAU has the best avg rank among the compared methods (random 5%)",
                   "Table II: best or second best in all four settings",
-                  *verdict(paired(rnd, "avg_rank", rival, "iau"), +1),
+                  *verdict(paired(rnd, AVG_RANK, rival, "iau"), +1),
                   ))
     found[-1] = (*found[-1][:3], f"against the best other method ({rival}): {found[-1][3]}")
-    fastest = best_other(rnd, "unlearn_seconds", tuple(m for m in rnd[0].index if m not in REFERENCE_METHODS))
-    v, why = verdict(paired(rnd, "unlearn_seconds", fastest, "iau"), +1)
+    fastest = best_other(rnd, UNLEARN_SECONDS, tuple(m for m in rnd[0].index if m not in REFERENCE_METHODS))
+    v, why = verdict(paired(rnd, UNLEARN_SECONDS, fastest, "iau"), +1)
     found.append(("IAU is the fastest unlearning method", "Table II: fastest in every setting, 28.6-43.5% ahead "
                   "of the second on LeNet5", v, f"against the fastest other method ({fastest}): {why}"))
-    mu = np.array([t.loc["iau", "mu_gap"] for t in rnd])
+    mu = np.array([t.loc["iau", MU_GAP] for t in rnd])
     v = "agrees" if mu.mean() + 2 * mu.std(ddof=1) / math.sqrt(len(mu)) <= 2 else (
         "disagrees" if mu.mean() - 2 * mu.std(ddof=1) / math.sqrt(len(mu)) > 2 else "cannot tell within noise")
     found.append(("IAU's test accuracy is within 2 points of retraining's (MU <= 2)", "Table II: MU 0.09-1.31",
                   v, f"MU gap {mu.mean():.2f} ± {mu.std(ddof=1) / math.sqrt(len(mu)):.2f} (mean ± s.e.)"))
-    v, why = verdict(paired(rnd, "ue_gap", "iau", "fisher"), 0)
-    fisher_x = np.mean([t.loc["fisher", "unlearn_seconds"] / t.loc["iau", "unlearn_seconds"] for t in rnd])
+    v, why = verdict(paired(rnd, UE_GAP, "iau", "fisher"), 0)
+    fisher_x = np.mean([t.loc["fisher", UNLEARN_SECONDS] / t.loc["iau", UNLEARN_SECONDS] for t in rnd])
     comparable = "agrees" if v == "cannot tell within noise" else "disagrees"
     found.append(("IAU's UE is comparable to Fisher's at orders of magnitude less time",
                   "Table II: Fisher 1294-4503 s against IAU 10-19 s, UE of the same order",
@@ -215,17 +226,17 @@ def claims(raw: dict) -> list[tuple[str, str, str, str]]:
                   f"UE(iau) - UE(fisher): {why}; Fisher takes {fisher_x:.0f}x IAU's time"))
     share = {}
     for name, tables in (("random", rnd), ("outliers", out)):
-        share[name] = np.array([1 - t.loc["iau", "ue_gap"] / t.loc["original", "ue_gap"]
-                                if t.loc["original", "ue_gap"] > 0 else np.nan for t in tables])
+        share[name] = np.array([1 - t.loc["iau", UE_GAP] / t.loc["original", UE_GAP]
+                                if t.loc["original", UE_GAP] > 0 else np.nan for t in tables])
     v, why = verdict(share["outliers"] - share["random"], +1)
     found.append(("IAU's improvement is larger on outliers than on random deletions",
                   "Table V against Table II (SVHN): UE 0.58 on outliers against 2.46 random", v,
                   f"share of doing nothing's UE gap that IAU removes, outliers minus random: {why}"))
     for tables, label in ((rnd, "random"), (out, "outliers")):
         for claim, metric, a, b, sign in (
-                ("IA alone has a worse MU than IA+GC", "mu_gap", "ia", "ia_gc", +1),
-                ("IA alone has a better UE than IA+GC", "ue_gap", "ia", "ia_gc", -1),
-                ("adding GR (IA+GC+GR) improves UE over IA+GC", "ue_gap", "iau", "ia_gc", -1)):
+                ("IA alone has a worse MU than IA+GC", MU_GAP, "ia", "ia_gc", +1),
+                ("IA alone has a better UE than IA+GC", UE_GAP, "ia", "ia_gc", -1),
+                ("adding GR (IA+GC+GR) improves UE over IA+GC", UE_GAP, "iau", "ia_gc", -1)):
             v, why = verdict(paired(tables, metric, a, b), sign)
             found.append((f"Fig. 2 ({label}): {claim}", "Fig. 2 (CIFAR-10/SVHN, no numbers in the text)", v,
                            f"{metric}({a}) - {metric}({b}): {why}"))
@@ -252,7 +263,7 @@ def claims(raw: dict) -> list[tuple[str, str, str, str]]:
 def ablation_plot(raw: dict) -> Figure:
     """Fig. 2's shape: MU and UE gaps of IA, IA+GC, IA+GC+GR side by side, for both selections."""
     fig = Figure(figsize=(9, 4), layout="constrained")
-    for i, metric in enumerate(("mu_gap", "ue_gap")):
+    for i, metric in enumerate((MU_GAP, UE_GAP)):
         ax = fig.add_subplot(1, 2, i + 1)
         for j, selection in enumerate(SELECTIONS):
             s = summarize(tables_of(raw, selection))
@@ -320,7 +331,7 @@ Seeds {raw['seeds']}: mean ± sample std. **The paper used CIFAR-10 and SVHN** (
 records, GPU, 10 repeats), so its numbers stand beside ours for shape, not for equality: seconds differ by
 hardware and data size, and MU/UE by dataset difficulty and attack strength. Its avg rank ranks 5 methods;
 ours ranks all {len(METHOD_NAMES)} (column "all") and, on the paper's scale, only the paper's methods we
-have ({', '.join(PAPER_SET)}; column "paper's set"). Missing: {', '.join(missing) or 'none'} (see README,
+have ({', '.join(PAPER_SET)}; column "paper's set"). Missing: {', '.join(missing) or 'none'} (see docs/science.md,
 "Baselines"). Every method uses params.yaml's values (each from its own paper) and the same stop rule; none was
 tuned on these numbers.
 
