@@ -32,10 +32,11 @@ from iau_core.config import Params, load_params
 from iau_core.deletion import Lineage, escalation_reason
 from iau_core.selection import forget_set_sha256
 from ledger import Ledger, ledger_url
-from tasks import registry, tracking
-from tasks.champion import Champion, load_champion, store_summed_gradient
-from tasks.context import RunContext, project_root
-from tasks.data import ensure_data_task, forget_records, recorded_version
+from stores import registry, tracking
+from stores.champion import Champion, load_champion, store_summed_gradient
+from stores.data import forget_records, recorded_version
+from stores.project import RunContext, project_root
+from tasks.data import ensure_data_task
 from tasks.deletion import Candidate, gate, publish_audit, unlearn_batch
 
 GATES_FILE = "gates.json"

@@ -19,9 +19,9 @@ from mlflow import MlflowClient
 from iau_core.config import load_params
 from iau_core.experiment import unlearn_and_score
 from iau_core.metrics import GAPS, TEST_ACC, compare
-from tasks import tracking
-from tasks.context import PROJECT_ROOT, RunContext
-from tasks.training import ModelRef, load_attacks, load_base_model
+from stores import tracking
+from stores.artifacts import ModelRef, load_attacks, load_base_model
+from stores.project import PROJECT_ROOT, RunContext
 
 SHOWN = ["mu_gap", "ue_gap", "lira_auc_gap", "forget_acc", "lira_auc", "unlearn_seconds"]
 
