@@ -24,7 +24,7 @@ from iau_core.recipe import model_builder, train_original
 from iau_core.training import resolve_device, synchronize
 from iau_core.unlearning import UnlearningTask, run_method
 from iau_core.unlearning.gradients import iau_direction, summed_gradient
-from tasks.context import PROJECT_ROOT
+from stores.project import PROJECT_ROOT
 
 
 def clock(device: torch.device, fn, *args):

@@ -27,15 +27,17 @@ from pathlib import Path
 import numpy as np
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
+from torch import nn
 
 from iau_core.config import Params, load_params
 from iau_core.deletion import Lineage, escalation_reason
 from iau_core.selection import forget_set_sha256
 from ledger import Ledger, ledger_url
-from tasks import registry, tracking
-from tasks.champion import Champion, load_champion, store_summed_gradient
-from tasks.context import RunContext, project_root
-from tasks.data import ensure_data_task, forget_records, recorded_version
+from stores import registry, tracking
+from stores.champion import Champion, load_champion, store_summed_gradient
+from stores.data import forget_records, recorded_version
+from stores.project import RunContext, project_root
+from tasks.data import ensure_data_task
 from tasks.deletion import Candidate, gate, publish_audit, unlearn_batch
 
 GATES_FILE = "gates.json"
@@ -82,6 +84,7 @@ def run_batch(ctx: RunContext, ledger: Ledger, batch, deployed: registry.Version
     ids = sorted(int(i) for i in batch.sample_ids)
     run_id = batch_run(ctx, batch.id, deployed)
     steps = StepClock(ledger, batch.id)
+    candidate: Candidate | None = None  # in memory only when this run unlearned it
     if own is None:  # nothing irreversible yet: unlearn, gate and register
         with steps("data"):
             ensure_data_task(str(ctx.repo_root))
@@ -119,11 +122,18 @@ def run_batch(ctx: RunContext, ledger: Ledger, batch, deployed: registry.Version
         tracking.finish(run_id)
     with steps("cache-gradient"):  # off the critical path: the requests are done already
         after = replace(ctx, data_version=new_data)
-        store_summed_gradient(run_id, load_champion(after, registry.champion(ctx.params.tracking.deployed_model))
-                              .model, after.bundle().train, after)
+        store_summed_gradient(run_id, new_champion_model(after, candidate), after.bundle().train, after)
     get_run_logger().info("batch %d: %s promoted (%s), data version %s", batch.id, own.uri, method, new_data)
     return {"status": "promoted", "batch_id": batch.id, "model_version": own.uri, "method": method,
             "data_version": new_data, "requests": len(ids), "mlflow_run_id": run_id, "gates": gates}
+
+
+def new_champion_model(after: RunContext, candidate: Candidate | None) -> nn.Module:
+    """The promoted model: the candidate this run holds (never download what this process just uploaded), or,
+    on a rerun that resumed after registration, the champion's weights loaded back."""
+    if candidate is not None:
+        return candidate.model.eval()  # as registered: log_model saved it in eval mode, on the CPU
+    return load_champion(after, registry.champion(after.params.tracking.deployed_model)).model
 
 
 def unlearn_and_gate(ctx: RunContext, ledger: Ledger, batch, champion: Champion, ids: list[int], run_id: str,

@@ -11,9 +11,9 @@ from prefect.runtime import flow_run
 
 from iau_core.config import load_params
 from ledger import Ledger, ledger_url
-from tasks import tracking
+from stores import tracking
+from stores.project import RunContext, project_root
 from tasks.champion import train_champion
-from tasks.context import RunContext, project_root
 from tasks.data import ensure_data_task
 from tasks.training import reference_attack
 

@@ -25,13 +25,14 @@ from prefect.runtime import flow_run
 from flows.nightly import deletion_batch
 from iau_core.config import ParamsError, Recipe, Strategy, base_recipe, deep_merge, load_params, parse_overrides
 from iau_core.metrics import readable
-from iau_core.recipe import methods_to_run
-from tasks import tracking
-from tasks.context import RunContext, project_root
+from reporting.tables import manifest, what_attacks_see
+from stores import tracking
+from stores.artifacts import ModelRef
+from stores.project import RunContext, project_root
 from tasks.data import ensure_data_task
-from tasks.evaluation import compare_methods, gradient_norms, measure_attack_strength, what_attacks_see
-from tasks.selection import forget_set, manifest
-from tasks.training import ModelRef, base_model, reference_attack
+from tasks.evaluation import compare_methods, gradient_norms, measure_attack_strength
+from tasks.selection import forget_set
+from tasks.training import base_model, reference_attack
 from tasks.unlearning import unlearn_with
 
 REQUESTS = "requests"  # the forget set is the ledger's queue of deletion requests: the nightly batch

@@ -17,21 +17,11 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from iau_core.config import load_params
-from iau_core.metrics import (
-    FORGET_ACC,
-    GAPS,
-    LIRA_AUC,
-    LIRA_AUC_GAP,
-    MU_GAP,
-    TEST_ACC,
-    UE_GAP,
-    UNLEARN_SECONDS,
-    compare,
-)
+from iau_core.metrics import GAPS, TEST_ACC, compare
 from iau_core.recipe import unlearn_and_score
-from tasks import tracking
-from tasks.context import PROJECT_ROOT, RunContext
-from tasks.training import ModelRef, load_attacks, load_base_model
+from stores import tracking
+from stores.artifacts import ModelRef, load_attacks, load_base_model
+from stores.project import PROJECT_ROOT, RunContext
 
 SHOWN = [MU_GAP, UE_GAP, LIRA_AUC_GAP, FORGET_ACC, LIRA_AUC, UNLEARN_SECONDS]
 

@@ -44,8 +44,8 @@ from iau_core.metrics import (
 from iau_core.recipe import LocalSteps, recipe_params, run_recipe, train_original
 from iau_core.sources import materialize
 from iau_core.training import per_sample_grad_norms, resolve_device
-from tasks import plots
-from tasks.context import PROJECT_ROOT
+from reporting import plots
+from stores.project import PROJECT_ROOT
 
 DOCS = PROJECT_ROOT / "docs"
 RAW = DOCS / "reproduction_data.json"
@@ -395,7 +395,7 @@ ask for about 4.3 standard errors at 95%); read an "agrees" as "points the same 
 
 def publish(raw: dict, doc: str) -> str:
     """Figures into docs/ and, with the doc and the raw numbers, onto one MLflow run."""
-    from tasks import tracking
+    from stores import tracking
 
     DOCS.mkdir(exist_ok=True)
     (DOCS / "reproduction.md").write_text(doc)

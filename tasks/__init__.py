@@ -1,1 +1,1 @@
-"""Prefect tasks: thin adapters that load inputs, call iau_core, record to MLflow and return plain values."""
+"""Prefect tasks only: thin adapters that load inputs, call iau_core, record through stores/ and return plain values."""

@@ -17,10 +17,11 @@ from torch import nn
 from iau_core.deletion import GateResult, evaluate_gate
 from iau_core.recipe import model_builder
 from iau_core.unlearning import UnlearningTask, run_method
-from tasks import tracking
-from tasks.champion import Champion, cached_summed_gradient
-from tasks.context import RunContext
-from tasks.training import load_attacks
+from reporting.tables import audit_report
+from stores import tracking
+from stores.artifacts import load_attacks
+from stores.champion import Champion, cached_summed_gradient
+from stores.project import RunContext
 
 
 @dataclass(frozen=True)
@@ -72,30 +73,6 @@ def gate(ctx: RunContext, champion: Champion, candidate: Candidate, forget_ids: 
     log = get_run_logger()
     log.info("gate for %s: %s", candidate.method, "passed" if result.passed else "; ".join(result.reasons))
     return result
-
-
-def audit_report(audit: dict) -> str:
-    """The batch's audit as Markdown: what a person reads when asked when and how a record was removed."""
-    lines = [f"# Deletion batch {audit['batch_id']}", "",
-             f"- outcome: **{audit['outcome']}**; method: {audit['method']}",
-             f"- model: {audit['parent_model_version']} -> {audit['model_version']}",
-             f"- data: {audit['parent_data_version']} -> {audit['data_version']}",
-             f"- MLflow run: {audit['mlflow_run_id']}; Prefect flow run: {audit['prefect_flow_run_id']}"]
-    if audit.get("escalation"):
-        lines.append(f"- escalated: {audit['escalation']}")
-    if audit.get("resumed"):
-        lines.append("- resumed after an interrupted run (steps of both runs below)")
-    for name, result in audit["gates"].items():
-        verdict = "passed" if result["passed"] else "failed: " + "; ".join(result["reasons"])
-        lines += ["", f"## Gate for {name}: {verdict}", "", "| number | value |", "| --- | --- |"]
-        lines += [f"| {key} | {value:.4g} |" if isinstance(value, float) else f"| {key} | {value} |"
-                  for key, value in result.items() if key not in ("passed", "reasons")]
-    lines += ["", "## Steps (seconds)", "", "| step | seconds |", "| --- | --- |"]
-    lines += [f"| {step} | {seconds:.2f} |" for step, seconds in audit["steps"].items()]
-    lines += ["", f"## Requests ({len(audit['requests'])})", "",
-              "| sample_id | tier | reason | requested_at |", "| --- | --- | --- | --- |"]
-    lines += [f"| {r['sample_id']} | {r['tier']} | {r['reason']} | {r['requested_at']} |" for r in audit["requests"]]
-    return "\n".join(lines) + "\n"
 
 
 @task(name="audit", cache_policy=NO_CACHE)

@@ -3,36 +3,42 @@ noise floors: onto the MLflow runs as metrics, tables and plots, and into Prefec
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 import numpy as np
 import pandas as pd
 from prefect import task
+from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext, TaskRunContext
 
 from iau_core.metrics import (
-    ATTACK_STRENGTH,
-    ATTACK_STRENGTH_AUC,
     AVG_RANK,
     COLUMNS,
-    FLOOR,
     GAPS,
-    LIRA_STRENGTH,
-    LIRA_STRENGTH_TPR,
     SPEEDUP,
     attack_strengths,
-    compare,
-    mean_std,
     noise_floors,
     summarize,
     within_floor,
 )
 from iau_core.training import per_sample_grad_norms
-from tasks import plots, report, tracking
-from tasks.context import RunContext
-from tasks.training import ModelRef, load_attacks, load_base_model
+from reporting import plots
+from reporting.tables import (
+    SHOWN,
+    artifact_key,
+    comparison_records,
+    per_seed_tables,
+    summary_markdown,
+    what_attacks_see,
+)
+from stores import tracking
+from stores.artifacts import ModelRef, load_attacks, load_base_model
+from stores.project import RunContext
 from tasks.unlearning import Outcome
 
-SHOWN = ["mu_gap", "ue_gap", "lira_auc_gap", "unlearn_seconds", "speedup_vs_retrain", "avg_rank", "test_acc",
-         "forget_acc", "mia_forget_asr", "lira_auc", "lira_tpr_at_1pct_fpr", "lira_auc_label_matched", "mia_auc"]
+logger = logging.getLogger(__name__)
 
 
 @task(name="attack-strength", task_run_name="attack-strength-seed{ctx.params.seed}", cache_policy=NO_CACHE)
@@ -66,6 +72,7 @@ def compare_methods(outcomes: list[Outcome], strengths: list[dict[str, float]], 
     """Per seed, every gap to that seed's gold model; over seeds, mean ± std and the noise floors. Gaps and
     floor verdicts go onto each method's run, the tables and plots onto the parent run."""
     tables = per_seed_tables(outcomes)
+    log_gaps(outcomes, tables)
     summary = summarize([t.drop(columns="seed") for t in tables])
     floors = noise_floors(summary)
     verdicts = within_floor(summary, floors)
@@ -77,44 +84,39 @@ def compare_methods(outcomes: list[Outcome], strengths: list[dict[str, float]], 
     title = f"unlearn ({selection}), {len(tables)} seed(s)"
     tracking.log_text(parent_run_id, pd.concat(tables).to_csv(float_format="%.5f"), "comparison_by_seed.csv")
     tracking.log_text(parent_run_id, summary.to_csv(float_format="%.5f"), "comparison.csv")
-    tracking.log_text(parent_run_id, f"# {title}\n\n{report.summary_markdown(summary, floors, SHOWN)}\n\n"
+    tracking.log_text(parent_run_id, f"# {title}\n\n{summary_markdown(summary, floors, SHOWN)}\n\n"
                       f"{what_attacks_see(strength)}\n", "comparison.md")
-    log_plots(outcomes, summary, parent_run_id)
-    report.publish_table_artifact([{"method": m, **{c: mean_std(summary.loc[m, f"{c}_mean"], summary.loc[m, f"{c}_std"])
-                                                    for c in SHOWN}} for m in summary.index],
-                                  key=f"unlearn-{selection}-comparison",
-                                  description=f"{title}: mean ± std; gaps are to retrain; retrain_alt's gaps are "
-                                              "the noise floor.")
+    for artifact_file, figure in plots.comparison_figures(outcomes, summary).items():
+        tracking.log_figure(parent_run_id, figure, artifact_file)
+    publish_table_artifact(comparison_records(summary, SHOWN), key=f"unlearn-{selection}-comparison",
+                           description=f"{title}: mean ± std; gaps are to retrain; retrain_alt's gaps are "
+                                       "the noise floor.")
     shown = summary[[c for c in summary.columns if c.removesuffix("_mean").removesuffix("_std") in COLUMNS]]
     return shown, strength
 
 
-def per_seed_tables(outcomes: list[Outcome]) -> list[pd.DataFrame]:
-    """One Table II per seed (gaps to that seed's retrain); each method's gaps also go onto its own run."""
-    tables = []
-    for seed in sorted({o.seed for o in outcomes}):
-        mine = [o for o in outcomes if o.seed == seed]
-        table = compare({o.method: o.scores.values for o in mine}, {o.method: o.seconds for o in mine})
-        for o in mine:
-            tracking.log_metrics(o.run_id, {k: table.loc[o.method, k] for k in (*GAPS, SPEEDUP, AVG_RANK)})
-        tables.append(table.assign(seed=seed))
-    return tables
+def log_gaps(outcomes: list[Outcome], tables: list[pd.DataFrame]) -> None:
+    """Each method's gaps to its seed's gold model, onto its own run."""
+    by_seed = {int(table["seed"].iloc[0]): table for table in tables}
+    for o in outcomes:
+        table = by_seed[o.seed]
+        tracking.log_metrics(o.run_id, {k: table.loc[o.method, k] for k in (*GAPS, SPEEDUP, AVG_RANK)})
 
 
-def log_plots(outcomes: list[Outcome], summary: pd.DataFrame, parent_run_id: str) -> None:
-    """MU against UE over seeds, and LiRA's ROC on D_f for the first seed (the floor model left out: its curve
-    is retrain's again)."""
-    seeds = sorted({o.seed for o in outcomes})
-    tracking.log_figure(parent_run_id, plots.mu_ue_plot(summary, seeds=len(seeds)), "plots/mu_vs_ue.png")
-    curves = {o.method: (o.scores.lira_roc.fpr, o.scores.lira_roc.tpr, o.scores.lira_roc.auc)
-              for o in outcomes if o.seed == seeds[0] and o.method != FLOOR}
-    tracking.log_figure(parent_run_id, plots.roc_plot(curves, f"LiRA on D_f vs held-out records (seed {seeds[0]})"),
-                        "plots/lira_roc.png")
+def _plain(value: Any) -> Any:
+    """numpy scalars as Python values (JSON has no int64); NaN becomes null in Prefect's own sanitising."""
+    return value.item() if hasattr(value, "item") else value
 
 
-def what_attacks_see(strength: dict[str, float]) -> str:
-    """One sentence on how much membership the attacks see at all, so no gap is read as more than it is."""
-    return (f"What the attacks see on the original model (all of D against held-out records; chance: AUC 0.5, "
-            f"TPR 1% at 1% FPR, 50% balanced accuracy): LiRA AUC {strength[LIRA_STRENGTH]:.3f}, TPR at 1% FPR "
-            f"{100 * strength[LIRA_STRENGTH_TPR]:.1f}%; shadow attack balanced accuracy "
-            f"{strength[ATTACK_STRENGTH]:.1f}%, AUC {strength[ATTACK_STRENGTH_AUC]:.3f}.")
+def publish_table_artifact(summary_records: list[dict], key: str, description: str) -> None:
+    """Publish the rows as a Prefect table artifact on the current flow or task run, under `key` made valid
+    (artifact_key).
+
+    Outside a run it does nothing but log: Prefect 3.8 would still create an orphan artifact there (with a
+    FutureWarning that this is deprecated), starting a temporary API server when none is configured."""
+    clean_key = artifact_key(key)
+    if FlowRunContext.get() is None and TaskRunContext.get() is None:
+        logger.info("not in a Prefect flow or task run: table artifact %r not published", clean_key)
+        return
+    table = [{name: _plain(value) for name, value in record.items()} for record in summary_records]
+    create_table_artifact(table=table, key=clean_key, description=description)

@@ -2,34 +2,22 @@
 
 Each is looked up in MLflow by a content key (data version + the params that shape it + the code version of
 iau_core) and trained only when no finished run has it, so a second `make run` with unchanged data, params
-and code reuses both, and a change to any of them trains again.
+and code reuses both, and a change to any of them trains again. Reading them back: stores/artifacts.py.
 """
 
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
-import mlflow
 import numpy as np
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from torch import nn
 
-from iau_core.attacks import AttackMLP, LiraAttack, ShadowAttack
-from iau_core.metrics import Attacks
-from iau_core.recipe import fit_attacks, model_builder, train_original, train_references
-from tasks import tracking
-from tasks.context import RunContext
-
-LIRA_FILE = "lira_reference_stats.npz"
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    run_id: str
-    uri: str
+from iau_core.recipe import fit_attacks, train_original, train_references
+from stores import tracking
+from stores.artifacts import LIRA_FILE, ModelRef
+from stores.project import RunContext
 
 
 @task(name="base-model", task_run_name="{kind}-model-seed{ctx.params.seed}", cache_policy=NO_CACHE)
@@ -91,19 +79,3 @@ def reference_attack(ctx: RunContext) -> str:
             tracking.MlflowClient().log_artifact(run_id, str(path))
     return run_id
 
-
-def load_base_model(ctx: RunContext, ref: ModelRef) -> nn.Module:
-    model = model_builder(ctx.params, ctx.bundle())(ctx.params.seed)
-    model.load_state_dict(tracking.load_state_dict(ref.run_id))
-    return model
-
-
-def load_attacks(ctx: RunContext, run_id: str) -> Attacks:
-    num_classes = ctx.bundle().num_classes
-    mlp = AttackMLP(2 * num_classes, ctx.params.mia.hidden, ctx.params.mia.dropout)
-    mlp.load_state_dict(tracking.load_state_dict(run_id))
-    with tempfile.TemporaryDirectory() as tmp:
-        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=LIRA_FILE, dst_path=tmp)
-        with np.load(path) as arrays:
-            lira = LiraAttack(arrays["ids"], arrays["mean"], arrays["std"])
-    return Attacks(ShadowAttack(mlp.eval(), num_classes), lira)

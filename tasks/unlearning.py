@@ -13,10 +13,9 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from iau_core.metrics import UNLEARN_SECONDS, Scores
-from iau_core.recipe import unlearn_and_score
-from tasks import tracking
-from tasks.context import RunContext
-from tasks.training import ModelRef, load_attacks, load_base_model
+from stores import tracking
+from stores.artifacts import ModelRef, load_attacks, load_base_model
+from stores.project import RunContext
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import iau_core.sources
-import tasks.data
+import stores.data
 
 GIT_USER = ["-c", "user.name=test", "-c", "user.email=test@example.com"]
 
@@ -28,7 +28,7 @@ def dvc(cwd: Path, *args: str) -> str:
 
 def make_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """data/ tracked by data.dvc, a local default remote `dvc-storage`; digits only (fast)."""
-    monkeypatch.setattr(tasks.data, "SHIPPED", ("digits",))  # a rebuild from raw makes digits only
+    monkeypatch.setattr(stores.data, "SHIPPED", ("digits",))  # a rebuild from raw makes digits only
     root = tmp_path / "project"
     root.mkdir()
     sh(root, "git", "init", "-q")

@@ -12,11 +12,11 @@ import yaml
 from conftest import DIGITS_SIZES
 from typer.testing import CliRunner
 
-from flows.cli import app
+from cli.ids import training_ids
+from cli.main import app
 from iau_core.config import DataParams
 from iau_core.data import load_bundle
 from ledger import Ledger
-from tasks.requests import training_ids
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -200,6 +200,6 @@ def test_an_unreachable_ledger_fails_cleanly_without_showing_the_password():
 
 
 def test_the_module_runs_as_a_command():
-    done = subprocess.run([sys.executable, "-m", "flows.cli", "requests", "--help"], cwd=REPO, capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "cli.main", "requests", "--help"], cwd=REPO, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0 and "add" in done.stdout and "show" in done.stdout

@@ -8,7 +8,7 @@ import pytest
 from dvc_repo import clean, make_repo
 
 from iau_core.sources import read_canonical
-from tasks.data import DataVersionMismatch, ensure_data, forget_records, recorded_version
+from stores.data import DataVersionMismatch, ensure_data, forget_records, recorded_version
 
 
 @pytest.fixture

@@ -178,8 +178,8 @@ def test_changed_code_or_params_train_again(two_runs, monkeypatch):
     from prefect import flow
 
     from iau_core.config import load_params
-    from tasks import tracking
-    from tasks.context import RunContext
+    from stores import tracking
+    from stores.project import RunContext
     from tasks.training import base_model
 
     client = MlflowClient()

@@ -14,19 +14,13 @@ import pytest
 from conftest import DIGITS_SIZES
 from dvc_repo import GIT_USER, clean, dvc, make_repo, sh
 
-import tasks.data
+import stores.data
+import stores.purge
 from iau_core.config import DataParams
 from iau_core.data import load_bundle
 from iau_core.sources import read_canonical, read_forgotten
-from tasks.data import (
-    PURGE_PLAN,
-    DataVersionMismatch,
-    ensure_data,
-    forget_records,
-    purge,
-    read_forgotten_list,
-    recorded_version,
-)
+from stores.data import DataVersionMismatch, ensure_data, forget_records, read_forgotten_list, recorded_version
+from stores.purge import PURGE_PLAN, purge
 
 PARAMS = DataParams(**DIGITS_SIZES)
 
@@ -90,7 +84,7 @@ def test_forgetting_writes_a_new_version_without_the_records(repo):
 @pytest.mark.parametrize("crash", ["after listing", "after dropping", "after dvc add"])
 def test_a_crash_at_any_point_is_finished_by_calling_again(repo, monkeypatch, crash):
     gone = role_ids(repo)["train"][:10]
-    real_drop, real_push = tasks.data.drop_records, tasks.data.push_to_default_remote
+    real_drop, real_push = stores.data.drop_records, stores.data.push_to_default_remote
 
     def killed(*args):
         raise KeyboardInterrupt("SIGKILL")
@@ -100,15 +94,15 @@ def test_a_crash_at_any_point_is_finished_by_calling_again(repo, monkeypatch, cr
         killed()
 
     if crash == "after listing":
-        monkeypatch.setattr(tasks.data, "drop_records", killed)
+        monkeypatch.setattr(stores.data, "drop_records", killed)
     elif crash == "after dropping":
-        monkeypatch.setattr(tasks.data, "drop_records", drop_then_killed)
+        monkeypatch.setattr(stores.data, "drop_records", drop_then_killed)
     else:
-        monkeypatch.setattr(tasks.data, "push_to_default_remote", killed)
+        monkeypatch.setattr(stores.data, "push_to_default_remote", killed)
     with pytest.raises(KeyboardInterrupt):
         forget_records(repo, "digits", gone, "batch 8")
-    monkeypatch.setattr(tasks.data, "drop_records", real_drop)
-    monkeypatch.setattr(tasks.data, "push_to_default_remote", real_push)
+    monkeypatch.setattr(stores.data, "drop_records", real_drop)
+    monkeypatch.setattr(stores.data, "push_to_default_remote", real_push)
     if crash == "after dropping":  # data/ is ahead of data.dvc: only the retry may go on from here
         with pytest.raises(DataVersionMismatch):
             ensure_data(repo)
@@ -188,7 +182,7 @@ def test_purge_removes_old_versions_that_hold_forgotten_records_and_nothing_else
 def test_an_interrupted_purge_is_finished_by_the_next(repo, monkeypatch):
     v0 = recorded_version(repo)[0]
     forget_records(repo, "digits", [7], "batch 1")
-    real_finish, calls = tasks.data.finish_plan, []
+    real_finish, calls = stores.purge.finish_plan, []
 
     def killed_once_planned(root):
         calls.append(root)
@@ -196,10 +190,10 @@ def test_an_interrupted_purge_is_finished_by_the_next(repo, monkeypatch):
             raise KeyboardInterrupt("SIGKILL")
         return real_finish(root)
 
-    monkeypatch.setattr(tasks.data, "finish_plan", killed_once_planned)
+    monkeypatch.setattr(stores.purge, "finish_plan", killed_once_planned)
     with pytest.raises(KeyboardInterrupt):
         purge(repo)
-    monkeypatch.setattr(tasks.data, "finish_plan", real_finish)
+    monkeypatch.setattr(stores.purge, "finish_plan", real_finish)
     plan = json.loads((repo / PURGE_PLAN).read_text())
     Path(plan[0]["path"]).unlink()  # killed part-way through the removals
     report = purge(repo)

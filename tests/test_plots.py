@@ -1,5 +1,6 @@
-"""tasks.plots and tasks.report: figures render to real PNGs with what a reader needs on them, the markdown
-table reads right, a Prefect table artifact lands on its flow run (and is skipped outside one)."""
+"""reporting.plots and reporting.tables, and the comparison's Prefect table artifact (tasks.evaluation): figures
+render to real PNGs with what a reader needs on them, the markdown table reads right, a Prefect table artifact
+lands on its flow run (and is skipped outside one)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ from matplotlib.figure import Figure
 from mlflow import MlflowClient
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from tasks import plots, report, tracking
+from reporting import plots, tables
+from stores import tracking
+from tasks.evaluation import publish_table_artifact
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 METHODS = ["original", "retrain", "retrain_alt", "iau"]
@@ -157,11 +160,11 @@ def test_log_figure_closes_a_pyplot_figure(experiment: str):
     assert [f.path for f in client.list_artifacts(run_id)] == ["line.png"]
 
 
-# ---- report: markdown
+# ---- reporting.tables: markdown
 
 
 def test_summary_markdown_three_seeds():
-    text = report.summary_markdown(summary(3), {"mu_gap": 0.45, "ue_gap": 2.5},
+    text = tables.summary_markdown(summary(3), {"mu_gap": 0.45, "ue_gap": 2.5},
                                    ["test_acc", "mu_gap", "ue_gap", "lira_auc", "unlearn_seconds"])
     lines = text.splitlines()
     assert lines[0] == "| method | test_acc | mu_gap | ue_gap | lira_auc | unlearn_seconds |"
@@ -178,21 +181,21 @@ def test_summary_markdown_one_seed_and_gaps_without_a_floor():
     table = summary(1)
     table.loc["original", "unlearn_seconds_mean"] = math.nan  # a metric a method has not got
     floors = {"ue_gap": 2.5, "lira_auc_gap": 0.01}
-    text = report.summary_markdown(table, floors, ["mu_gap", "ue_gap", "unlearn_seconds"])
+    text = tables.summary_markdown(table, floors, ["mu_gap", "ue_gap", "unlearn_seconds"])
     lines = text.splitlines()
     assert lines[2] == "| original | 0.90 | 14.20 ✗ | – |"  # no '±' with one seed, no marker without a floor
     assert lines[5] == "| iau | 0.31 | 4.80 ✗ | 0.561 |"
     assert lines[-1].endswith("Floors: ue_gap 2.50.")  # only floors of shown columns
-    assert "✓" not in report.summary_markdown(table, {}, ["mu_gap"])
-    assert len(report.summary_markdown(table, {}, ["mu_gap"]).splitlines()) == 6  # no legend without floors
+    assert "✓" not in tables.summary_markdown(table, {}, ["mu_gap"])
+    assert len(tables.summary_markdown(table, {}, ["mu_gap"]).splitlines()) == 6  # no legend without floors
 
 
 def test_decimals_follow_the_metric():
-    assert [report.decimals(m) for m in ("test_acc", "mu_gap", "lira_auc", "lira_auc_gap", "unlearn_seconds",
+    assert [tables.decimals(m) for m in ("test_acc", "mu_gap", "lira_auc", "lira_auc_gap", "unlearn_seconds",
                                          "tpr_at_1pct_fpr", "avg_rank")] == [2, 2, 3, 3, 3, 3, 2]
 
 
-# ---- report: Prefect table artifact
+# ---- tasks.evaluation: Prefect table artifact
 
 
 def test_artifact_key_is_what_prefect_accepts():
@@ -200,10 +203,10 @@ def test_artifact_key_is_what_prefect_accepts():
 
     for raw, clean in {"IAU comparison_v2": "iau-comparison-v2", "unlearn/outliers: table": "unlearn-outliers-table",
                        "ok-key-1": "ok-key-1"}.items():
-        assert report.artifact_key(raw) == clean
+        assert tables.artifact_key(raw) == clean
         assert raise_on_name_alphanumeric_dashes_only(clean) == clean
     with pytest.raises(ValueError):
-        report.artifact_key("__")
+        tables.artifact_key("__")
 
 
 RECORDS = [{"method": "iau", "mu_gap": np.float64(0.31), "ue_gap": math.nan, "seeds": np.int64(3)},
@@ -213,7 +216,7 @@ RECORDS = [{"method": "iau", "mu_gap": np.float64(0.31), "ue_gap": math.nan, "se
 def test_publish_outside_a_run_does_nothing_quietly():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # Prefect's deprecation warning for run-less artifacts would raise here
-        assert report.publish_table_artifact(RECORDS, "Comparison", "outside a flow") is None
+        assert publish_table_artifact(RECORDS, "Comparison", "outside a flow") is None
 
 
 @pytest.fixture(scope="module")
@@ -232,7 +235,7 @@ def test_publish_inside_a_flow_run(prefect_api):
 
     @flow
     def publishing() -> str:
-        report.publish_table_artifact(RECORDS, "Unlearn comparison", "methods against retrain")
+        publish_table_artifact(RECORDS, "Unlearn comparison", "methods against retrain")
         return flow_run.id
 
     run_id = publishing()

@@ -1,4 +1,4 @@
-"""tasks.tracking against a real MLflow store (SQLite in a temporary folder, one per module: migrating a new
+"""stores.tracking against a real MLflow store (SQLite in a temporary folder, one per module: migrating a new
 database costs seconds)."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from mlflow import MlflowClient
 from torch import nn
 
 from iau_core.config import Params
-from tasks import tracking
+from stores import tracking
 
 DVC_MD5 = "6b1a1e6bd6c3e2ba0b8f2c3a5e3c2f11.dir"  # DVC's md5 of a folder: 32 hex digits + '.dir' = 36 chars
 

@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, RESOURCE_DOES_NOT_EXIST, ErrorCode
 
-from tasks.tracking import MODEL_ARTIFACT
+from stores.tracking import MODEL_ARTIFACT
 
 CHAMPION = "champion"
 
@@ -39,7 +39,7 @@ def _version(found) -> Version:
 
 
 def register(name: str, run_id: str, tags: dict[str, str]) -> Version:
-    """A new version of `name` from the model logged on `run_id` (tasks.tracking.log_model), with its tags."""
+    """A new version of `name` from the model logged on `run_id` (stores.tracking.log_model), with its tags."""
     client = MlflowClient()
     try:
         client.create_registered_model(name)

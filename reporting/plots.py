@@ -2,17 +2,23 @@
 
 Each function returns a matplotlib Figure built without pyplot: no global figure registry, no interactive
 backend (a bare Figure renders PNG with Agg), safe on a headless worker and on any thread. Log one with
-tasks.tracking.log_figure.
+stores.tracking.log_figure.
 """
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+
+from iau_core.metrics import FLOOR
+
+if TYPE_CHECKING:
+    from reporting.tables import MethodOutcome
 
 GOLD = "retrain"
 NOISE_FLOOR = "retrain_alt"
@@ -101,3 +107,13 @@ def roc_plot(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], title: str
     ax.grid(True, which="both", alpha=0.2)
     ax.legend(loc="lower right")
     return fig
+
+
+def comparison_figures(outcomes: list[MethodOutcome], summary: pd.DataFrame) -> dict[str, Figure]:
+    """{artifact file: figure}: MU against UE over seeds, and LiRA's ROC on D_f for the first seed (the floor model
+    left out: its curve is retrain's again)."""
+    seeds = sorted({o.seed for o in outcomes})
+    curves = {o.method: (o.scores.lira_roc.fpr, o.scores.lira_roc.tpr, o.scores.lira_roc.auc)
+              for o in outcomes if o.seed == seeds[0] and o.method != FLOOR}
+    return {"plots/mu_vs_ue.png": mu_ue_plot(summary, seeds=len(seeds)),
+            "plots/lira_roc.png": roc_plot(curves, f"LiRA on D_f vs held-out records (seed {seeds[0]})")}

@@ -92,7 +92,7 @@ def add(
                                            "retrain instead of unlearning.")] = "normal",
 ) -> None:
     """Queue deletion requests. All or nothing: one bad id refuses the whole call and nothing is written."""
-    from tasks.requests import IdFileError, parse_ids, read_ids_file, training_ids
+    from cli.ids import IdFileError, parse_ids, read_ids_file, training_ids
 
     try:
         wanted = parse_ids(ids or []) + (read_ids_file(file) if file else [])
@@ -184,7 +184,7 @@ def nightly_command(ctx: typer.Context, overrides: Overrides = None) -> None:
 def purge_command(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Remove older data versions that still hold forgotten records from the DVC cache and the default remote,
     and say exactly what was removed and what could not be. The current version is never touched."""
-    from tasks.data import purge
+    from stores.purge import purge
 
     try:
         report = purge(ctx.obj.project_root)
@@ -197,9 +197,9 @@ def run_flow(ctx: typer.Context, start: Callable[[dict], dict], overrides: list[
     """Validate --set first (exit 2, nothing started), run the flow, and turn its known failures into one line."""
     from flows.nightly import GateFailed, TrackingUnavailable
     from iau_core.config import ParamsError, load_params, parse_overrides
-    from tasks.champion import ChampionUnusable
-    from tasks.data import DataVersionMismatch
-    from tasks.registry import ChampionMissing
+    from stores.champion import ChampionUnusable
+    from stores.data import DataVersionMismatch
+    from stores.registry import ChampionMissing
 
     try:
         changes = parse_overrides(overrides or [])

@@ -1,4 +1,4 @@
-"""MLflow plumbing shared by the tasks: where the store is, runs with lineage, models in and out.
+"""MLflow plumbing shared by tasks, flows and studies: where the store is, runs with lineage, models in and out.
 
 Runs are addressed by id through MlflowClient only: the fluent 'active run' is per thread (Prefect may run
 tasks on other threads), and leaving a fluent `with mlflow.start_run(...)` block marks the run FINISHED, which
@@ -290,7 +290,7 @@ def read_text(run_id: str, artifact_file: str) -> str:
 
 def log_figure(run_id: str, fig: Figure, artifact_file: str) -> None:
     """Save a matplotlib figure (format by the file's suffix, e.g. PNG) on the run, then close it: figures made
-    through pyplot stay alive in its registry until closed, and a long flow makes many. (tasks.plots builds
+    through pyplot stay alive in its registry until closed, and a long flow makes many. (reporting.plots builds
     bare Figures, which pyplot never held; pyplot is not imported just to close them.)"""
     try:
         MlflowClient().log_figure(run_id, fig, artifact_file)

@@ -1,4 +1,5 @@
-"""What every task of one flow run shares, and the data loaded once per process."""
+"""What every task of one flow run shares (the project folder, the run's context), and the data loaded once per
+process."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Where deletion requests come from: the ids of the current training data, and id files people hand in.
 
-Used by `iau requests add` (flows/cli.py). No Prefect here: intake is a person at a terminal, not a flow run.
+Used by `iau requests add` (cli/main.py). No Prefect here: intake is a person at a terminal, not a flow run.
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""`iau`, the operator's command line (cli.main), over flows/ and stores/."""

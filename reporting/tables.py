@@ -1,0 +1,137 @@
+"""Text a reader meets first: the comparison as a markdown table (README, MLflow artifact) and as rows for a
+Prefect table artifact, the sentence on what the attacks see, the per-seed tables, the forget-set manifest and a
+deletion batch's audit. Pure text from results; publishing it is the tasks' part (tasks/evaluation.py,
+tasks/deletion.py)."""
+
+from __future__ import annotations
+
+import re
+from typing import Protocol
+
+import pandas as pd
+
+from iau_core.metrics import (
+    ATTACK_STRENGTH,
+    ATTACK_STRENGTH_AUC,
+    LIRA_STRENGTH,
+    LIRA_STRENGTH_TPR,
+    Scores,
+    compare,
+    mean_std,
+)
+
+# The comparison's columns, in the order a reader weighs them: the gaps to retrain first.
+SHOWN = ["mu_gap", "ue_gap", "lira_auc_gap", "unlearn_seconds", "speedup_vs_retrain", "avg_rank", "test_acc",
+         "forget_acc", "mia_forget_asr", "lira_auc", "lira_tpr_at_1pct_fpr", "lira_auc_label_matched", "mia_auc"]
+WITHIN, ABOVE = "✓", "✗"
+MISSING = "–"
+
+
+def decimals(metric: str) -> int:
+    """Decimals that a metric's noise justifies: AUCs, rates and seconds need 3; accuracies, gaps, attack
+    success and ranks are percentage points or ordinals, where 2 is already below the seed-to-seed spread."""
+    if any(word in metric for word in ("auc", "seconds", "tpr", "fpr", "quality")):
+        return 3
+    return 2
+
+
+def _cell(row: pd.Series, metric: str, floor: float | None) -> str:
+    """'mean ± std' (mean_std), '–' where the metric has no value, plus the noise-floor marker of a gap column."""
+    mean = row.get(f"{metric}_mean")
+    text = mean_std(mean, row.get(f"{metric}_std"), decimals(metric))
+    if not text:
+        return MISSING
+    if floor is not None:
+        text += " " + (WITHIN if mean <= floor else ABOVE)
+    return text
+
+
+def _legend(floors: dict[str, float], shown: list[str]) -> str:
+    values = ", ".join(f"{metric} {floors[metric]:.{decimals(metric)}f}" for metric in shown)
+    return (f"{WITHIN} = mean within the noise floor (≤ the gap between two retrained gold models, retrain_alt "
+            f"vs retrain); {ABOVE} = above it. Floors: {values}.")
+
+
+def summary_markdown(summary: pd.DataFrame, floors: dict[str, float], columns: list[str]) -> str:
+    """A GitHub-markdown table, one row per method (summary's index), one column per metric in `columns`,
+    from summary columns '<metric>_mean' and '<metric>_std'. A gap column ('<x>_gap') with a floor in
+    `floors` marks each cell within (✓) or above (✗) the noise floor; a legend line below gives the floors."""
+    marked = [m for m in columns if m.endswith("_gap") and m in floors]
+    lines = ["| method | " + " | ".join(columns) + " |", "| --- |" + " ---: |" * len(columns)]
+    for method, row in summary.iterrows():
+        cells = [_cell(row, metric, floors.get(metric) if metric in marked else None) for metric in columns]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    table = "\n".join(lines) + "\n"
+    return table + ("\n" + _legend(floors, marked) + "\n" if marked else "")
+
+
+def artifact_key(key: str) -> str:
+    """Prefect artifact keys must match ^[a-z0-9-]*$ (prefect.types.names.ArtifactKey): lowercase, and every
+    run of other characters becomes one dash ('IAU comparison_v2' -> 'iau-comparison-v2')."""
+    clean = re.sub(r"[^a-z0-9]+", "-", key.lower()).strip("-")
+    if not clean:
+        raise ValueError(f"artifact key {key!r} has no letters or digits")
+    return clean
+
+
+def comparison_records(summary: pd.DataFrame, columns: list[str]) -> list[dict]:
+    """One row per method, each metric as 'mean ± std': the rows of the comparison's table artifact."""
+    return [{"method": m, **{c: mean_std(summary.loc[m, f"{c}_mean"], summary.loc[m, f"{c}_std"]) for c in columns}}
+            for m in summary.index]
+
+
+class MethodOutcome(Protocol):
+    """What a table needs of one method's run on one seed (tasks.unlearning.Outcome has it)."""
+
+    method: str
+    seed: int
+    seconds: float
+    scores: Scores
+
+
+def per_seed_tables(outcomes: list[MethodOutcome]) -> list[pd.DataFrame]:
+    """One Table II per seed (gaps to that seed's retrain), each with a `seed` column, seeds in order."""
+    tables = []
+    for seed in sorted({o.seed for o in outcomes}):
+        mine = [o for o in outcomes if o.seed == seed]
+        table = compare({o.method: o.scores.values for o in mine}, {o.method: o.seconds for o in mine})
+        tables.append(table.assign(seed=seed))
+    return tables
+
+
+def what_attacks_see(strength: dict[str, float]) -> str:
+    """One sentence on how much membership the attacks see at all, so no gap is read as more than it is."""
+    return (f"What the attacks see on the original model (all of D against held-out records; chance: AUC 0.5, "
+            f"TPR 1% at 1% FPR, 50% balanced accuracy): LiRA AUC {strength[LIRA_STRENGTH]:.3f}, TPR at 1% FPR "
+            f"{100 * strength[LIRA_STRENGTH_TPR]:.1f}%; shadow attack balanced accuracy "
+            f"{strength[ATTACK_STRENGTH]:.1f}%, AUC {strength[ATTACK_STRENGTH_AUC]:.3f}.")
+
+
+def manifest(forget_sets: dict[int, list[int]]) -> str:
+    """The forget-set manifest: one line per (seed, sample_id)."""
+    lines = ["seed,sample_id"] + [f"{seed},{i}" for seed, ids in forget_sets.items() for i in ids]
+    return "\n".join(lines) + "\n"
+
+
+def audit_report(audit: dict) -> str:
+    """The batch's audit as Markdown: what a person reads when asked when and how a record was removed."""
+    lines = [f"# Deletion batch {audit['batch_id']}", "",
+             f"- outcome: **{audit['outcome']}**; method: {audit['method']}",
+             f"- model: {audit['parent_model_version']} -> {audit['model_version']}",
+             f"- data: {audit['parent_data_version']} -> {audit['data_version']}",
+             f"- MLflow run: {audit['mlflow_run_id']}; Prefect flow run: {audit['prefect_flow_run_id']}"]
+    if audit.get("escalation"):
+        lines.append(f"- escalated: {audit['escalation']}")
+    if audit.get("resumed"):
+        lines.append("- resumed after an interrupted run (steps of both runs below)")
+    for name, result in audit["gates"].items():
+        verdict = "passed" if result["passed"] else "failed: " + "; ".join(result["reasons"])
+        lines += ["", f"## Gate for {name}: {verdict}", "", "| number | value |", "| --- | --- |"]
+        lines += [f"| {key} | {value:.4g} |" if isinstance(value, float) else f"| {key} | {value} |"
+                  for key, value in result.items() if key not in ("passed", "reasons")]
+    lines += ["", "## Steps (seconds)", "", "| step | seconds |", "| --- | --- |"]
+    lines += [f"| {step} | {seconds:.2f} |" for step, seconds in audit["steps"].items()]
+    lines += ["", f"## Requests ({len(audit['requests'])})", "",
+              "| sample_id | tier | reason | requested_at |", "| --- | --- | --- | --- |"]
+    lines += [f"| {r['sample_id']} | {r['tier']} | {r['reason']} | {r['requested_at']} |" for r in audit["requests"]]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,85 @@
+"""The deployed model as the registry and its runs hold it: the champion's weights and tags (`load_champion`), and
+D's summed loss gradient at its weights, stored on its run so a batch's IAU step needs a pass over D_f only.
+
+Every champion version carries, on its MLflow run, what a deletion batch starts from: its weights, the data
+version it excludes nothing beyond, the run holding the attacker's fitted reference statistics (the gate's
+LiRA), and the summed gradient. Training one is the Prefect task tasks.champion.train_champion.
+"""
+
+from __future__ import annotations
+
+import pickle
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import torch
+from mlflow.exceptions import MlflowException
+from torch import nn
+
+from iau_core.data import Split
+from iau_core.recipe import model_builder
+from iau_core.selection import forget_set_sha256
+from iau_core.unlearning.gradients import SummedGradient, summed_gradient
+from stores import registry, tracking
+from stores.project import RunContext
+
+GRADIENT_FILE = "summed_gradient.pt"
+
+
+class ChampionUnusable(RuntimeError):
+    """The champion's version exists but its weights cannot be loaded, or it does not match the data."""
+
+
+@dataclass(frozen=True)
+class Champion:
+    version: registry.Version
+    model: nn.Module
+    data_version: str  # the data version it was trained or unlearned on
+    attack_run_id: str  # the run holding the attacker's fitted reference statistics
+
+
+def load_champion(ctx: RunContext, version: registry.Version | None = None) -> Champion:
+    """The champion (or a given version) with its weights, refusing clearly when they cannot be loaded or belong
+    to another data version than ctx's."""
+    version = version or registry.champion(ctx.params.tracking.deployed_model)
+    missing = [t for t in ("data_version", "reference_attack_run") if t not in version.tags]
+    if missing:
+        raise ChampionUnusable(f"{version.uri} lacks the tags {missing}: it was not made by `iau train` or a "
+                               "nightly batch. Train a champion with `iau train`.")
+    model = model_builder(ctx.params, ctx.bundle())(ctx.params.seed)
+    try:
+        model.load_state_dict(tracking.load_state_dict(version.run_id))
+    except (MlflowException, OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:  # missing, unreadable
+        # or mismatched weights
+        raise ChampionUnusable(f"the champion {version.uri} cannot be loaded from run {version.run_id}: "
+                               f"{str(exc).splitlines()[0]}. Nothing was changed; retrain with `iau train`.") from None
+    if version.tags["data_version"] != ctx.data_version:
+        raise ChampionUnusable(f"the champion {version.uri} belongs to data version {version.tags['data_version']}, "
+                               f"but data.dvc names {ctx.data_version}: retrain it on this data with `iau train`")
+    return Champion(version, model.to(ctx.device).eval(), version.tags["data_version"],
+                    version.tags["reference_attack_run"])
+
+
+def store_summed_gradient(run_id: str, model: nn.Module, train: Split, ctx: RunContext) -> None:
+    cache = summed_gradient(model.to(ctx.device), train.to(ctx.device), ctx.params.unlearning.batch_size)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / GRADIENT_FILE
+        torch.save({"grads": [g.cpu() for g in cache.grads], "count": cache.count,
+                    "ids_sha256": cache.ids_sha256}, path)
+        tracking.MlflowClient().log_artifact(run_id, str(path))
+
+
+def cached_summed_gradient(champion: Champion, train: Split, device: torch.device) -> SummedGradient | None:
+    """The champion's stored gradient over D, if it is there and was computed over exactly this D."""
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = mlflow.artifacts.download_artifacts(run_id=champion.version.run_id, artifact_path=GRADIENT_FILE,
+                                                       dst_path=tmp)
+            stored = torch.load(path, weights_only=True, map_location="cpu")
+    except (MlflowException, OSError):
+        return None
+    if stored["ids_sha256"] != forget_set_sha256(train.ids.cpu().numpy()) or stored["count"] != len(train):
+        return None
+    return SummedGradient([g.to(device) for g in stored["grads"]], stored["count"], stored["ids_sha256"])

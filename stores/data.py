@@ -1,0 +1,177 @@
+"""DVC data plumbing: the data under `data/` is exactly the version `data.dvc` names, and its md5 is the
+`data_version` every run records.
+
+- `data/` absent: check it out from the DVC cache, else pull it from the default remote, else rebuild it from
+  the raw sources (iau_core.sources; deterministic, so it matches the committed md5 or is refused).
+- `data/` present but different from `data.dvc`: refuse with DataVersionMismatch and touch nothing.
+- Then the version is in the cache and on the default remote, so `dvc status` (and `dvc status -c`) is clean.
+
+Forgetting (issue 9, "the data forgets too"): `forget_records` removes records from `data/`, makes that the new
+version in `data.dvc` and on the remote, and lists them in the git-tracked `forgotten.csv`, which every rebuild from
+the raw sources applies. `purge` (stores/purge.py) then removes the older versions that still hold them from the
+cache and remote.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import yaml
+from dvc.exceptions import DvcException
+from dvc.repo import Repo
+
+from iau_core.sources import RECORDS_FILE, SHIPPED, drop_records, materialize, unknown_ids, write_atomically
+
+DVC_FILE = "data.dvc"
+FORGOTTEN_LIST = "forgotten.csv"  # git-tracked, at the repo root: every record ever forgotten, and why
+FORGOTTEN_COLUMNS = ["dataset", "sample_id", "note", "forgotten_at"]
+log = logging.getLogger(__name__)
+
+
+class DataVersionMismatch(RuntimeError):
+    """The data on disk is not the version data.dvc records."""
+
+
+def recorded_version(repo_root: Path) -> tuple[str, Path]:
+    """(md5 recorded in data.dvc, the folder it tracks)."""
+    dvc_file = repo_root / DVC_FILE
+    if not dvc_file.is_file():
+        raise FileNotFoundError(f"{dvc_file} is missing: the data is versioned by it (see README, 'Data')")
+    out = yaml.safe_load(dvc_file.read_text())["outs"][0]
+    return out["md5"], repo_root / out["path"]
+
+
+def ensure_data(repo_root: str | Path) -> str:
+    """Make `data/` the version recorded in data.dvc (or refuse) and return its md5, the data_version."""
+    repo_root = Path(repo_root).resolve()
+    expected, data_dir = recorded_version(repo_root)
+    with Repo(str(repo_root)) as repo:
+        if not data_dir.exists():
+            restore(repo, repo_root, data_dir)
+        # targets are absolute: DVC resolves relative ones against the process's cwd, not the repo
+        status = repo.status(targets=[str(repo_root / DVC_FILE)])
+        states = [s for changes in status.values() for c in changes for s in c.get("changed outs", {}).values()]
+        state = states[0] if states else None
+        if state == "not in cache":  # DVC cannot tell 'matches' from 'modified' without the cache: hash it
+            commit_if_unchanged(repo, repo_root, expected, data_dir)
+        elif state is not None:
+            raise mismatch(data_dir, expected, state)
+        push_to_default_remote(repo, repo_root)
+    return expected
+
+
+def restore(repo: Repo, repo_root: Path, data_dir: Path) -> None:
+    """Bring back an absent data/: from the cache, the default remote, or the raw sources."""
+    for how in ("checkout", "pull"):
+        try:
+            getattr(repo, how)(targets=[str(repo_root / DVC_FILE)])
+            log.info("data/ restored by dvc %s", how)
+            return
+        except DvcException as exc:
+            log.info("dvc %s could not restore data/ (%s)", how, str(exc).splitlines()[0])
+            shutil.rmtree(data_dir, ignore_errors=True)  # a failed checkout may leave a partial folder
+    log.info("rebuilding data/ from the raw sources of %s", list(SHIPPED))
+    staging = Path(tempfile.mkdtemp(prefix=".data-staging-", dir=repo_root))
+    forgotten = read_forgotten_list(repo_root)
+    try:
+        for name in SHIPPED:
+            materialize(name, staging, repo_root)
+            ids = forgotten.loc[forgotten["dataset"] == name, "sample_id"]
+            if len(ids):  # a forgotten record never comes back; same drops, same bytes, same version
+                drop_records(staging, name, ids)
+        os.replace(staging, data_dir)  # appears whole or not at all
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def commit_if_unchanged(repo: Repo, repo_root: Path, expected: str, data_dir: Path) -> None:
+    """Save data/ to the cache if it hashes to the recorded md5; otherwise put data.dvc back and refuse."""
+    dvc_file = repo_root / DVC_FILE
+    recorded = dvc_file.read_bytes()
+    repo.commit(str(dvc_file), force=True)
+    found, _ = recorded_version(repo_root)
+    if found != expected:
+        dvc_file.write_bytes(recorded)  # data.dvc is the contract: only a person changes it
+        raise mismatch(data_dir, expected, f"modified (hashes to {found})")
+
+
+def push_to_default_remote(repo: Repo, repo_root: Path) -> None:
+    """Keep the default remote complete, so a fresh checkout can `dvc pull`; no remote configured is fine."""
+    if not repo.config["core"].get("remote"):
+        log.warning("no default DVC remote configured: data/ is only in the local cache")
+        return
+    repo.push(targets=[str(repo_root / DVC_FILE)])
+
+
+def mismatch(data_dir: Path, expected: str, state: str) -> DataVersionMismatch:
+    return DataVersionMismatch(
+        f"{data_dir} does not match data.dvc (md5 {expected}): {state}. Nothing was changed. "
+        f"To go back to the committed data: `dvc checkout --force {DVC_FILE}` (discards your edits to data/), "
+        "or delete data/ and run again. To make the new data the version: `dvc add data`, then commit data.dvc.")
+
+
+# --- forgetting ---------------------------------------------------------------------------------------------------
+
+def read_forgotten_list(repo_root: str | Path) -> pd.DataFrame:
+    """Every record ever forgotten (dataset, sample_id, note, forgotten_at); empty when none was."""
+    path = Path(repo_root) / FORGOTTEN_LIST
+    if not path.is_file():
+        return pd.DataFrame({c: pd.Series(dtype="int64" if c == "sample_id" else str) for c in FORGOTTEN_COLUMNS})
+    listed = pd.read_csv(path, dtype={"dataset": str, "sample_id": "int64", "note": str, "forgotten_at": str},
+                         keep_default_na=False)
+    if list(listed.columns) != FORGOTTEN_COLUMNS:
+        raise ValueError(f"{path}: columns must be {','.join(FORGOTTEN_COLUMNS)}, got {list(listed.columns)}")
+    return listed
+
+
+def forget_records(repo_root: str | Path, dataset: str, sample_ids: Iterable[int], note: str) -> str:
+    """Remove records from the versioned data for good; return the new data_version (the md5 in data.dvc).
+
+    Steps: list the ids in forgotten.csv (first, so a crash at any later point is finished by calling again with
+    the same ids), drop every listed id of the dataset from data/, `dvc add` (data.dvc names the new version), push
+    to the default remote. Calling again with the same ids adds nothing and returns the same version. data.dvc and
+    forgotten.csv change in the work tree; committing them to git is the caller's step.
+    """
+    repo_root = Path(repo_root).resolve()
+    ids = sorted({int(i) for i in sample_ids})
+    if not ids:
+        raise ValueError("forget_records needs at least one sample id")
+    _, data_dir = recorded_version(repo_root)
+    listed = read_forgotten_list(repo_root)
+    retry = set(ids) <= set(listed.loc[listed["dataset"] == dataset, "sample_id"])
+    if not retry:
+        ensure_data(repo_root)  # a new deletion starts from exactly the committed version, or is refused
+    elif not data_dir.exists():
+        with Repo(str(repo_root)) as repo:  # mid-retry data/ may differ from data.dvc: any copy is finished below
+            restore(repo, repo_root, data_dir)
+    if not (data_dir / dataset / RECORDS_FILE).is_file():
+        raise ValueError(f"unknown dataset {dataset!r}: {data_dir / dataset} holds no canonical dataset")
+    unknown = unknown_ids(data_dir, dataset, ids)
+    if unknown:
+        raise ValueError(f"sample ids {unknown} are not records of {dataset!r} in {data_dir}; nothing was changed")
+    append_forgotten(repo_root, listed, dataset, ids, note)
+    listed = read_forgotten_list(repo_root)
+    drop_records(data_dir, dataset, listed.loc[listed["dataset"] == dataset, "sample_id"])
+    with Repo(str(repo_root)) as repo:
+        repo.add(str(data_dir))
+        push_to_default_remote(repo, repo_root)
+    return recorded_version(repo_root)[0]
+
+
+def append_forgotten(repo_root: Path, listed: pd.DataFrame, dataset: str, ids: list[int], note: str) -> None:
+    """Add the ids not listed yet, in one atomic rewrite (a retry never lists an id twice)."""
+    mine = set(listed.loc[listed["dataset"] == dataset, "sample_id"])
+    new = [i for i in ids if i not in mine]
+    if not new:
+        return
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    rows = pd.DataFrame({"dataset": dataset, "sample_id": new, "note": note, "forgotten_at": now})
+    both = pd.concat([listed, rows], ignore_index=True)[FORGOTTEN_COLUMNS]
+    write_atomically(repo_root / FORGOTTEN_LIST, lambda h: both.to_csv(h, index=False, lineterminator="\n"))
