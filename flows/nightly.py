@@ -32,13 +32,14 @@ from torch import nn
 from iau_core.config import Params, load_params
 from iau_core.deletion import Lineage, escalation_reason
 from iau_core.selection import forget_set_sha256
+from iau_core.unlearning import MethodResult
 from ledger import Ledger, ledger_url
 from stores import registry, tracking
 from stores.champion import Champion, load_champion, store_summed_gradient
 from stores.data import forget_records, recorded_version
 from stores.project import RunContext, project_root
 from tasks.data import ensure_data_task
-from tasks.deletion import Candidate, gate, publish_audit, unlearn_batch
+from tasks.deletion import gate, publish_audit, unlearn_batch
 
 GATES_FILE = "gates.json"
 FAULT_ENV = "IAU_FAULT_KILL_AFTER"  # crash tests: SIGKILL this process right after the named step
@@ -84,7 +85,7 @@ def run_batch(ctx: RunContext, ledger: Ledger, batch, deployed: registry.Version
     ids = sorted(int(i) for i in batch.sample_ids)
     run_id = batch_run(ctx, batch.id, deployed)
     steps = StepClock(ledger, batch.id)
-    candidate: Candidate | None = None  # in memory only when this run unlearned it
+    candidate: MethodResult | None = None  # in memory only when this run unlearned it
     if own is None:  # nothing irreversible yet: unlearn, gate and register
         with steps("data"):
             ensure_data_task(str(ctx.repo_root))
@@ -128,7 +129,7 @@ def run_batch(ctx: RunContext, ledger: Ledger, batch, deployed: registry.Version
             "data_version": new_data, "requests": len(ids), "mlflow_run_id": run_id, "gates": gates}
 
 
-def new_champion_model(after: RunContext, candidate: Candidate | None) -> nn.Module:
+def new_champion_model(after: RunContext, candidate: MethodResult | None) -> nn.Module:
     """The promoted model: the candidate this run holds (never download what this process just uploaded), or,
     on a rerun that resumed after registration, the champion's weights loaded back."""
     if candidate is not None:
@@ -137,7 +138,7 @@ def new_champion_model(after: RunContext, candidate: Candidate | None) -> nn.Mod
 
 
 def unlearn_and_gate(ctx: RunContext, ledger: Ledger, batch, champion: Champion, ids: list[int], run_id: str,
-                     steps: StepClock) -> tuple[Candidate, dict]:
+                     steps: StepClock) -> tuple[MethodResult, dict]:
     """IAU unless the batch must retrain; a failed IAU gate escalates to retraining, gated the same way."""
     log = get_run_logger()
     row = ledger.current_champion()

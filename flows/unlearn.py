@@ -15,16 +15,20 @@ import argparse
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import get_args
 
+import numpy as np
 import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from flows.nightly import deletion_batch
-from iau_core.config import ParamsError, Recipe, Strategy, base_recipe, deep_merge, load_params, parse_overrides
+from iau_core.config import Params, ParamsError, Recipe, Strategy, deep_merge, load_params, parse_overrides
 from iau_core.metrics import readable
+from iau_core.recipe import run_recipe
+from iau_core.unlearning import MethodResult
 from reporting.tables import manifest, what_attacks_see
 from stores import tracking
 from stores.artifacts import ModelRef
@@ -62,40 +66,60 @@ def unlearn(selection: str = "outliers", params_file: str = "params.yaml", overr
     with tracking.run(ctx.experiment_id, f"unlearn-{selection}", lineage) as parent, children(parent) as opened:
         tracking.log_params(parent, tracking.flatten(params))
         tracking.log_data_version(parent, params.data.dataset.name, data_version, "data.dvc")
-        attack = reference_attack(ctx)
-        outcomes, strengths, forget_sets = [], [], {}
-        for seed in params.seeds:
-            run = ctx.for_seed(seed)
-            # the deployed model, every other base model a method declares, and (first seed) the no-GR model
-            first = seed == params.seeds[0]
-            recipes = {base_recipe(m) for m in methods_to_run(params)} | ({"no_gr"} if first else set())
-            bases = {recipe: base_for(run, recipe) for recipe in sorted(recipes, key=lambda r: r != "deployed")}
-            base = bases["deployed"]
-            strengths.append(measure_attack_strength(run, base, attack))
-            ids, sha = forget_set(run)
-            forget_sets[seed] = ids
-            if first:
-                tracking.set_tags(parent, {"base_model": base.uri, "forget_set_sha256": sha})
-                gradient_norms(run, base, bases["no_gr"], parent)
-            for method in methods_to_run(params):
-                name = method if len(params.seeds) == 1 else f"{method} (seed {seed})"
-                outcome = unlearn_with(method, run, bases[base_recipe(method)], attack, ids, sha, parent, name)
-                opened.append(outcome.run_id)
-                outcomes.append(outcome)
-        tracking.log_text(parent, manifest(forget_sets), "forget_set.csv")
-        summary, strength = compare_methods(outcomes, strengths, parent, selection)
+        comparison = run_recipe(params, FlowSteps(ctx, parent, opened))
+        tracking.log_text(parent, manifest(comparison.forget_sets), "forget_set.csv")
+        summary, strength = compare_methods(comparison.results, comparison.strengths, parent, selection)
     result = {"parent_run_id": parent, "experiment_id": ctx.experiment_id, "attack_strength": strength,
               "summary": summary.reset_index(names="method").to_dict(orient="records")}
     get_run_logger().info("comparison (MLflow parent run %s):\n%s", parent, table_of(result))
     return result
 
 
-def base_for(run: RunContext, recipe: Recipe) -> ModelRef:
-    """The base model of a recipe for this seed, trained once and then reused; only the deployed one is
-    registered as a model version (the others are never deployed)."""
-    if recipe == "deployed":
-        return base_model(run)
-    return base_model(run.for_recipe(recipe), kind=RECIPE_KINDS[recipe], register=False)
+@dataclass
+class FlowSteps:
+    """The recipe's steps (iau_core.recipe.Steps) as Prefect tasks that record to MLflow: base models and the
+    attacker's models are trained once and reused by content key, each method gets a nested run under `parent`
+    (left open in `opened` until the comparison has written its gaps and verdicts)."""
+
+    ctx: RunContext
+    parent: str
+    opened: list[str]
+    forget_sha256: dict[int, str] = field(default_factory=dict)
+
+    def at(self, params: Params) -> RunContext:
+        return replace(self.ctx, params=params)
+
+    def attacks(self) -> str:
+        return reference_attack(self.ctx)
+
+    def base_model(self, params: Params, recipe: Recipe) -> ModelRef:
+        """Trained once and then reused; only the deployed one is registered as a model version (the others are
+        never deployed)."""
+        if recipe == "deployed":
+            return base_model(self.at(params))
+        return base_model(self.at(params).for_recipe(recipe), kind=RECIPE_KINDS[recipe], register=False)
+
+    def attack_strength(self, params: Params, base: ModelRef, attacks: str) -> dict[str, float]:
+        return measure_attack_strength(self.at(params), base, attacks)
+
+    def forget_set(self, params: Params) -> np.ndarray:
+        ids, self.forget_sha256[params.seed] = forget_set(self.at(params))
+        return np.asarray(ids, dtype=np.int64)
+
+    def first_seed(self, params: Params, bases: dict[Recipe, ModelRef], forget_ids: np.ndarray) -> None:
+        """Lineage tags on the parent, and the gradient norms of the deployed model against the no-GR one."""
+        tracking.set_tags(self.parent, {"base_model": bases["deployed"].uri,
+                                        "forget_set_sha256": self.forget_sha256[params.seed]})
+        no_gr = bases.get("no_gr") or self.base_model(params, "no_gr")
+        gradient_norms(self.at(params), bases["deployed"], no_gr, self.parent)
+
+    def unlearn(self, method: str, params: Params, base: ModelRef, attacks: str,
+                forget_ids: np.ndarray) -> MethodResult:
+        name = method if len(self.ctx.params.seeds) == 1 else f"{method} (seed {params.seed})"
+        result = unlearn_with(method, self.at(params), base, attacks, [int(i) for i in forget_ids],
+                              self.forget_sha256[params.seed], self.parent, name)
+        self.opened.append(result.run_id)
+        return result
 
 
 @contextmanager

@@ -133,13 +133,17 @@ class Comparison:
     forget_sets: dict[int, np.ndarray] = field(default_factory=dict)
 
     def tables(self) -> list[pd.DataFrame]:
-        """One Table II per seed (gaps to that seed's retrain), each with a `seed` column."""
-        tables = []
-        for seed in sorted({r.seed for r in self.results}):
-            mine = [r for r in self.results if r.seed == seed]
-            table = compare({r.method: r.scores.values for r in mine}, {r.method: r.seconds for r in mine})
-            tables.append(table.assign(seed=seed))
-        return tables
+        return per_seed_tables(self.results)
+
+
+def per_seed_tables(results: list[MethodResult]) -> list[pd.DataFrame]:
+    """One Table II per seed (gaps to that seed's retrain), each with a `seed` column, seeds in order."""
+    tables = []
+    for seed in sorted({r.seed for r in results}):
+        mine = [r for r in results if r.seed == seed]
+        table = compare({r.method: r.scores.values for r in mine}, {r.method: r.seconds for r in mine})
+        tables.append(table.assign(seed=seed))
+    return tables
 
 
 def run_recipe(params: Params, steps: Steps) -> Comparison:

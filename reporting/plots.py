@@ -15,13 +15,11 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from iau_core.metrics import FLOOR
+from iau_core.config import FLOOR, GOLD
 
 if TYPE_CHECKING:
-    from reporting.tables import MethodOutcome
+    from iau_core.unlearning import MethodResult
 
-GOLD = "retrain"
-NOISE_FLOOR = "retrain_alt"
 ROC_MIN_FPR = 1e-3  # the lower end of the log-scale ROC (Carlini et al., LiRA)
 
 
@@ -39,9 +37,9 @@ def _seeds_text(seeds: int | None) -> str:
 def _noise_floor(ax: Axes, summary: pd.DataFrame) -> None:
     """Dashed lines at retrain_alt's gaps: a second gold model's distance to the first, so any gap below them
     is indistinguishable from retraining."""
-    if NOISE_FLOOR not in summary.index:
+    if FLOOR not in summary.index:
         return
-    row = summary.loc[NOISE_FLOOR]
+    row = summary.loc[FLOOR]
     ax.axvline(row["mu_gap_mean"], color="grey", linestyle="--", linewidth=1, label="noise floor (retrain_alt)")
     ax.axhline(row["ue_gap_mean"], color="grey", linestyle="--", linewidth=1)
 
@@ -109,7 +107,7 @@ def roc_plot(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], title: str
     return fig
 
 
-def comparison_figures(outcomes: list[MethodOutcome], summary: pd.DataFrame) -> dict[str, Figure]:
+def comparison_figures(outcomes: list[MethodResult], summary: pd.DataFrame) -> dict[str, Figure]:
     """{artifact file: figure}: MU against UE over seeds, and LiRA's ROC on D_f for the first seed (the floor model
     left out: its curve is retrain's again)."""
     seeds = sorted({o.seed for o in outcomes})

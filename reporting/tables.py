@@ -6,7 +6,6 @@ tasks/deletion.py)."""
 from __future__ import annotations
 
 import re
-from typing import Protocol
 
 import pandas as pd
 
@@ -15,8 +14,6 @@ from iau_core.metrics import (
     ATTACK_STRENGTH_AUC,
     LIRA_STRENGTH,
     LIRA_STRENGTH_TPR,
-    Scores,
-    compare,
     mean_std,
 )
 
@@ -78,25 +75,6 @@ def comparison_records(summary: pd.DataFrame, columns: list[str]) -> list[dict]:
     """One row per method, each metric as 'mean ± std': the rows of the comparison's table artifact."""
     return [{"method": m, **{c: mean_std(summary.loc[m, f"{c}_mean"], summary.loc[m, f"{c}_std"]) for c in columns}}
             for m in summary.index]
-
-
-class MethodOutcome(Protocol):
-    """What a table needs of one method's run on one seed (tasks.unlearning.Outcome has it)."""
-
-    method: str
-    seed: int
-    seconds: float
-    scores: Scores
-
-
-def per_seed_tables(outcomes: list[MethodOutcome]) -> list[pd.DataFrame]:
-    """One Table II per seed (gaps to that seed's retrain), each with a `seed` column, seeds in order."""
-    tables = []
-    for seed in sorted({o.seed for o in outcomes}):
-        mine = [o for o in outcomes if o.seed == seed]
-        table = compare({o.method: o.scores.values for o in mine}, {o.method: o.seconds for o in mine})
-        tables.append(table.assign(seed=seed))
-    return tables
 
 
 def what_attacks_see(strength: dict[str, float]) -> str:

@@ -43,7 +43,7 @@ def recorded_version(repo_root: Path) -> tuple[str, Path]:
     """(md5 recorded in data.dvc, the folder it tracks)."""
     dvc_file = repo_root / DVC_FILE
     if not dvc_file.is_file():
-        raise FileNotFoundError(f"{dvc_file} is missing: the data is versioned by it (see README, 'Data')")
+        raise FileNotFoundError(f"{dvc_file} is missing: the data is versioned by it (docs/datasets.md, 'Data (DVC)')")
     out = yaml.safe_load(dvc_file.read_text())["outs"][0]
     return out["md5"], repo_root / out["path"]
 

@@ -17,7 +17,17 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from iau_core.config import load_params
-from iau_core.metrics import GAPS, TEST_ACC, compare
+from iau_core.metrics import (
+    FORGET_ACC,
+    GAPS,
+    LIRA_AUC,
+    LIRA_AUC_GAP,
+    MU_GAP,
+    TEST_ACC,
+    UE_GAP,
+    UNLEARN_SECONDS,
+    compare,
+)
 from iau_core.recipe import unlearn_and_score
 from stores import tracking
 from stores.artifacts import ModelRef, load_attacks, load_base_model

@@ -6,17 +6,16 @@ order is visible; these tasks compute and record to MLflow.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import replace
 
 import numpy as np
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from torch import nn
 
 from iau_core.deletion import GateResult, evaluate_gate
 from iau_core.recipe import model_builder
-from iau_core.unlearning import UnlearningTask, run_method
+from iau_core.unlearning import MethodResult, UnlearningTask, run_method
 from reporting.tables import audit_report
 from stores import tracking
 from stores.artifacts import load_attacks
@@ -24,17 +23,9 @@ from stores.champion import Champion, cached_summed_gradient
 from stores.project import RunContext
 
 
-@dataclass(frozen=True)
-class Candidate:
-    method: str  # iau | retrain
-    model: nn.Module
-    seconds: float  # the method alone, device synchronized (METRICS.md, unlearn_seconds)
-    choices: dict[str, str | float | int]
-
-
 @task(name="unlearn-batch", task_run_name="{method}-batch", cache_policy=NO_CACHE)
 def unlearn_batch(ctx: RunContext, champion: Champion, forget_ids: list[int], method: str,
-                  run_id: str) -> Candidate:
+                  run_id: str) -> MethodResult:
     """IAU from the champion (with D's cached summed gradient when the champion has it), or `retrain`: the GR
     recipe from scratch on D_r. Recorded on the batch's MLflow run with the method's prefix."""
     log = get_run_logger()
@@ -54,11 +45,12 @@ def unlearn_batch(ctx: RunContext, champion: Champion, forget_ids: list[int], me
     tracking.log_params(run_id, {f"{method}.{k}": str(v) for k, v in run.choices.items()})
     tracking.log_metrics(run_id, {f"{method}.unlearn_seconds": run.seconds})
     log.info("%s on %d records: %.2f s", method, len(forget), run.seconds)
-    return Candidate(method, run.model, run.seconds, run.choices)
+    return replace(run, run_id=run_id)
 
 
 @task(name="gate", task_run_name="gate-{candidate.method}", cache_policy=NO_CACHE)
-def gate(ctx: RunContext, champion: Champion, candidate: Candidate, forget_ids: list[int], run_id: str) -> GateResult:
+def gate(ctx: RunContext, champion: Champion, candidate: MethodResult, forget_ids: list[int],
+         run_id: str) -> GateResult:
     """The new model against the champion on the batch's records (iau_core.deletion.evaluate_gate)."""
     bundle = ctx.bundle()
     forget, _ = bundle.train.partition(np.asarray(forget_ids))

@@ -23,20 +23,20 @@ from iau_core.metrics import (
     summarize,
     within_floor,
 )
+from iau_core.recipe import per_seed_tables
 from iau_core.training import per_sample_grad_norms
+from iau_core.unlearning import MethodResult
 from reporting import plots
 from reporting.tables import (
     SHOWN,
     artifact_key,
     comparison_records,
-    per_seed_tables,
     summary_markdown,
     what_attacks_see,
 )
 from stores import tracking
 from stores.artifacts import ModelRef, load_attacks, load_base_model
 from stores.project import RunContext
-from tasks.unlearning import Outcome
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def gradient_norms(ctx: RunContext, base: ModelRef, no_gr: ModelRef, parent_run_
 
 
 @task(name="compare-methods", cache_policy=NO_CACHE)
-def compare_methods(outcomes: list[Outcome], strengths: list[dict[str, float]], parent_run_id: str,
+def compare_methods(outcomes: list[MethodResult], strengths: list[dict[str, float]], parent_run_id: str,
                     selection: str) -> tuple[pd.DataFrame, dict[str, float]]:
     """Per seed, every gap to that seed's gold model; over seeds, mean ± std and the noise floors. Gaps and
     floor verdicts go onto each method's run, the tables and plots onto the parent run."""
@@ -95,7 +95,7 @@ def compare_methods(outcomes: list[Outcome], strengths: list[dict[str, float]], 
     return shown, strength
 
 
-def log_gaps(outcomes: list[Outcome], tables: list[pd.DataFrame]) -> None:
+def log_gaps(outcomes: list[MethodResult], tables: list[pd.DataFrame]) -> None:
     """Each method's gaps to its seed's gold model, onto its own run."""
     by_seed = {int(table["seed"].iloc[0]): table for table in tables}
     for o in outcomes:

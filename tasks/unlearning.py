@@ -6,30 +6,23 @@ are written onto it once every method of every seed has run, and only then is it
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 
 import numpy as np
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from iau_core.metrics import UNLEARN_SECONDS, Scores
+from iau_core.metrics import UNLEARN_SECONDS
+from iau_core.recipe import unlearn_and_score
+from iau_core.unlearning import MethodResult
 from stores import tracking
 from stores.artifacts import ModelRef, load_attacks, load_base_model
 from stores.project import RunContext
 
 
-@dataclass(frozen=True)
-class Outcome:
-    method: str
-    seed: int
-    run_id: str
-    seconds: float
-    scores: Scores
-
-
 @task(name="unlearn", task_run_name="unlearn-{method}-seed{ctx.params.seed}", cache_policy=NO_CACHE)
 def unlearn_with(method: str, ctx: RunContext, base: ModelRef, attack_run_id: str, forget_ids: list[int],
-                 forget_sha256: str, parent_run_id: str, run_name: str) -> Outcome:
+                 forget_sha256: str, parent_run_id: str, run_name: str) -> MethodResult:
     log = get_run_logger()
     original = load_base_model(ctx, base)
     attacks = load_attacks(ctx, attack_run_id)
@@ -37,12 +30,12 @@ def unlearn_with(method: str, ctx: RunContext, base: ModelRef, attack_run_id: st
             "data_version": ctx.data_version, "forget_set_sha256": forget_sha256}
     run_id = tracking.start_run(ctx.experiment_id, run_name, tags, parent_run_id)
     bundle = ctx.bundle()
-    outcome = unlearn_and_score(method, original, np.asarray(forget_ids), ctx.params, bundle, attacks, ctx.device,
+    result = unlearn_and_score(method, original, np.asarray(forget_ids), ctx.params, bundle, attacks, ctx.device,
                                 lambda line: log.info("%s: %s", method, line))
-    tracking.log_params(run_id, {k: str(v) for k, v in outcome.choices.items()})
+    tracking.log_params(run_id, {k: str(v) for k, v in result.choices.items()})
     tracking.log_data_version(run_id, ctx.params.data.dataset.name, ctx.data_version, "data.dvc")
-    tracking.log_metrics(run_id, {**outcome.scores.values, UNLEARN_SECONDS: outcome.seconds})
-    tracking.log_model(run_id, outcome.model, bundle.test.x[:2])
-    log.info("%s (seed %s): %.3fs, %s", method, ctx.params.seed, outcome.seconds,
-             ", ".join(f"{k} {v:.3f}" for k, v in outcome.scores.values.items()))
-    return Outcome(method, ctx.params.seed, run_id, outcome.seconds, outcome.scores)
+    tracking.log_metrics(run_id, {**result.scores.values, UNLEARN_SECONDS: result.seconds})
+    tracking.log_model(run_id, result.model, bundle.test.x[:2])
+    log.info("%s (seed %s): %.3fs, %s", method, ctx.params.seed, result.seconds,
+             ", ".join(f"{k} {v:.3f}" for k, v in result.scores.values.items()))
+    return replace(result, model=None, run_id=run_id)  # the model is on its run; the comparison needs the rest

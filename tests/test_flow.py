@@ -136,6 +136,33 @@ def test_flow_leaves_the_promised_record(two_runs):
 
 
 @pytest.mark.slow
+def test_the_flow_and_the_bare_recipe_compute_the_same_comparison(two_runs):
+    """One loop (iau_core.recipe.run_recipe): the flow's steps record to MLflow and reload what they stored, the bare
+    steps keep models in memory; every number but the seconds (and what is read off them) must agree."""
+    import torch
+
+    from iau_core.config import deep_merge
+    from iau_core.data import load_bundle
+    from iau_core.metrics import AVG_RANK, SPEEDUP, UNLEARN_SECONDS, summarize
+    from iau_core.recipe import LocalSteps, run_recipe
+
+    first, _ = two_runs
+    params = load_params(REPO / "params.yaml", deep_merge(SMALL, {"selection": {"strategy": "random"},
+                                                                   "seeds": [0, 1]}))
+    local = run_recipe(params, LocalSteps(params, load_bundle(params.data, REPO / params.data.root),
+                                          torch.device("cpu"), log=lambda line: None))
+    bare = summarize([t.drop(columns="seed") for t in local.tables()])
+    timed = {UNLEARN_SECONDS, SPEEDUP, AVG_RANK}
+    flow = {row["method"]: row for row in first["summary"]}
+    assert set(flow) == set(bare.index)
+    compared = [c for c in next(iter(flow.values())) if c != "method" and c.rsplit("_", 1)[0] not in timed]
+    assert len(compared) > 20
+    for method, row in flow.items():
+        for column in compared:
+            assert row[column] == pytest.approx(bare.loc[method, column], abs=1e-9, nan_ok=True), (method, column)
+
+
+@pytest.mark.slow
 def test_every_method_leaves_its_nested_run_and_ia_gc_unlearns_the_model_without_gr(two_runs):
     from mlflow import MlflowClient
 
