@@ -12,14 +12,27 @@ import pandas as pd
 from iau_core.metrics import (
     ATTACK_STRENGTH,
     ATTACK_STRENGTH_AUC,
+    AVG_RANK,
+    FORGET_ACC,
+    LIRA_AUC,
+    LIRA_AUC_GAP,
+    LIRA_AUC_MATCHED,
     LIRA_STRENGTH,
     LIRA_STRENGTH_TPR,
+    LIRA_TPR,
+    MIA_AUC,
+    MIA_FORGET_ASR,
+    MU_GAP,
+    SPEEDUP,
+    TEST_ACC,
+    UE_GAP,
+    UNLEARN_SECONDS,
     mean_std,
 )
 
 # The comparison's columns, in the order a reader weighs them: the gaps to retrain first.
-SHOWN = ["mu_gap", "ue_gap", "lira_auc_gap", "unlearn_seconds", "speedup_vs_retrain", "avg_rank", "test_acc",
-         "forget_acc", "mia_forget_asr", "lira_auc", "lira_tpr_at_1pct_fpr", "lira_auc_label_matched", "mia_auc"]
+SHOWN = [MU_GAP, UE_GAP, LIRA_AUC_GAP, UNLEARN_SECONDS, SPEEDUP, AVG_RANK, TEST_ACC, FORGET_ACC, MIA_FORGET_ASR,
+         LIRA_AUC, LIRA_TPR, LIRA_AUC_MATCHED, MIA_AUC]
 WITHIN, ABOVE = "✓", "✗"
 MISSING = "–"
 
