@@ -17,6 +17,8 @@ export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 # Prefect's embedded (ephemeral) state lives in the project, not in the user's home.
 export PREFECT_HOME ?= $(CURDIR)/.prefect
+# Its temporary server gets 20 s to start by default; on a busy 2-core machine that was seen to time out.
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 
 # Where the raw Fashion-MNIST IDX files are (iau_core/sources.py reads the same variable).
 export FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
