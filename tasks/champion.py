@@ -26,9 +26,7 @@ def train_champion(ctx: RunContext, attack_run_id: str) -> registry.Version:
         tracking.log_data_version(run_id, ctx.params.data.dataset.name, ctx.data_version, "data.dvc")
         tracking.log_metrics(run_id, {"epochs_run": report.epochs_run, "best_epoch": report.best_epoch,
                                       "best_val_acc": report.best_val_acc, "train_seconds": report.seconds,
-                                      "train_size": len(bundle.train)},
-            f"train: the GR recipe on all {len(bundle.train)} records of data version {ctx.data_version} "
-            f"(run {run_id}); `iau train`")
+                                      "train_size": len(bundle.train)})
         tracking.log_model(run_id, model, bundle.test.x[:2])
         version = registry.register(ctx.params.tracking.deployed_model, run_id, {
             "method": "train", "data_version": ctx.data_version, "reference_attack_run": attack_run_id,
