@@ -1,6 +1,6 @@
 """`iau`: the operator's command line. `iau requests ...` queues and inspects deletion requests in the ledger;
 `iau train` makes the champion, `iau nightly` runs the deletion batch, `iau purge` removes old data versions
-that still hold forgotten records.
+that still hold forgotten records and the model weights trained on them.
 
 Exit codes: 0 done, 1 the ledger or the data could not be read, 2 bad input (nothing was written).
 The heavy imports (torch, to read the training ids) happen only in the command that needs them, so `--help`,
@@ -20,7 +20,7 @@ from typing import Annotated, Any
 import typer
 from sqlalchemy.exc import SQLAlchemyError
 
-from ledger import TIERS, EventView, Ledger, LedgerError, RequestError, RequestView, ledger_url
+from ledger import TIERS, EventView, Ledger, LedgerError, ModelPurgeView, RequestError, RequestView, ledger_url
 from ledger.migrate import masked
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -139,13 +139,17 @@ def show(
     """The whole history of one request: queued, claimed, the gate's numbers, escalation, done or released."""
     with opened(ctx) as ledger:
         request, events = ledger.history(sample_id)
+        purge = ledger.model_purge(request.model_purge_id) if request.model_purge_id is not None else None
     if as_json:
-        typer.echo(json.dumps({"request": request.as_json(), "events": [e.as_json() for e in events]}, indent=2))
+        typer.echo(json.dumps({"request": request.as_json(), "events": [e.as_json() for e in events],
+                               "model_purge": purge.as_json() if purge else None}, indent=2))
         return
     typer.echo(describe(request))
     typer.echo("history:")
     for event in events:
-        typer.echo(f"  {stamp(event.at)}  {event.kind:<10} {scope(event):<9} {details(event.detail)}")
+        typer.echo(f"  {stamp(event.at)}  {event.kind:<14} {scope(event):<9} {details(event.detail)}")
+    if request.status == "done":
+        typer.echo(receipt(request, purge))
 
 
 Overrides = Annotated[list[str] | None, typer.Option(
@@ -181,16 +185,52 @@ def nightly_command(ctx: typer.Context, overrides: Overrides = None) -> None:
 
 
 @app.command("purge")
-def purge_command(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Remove older data versions that still hold forgotten records from the DVC cache and the default remote,
-    and say exactly what was removed and what could not be. The current version is never touched."""
+def purge_command(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    data: Annotated[bool, typer.Option("--data/--no-data", help="Old DVC data versions.")] = True,
+    models: Annotated[bool, typer.Option("--models/--no-models", help="Model weights that saw forgotten "
+                                         "records (after nightly.purge.model_retention_hours).")] = True,
+) -> None:
+    """Remove what still holds forgotten records: older data versions from the DVC cache and the default remote,
+    and the weights trained on them (registry versions, LoggedModels, run artifacts, superseded champions' cached
+    gradients). Says exactly what was removed and what could not be. The current version and the live champion
+    are never touched; a purge killed part-way is finished by the next."""
     from stores.purge import purge
 
+    reports: dict[str, Any] = {}
+    if data:
+        try:
+            reports["data"] = purge(ctx.obj.project_root)
+        except Exception as exc:  # DVC or file-system errors: one line, no traceback
+            fail(f"purge failed: {type(exc).__name__}: {exc}", UNAVAILABLE)
+    if models:
+        reports["models"] = purge_models_command(ctx)
+    if as_json:
+        typer.echo(json.dumps({kind: report.to_dict() for kind, report in reports.items()}, indent=2))
+    else:
+        typer.echo("\n".join(report.to_markdown() for report in reports.values()))
+
+
+def purge_models_command(ctx: typer.Context):
+    from iau_core.config import ParamsError, load_params
+    from stores import tracking
+    from stores.model_purge import purge_models
+    from stores.registry import ChampionMissing
+
+    root = ctx.obj.project_root
     try:
-        report = purge(ctx.obj.project_root)
-    except Exception as exc:  # DVC or file-system errors: one line, no traceback
-        fail(f"purge failed: {type(exc).__name__}: {exc}", UNAVAILABLE)
-    typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.to_markdown())
+        params = load_params(root / "params.yaml")
+        experiment_id = tracking.configure(root, params.tracking.experiment)
+    except ParamsError as exc:
+        fail(str(exc), BAD_INPUT)
+    except Exception as exc:  # noqa: BLE001 - MLflow unreachable: the type, never the URL's secrets
+        fail(f"model purge failed: MLflow tracking is unreachable ({type(exc).__name__})", UNAVAILABLE)
+    with opened(ctx) as ledger:
+        try:
+            return purge_models(root, params, ledger, experiment_id)
+        except ChampionMissing as exc:
+            fail(f"model purge refused: {exc}", UNAVAILABLE)
 
 
 def run_flow(ctx: typer.Context, start: Callable[[dict], dict], overrides: list[str] | None) -> dict:
@@ -253,6 +293,23 @@ def describe(request: RequestView) -> str:
         lines.append(f"  escalated:     {request.escalation_reason}")
     if request.model_version:
         lines.append(f"  first excluded by model version {request.model_version}, data version {request.data_version}")
+    return "\n".join(lines)
+
+
+def receipt(request: RequestView, purge: ModelPurgeView | None) -> str:
+    """Proof of forgetting: the model and data versions that first exclude the record, and the purge that removed
+    the last weights trained on a data version that still held it."""
+    lines = ["receipt:",
+             f"  model version: {request.model_version} (the first that excludes the record; batch {request.batch_id})",
+             f"  data version:  {request.data_version}"]
+    if purge is None:
+        lines.append("  earlier weights: not purged yet (`iau purge` removes them once "
+                     "nightly.purge.model_retention_hours have passed)")
+    else:
+        removed = (purge.report or {}).get("removed", [])
+        versions = sorted(r["target"] for r in removed if r["kind"] == "registry-version")
+        lines.append(f"  earlier weights: removed by model purge {purge.id} at {stamp(purge.finished_at)} "
+                     f"({len(removed)} removals; registry versions {', '.join(versions) or 'none'})")
     return "\n".join(lines)
 
 

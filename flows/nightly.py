@@ -98,7 +98,9 @@ def run_batch(ctx: RunContext, ledger: Ledger, batch, deployed: registry.Version
             own = registry.register(ctx.params.tracking.deployed_model, run_id, {
                 "batch_id": batch.id, "method": candidate.method, "parent_version": deployed.version,
                 "parent_data_version": ctx.data_version, "reference_attack_run": champion.attack_run_id,
-                "forget_set_sha256": forget_set_sha256(np.asarray(ids)), "requests": len(ids)})
+                "forget_set_sha256": forget_set_sha256(np.asarray(ids)), "requests": len(ids)},
+                f"{candidate.method}: nightly batch {batch.id} forgets {len(ids)} request(s) from version "
+                f"{deployed.version} (data version {ctx.data_version}); run {run_id}")
     else:  # a rerun after registration: the gates were recorded with the version
         gates = json.loads(tracking.read_text(run_id, GATES_FILE))
     with steps("forget-data"):

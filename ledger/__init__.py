@@ -8,10 +8,10 @@ Imports SQLAlchemy and Alembic only (no torch, prefect, mlflow or dvc), so the C
 from ledger.errors import LedgerError, LockHeld, RequestError
 from ledger.models import BATCH_METHODS, BATCH_STATUSES, REQUEST_STATUSES, TIERS
 from ledger.store import Ledger, ledger_url
-from ledger.views import AddResult, Batch, BatchView, ChampionView, EventView, RequestView
+from ledger.views import AddResult, Batch, BatchView, ChampionView, EventView, ModelPurgeView, RequestView
 
 __all__ = [
     "BATCH_METHODS", "BATCH_STATUSES", "REQUEST_STATUSES", "TIERS",
     "AddResult", "Batch", "BatchView", "ChampionView", "EventView", "Ledger", "LedgerError", "LockHeld",
-    "RequestError", "RequestView", "ledger_url",
+    "ModelPurgeView", "RequestError", "RequestView", "ledger_url",
 ]

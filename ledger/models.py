@@ -20,6 +20,7 @@ TIERS = ("normal", "high")
 BATCH_STATUSES = ("running", "done", "failed")
 BATCH_METHODS = ("iau", "retrain")
 CHAMPION_METHODS = ("train", "iau", "retrain")
+MODEL_PURGE_STATUSES = ("planned", "done")
 
 # Stable constraint names, so later migrations (and SQLite's batch mode) can address them.
 NAMING = {
@@ -90,6 +91,8 @@ class RequestRow(Base):
     model_version: Mapped[str | None] = mapped_column(String(64))  # the registered version that first excludes it
     data_version: Mapped[str | None] = mapped_column(String(64))
     escalation_reason: Mapped[str | None] = mapped_column(Text)
+    # the model purge that removed the last weights trained on a data version still holding the record (receipt)
+    model_purge_id: Mapped[int | None] = mapped_column(ForeignKey("model_purges.id"))
 
 
 class BatchRow(Base):
@@ -150,6 +153,22 @@ class ChampionRow(Base):
     iau_batches_since_retrain: Mapped[int] = mapped_column(Integer)
     forgotten_since_retrain: Mapped[int] = mapped_column(Integer)
     train_size_at_retrain: Mapped[int] = mapped_column(Integer)
+
+
+class ModelPurgeRow(Base):
+    """One purge of model weights that saw forgotten records: its plan (written before any removal, so the next
+    run finishes a killed one), what it removed and could not, and the data versions it left without weights."""
+
+    __tablename__ = "model_purges"
+    __table_args__ = (CheckConstraint(one_of("status", MODEL_PURGE_STATUSES), name="status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    plan: Mapped[dict[str, Any]]
+    report: Mapped[dict[str, Any] | None]
+    cleared_data_versions: Mapped[list[str]] = mapped_column(JSON)
 
 
 class LockRow(Base):

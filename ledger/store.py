@@ -34,10 +34,11 @@ from ledger.models import (
     ChampionRow,
     EventRow,
     LockRow,
+    ModelPurgeRow,
     RequestRow,
     utcnow,
 )
-from ledger.views import AddResult, Batch, BatchView, ChampionView, EventView, RequestView
+from ledger.views import AddResult, Batch, BatchView, ChampionView, EventView, ModelPurgeView, RequestView
 
 log = logging.getLogger(__name__)
 
@@ -348,6 +349,60 @@ class Ledger:
             row = _current_champion(session)
             return None if row is None else _champion_view(row)
 
+    # --- model purges ---------------------------------------------------------------------------------------------
+
+    def plan_model_purge(self, plan: dict[str, Any]) -> ModelPurgeView:
+        """Record a model purge's plan before anything is removed; refused while another one is unfinished."""
+        with self._transaction() as session:
+            open_ = session.scalars(select(ModelPurgeRow).where(ModelPurgeRow.status == "planned")).first()
+            if open_ is not None:
+                raise LedgerError(f"model purge {open_.id} is unfinished: finish it first")
+            row = ModelPurgeRow(status="planned", started_at=utcnow(), plan=plain_json(plan), cleared_data_versions=[])
+            session.add(row)
+            session.flush()
+            return _model_purge_view(row)
+
+    def unfinished_model_purge(self) -> ModelPurgeView | None:
+        """The purge a killed run left planned, if any (the next run finishes it before planning a new one)."""
+        with self._transaction() as session:
+            row = session.scalars(select(ModelPurgeRow).where(ModelPurgeRow.status == "planned")).first()
+            return None if row is None else _model_purge_view(row)
+
+    def finish_model_purge(self, purge_id: int, report: dict[str, Any], cleared_data_versions: list[str]) -> list[int]:
+        """The purge is done: record what it removed and could not, and give each done request whose every earlier
+        data version is now without weights its receipt (this purge). Returns those sample ids; idempotent."""
+        with self._transaction() as session:
+            row = session.get(ModelPurgeRow, purge_id, with_for_update=True)
+            if row is None:
+                raise LedgerError(f"no model purge with id {purge_id}")
+            if row.status == "done":
+                return []
+            now = utcnow()
+            row.status, row.finished_at, row.report = "done", now, plain_json(report)
+            row.cleared_data_versions = sorted(set(cleared_data_versions))
+            cleared = {v for done in session.scalars(select(ModelPurgeRow.cleared_data_versions)
+                                                     .where(ModelPurgeRow.status == "done")) for v in done}
+            batches = session.scalars(select(BatchRow).where(BatchRow.status == "done").order_by(BatchRow.id)).all()
+            receipts = []
+            for request in session.scalars(select(RequestRow).where(RequestRow.status == "done",
+                                                                    RequestRow.model_purge_id.is_(None))):
+                # the record was in its batch's parent data version and in every version before it
+                held = {b.parent_data_version for b in batches if b.id <= request.batch_id} | \
+                    {b.data_version for b in batches if b.id < request.batch_id}
+                if held <= cleared:
+                    request.model_purge_id, request.updated_at = purge_id, now
+                    session.add(EventRow(sample_id=request.sample_id, batch_id=request.batch_id, at=now,
+                                         kind="weights-purged", detail={"model_purge": purge_id}))
+                    receipts.append(request.sample_id)
+            return sorted(receipts)
+
+    def model_purge(self, purge_id: int) -> ModelPurgeView:
+        with self._transaction() as session:
+            row = session.get(ModelPurgeRow, purge_id)
+            if row is None:
+                raise LedgerError(f"no model purge with id {purge_id}")
+            return _model_purge_view(row)
+
 
 # --- helpers ----------------------------------------------------------------------------------------------------
 
@@ -430,7 +485,12 @@ def _request_view(row: RequestRow) -> RequestView:
     return RequestView(sample_id=row.sample_id, status=row.status, reason=row.reason, tier=row.tier,
                        requested_at=row.requested_at, updated_at=row.updated_at, batch_id=row.batch_id,
                        model_version=row.model_version, data_version=row.data_version,
-                       escalation_reason=row.escalation_reason)
+                       escalation_reason=row.escalation_reason, model_purge_id=row.model_purge_id)
+
+
+def _model_purge_view(row: ModelPurgeRow) -> ModelPurgeView:
+    return ModelPurgeView(id=row.id, status=row.status, started_at=row.started_at, finished_at=row.finished_at,
+                          plan=row.plan, report=row.report, cleared_data_versions=list(row.cleared_data_versions))
 
 
 def _event_view(row: EventRow) -> EventView:

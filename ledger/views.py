@@ -41,6 +41,18 @@ class RequestView(_AsJson):
     model_version: str | None  # the registered version that first excludes the record
     data_version: str | None  # the data version that first lacks it
     escalation_reason: str | None
+    model_purge_id: int | None = None  # the model purge that removed the last weights still holding it
+
+
+@dataclass(frozen=True)
+class ModelPurgeView(_AsJson):
+    id: int
+    status: str  # planned (written before any removal) | done
+    started_at: datetime
+    finished_at: datetime | None
+    plan: dict[str, Any]
+    report: dict[str, Any] | None
+    cleared_data_versions: list[str]  # data versions no weights are left of after this purge
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, RESOURCE_DOES_NOT_EXIST, ErrorCode
+from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 
-from stores.tracking import MODEL_ARTIFACT
+from stores.tracking import logged_model_id, register_logged_model
 
 CHAMPION = "champion"
 
@@ -38,17 +38,11 @@ def _version(found) -> Version:
     return Version(found.name, str(found.version), found.run_id, dict(found.tags))
 
 
-def register(name: str, run_id: str, tags: dict[str, str]) -> Version:
-    """A new version of `name` from the model logged on `run_id` (stores.tracking.log_model), with its tags."""
-    client = MlflowClient()
-    try:
-        client.create_registered_model(name)
-    except MlflowException as exc:
-        if exc.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):  # registered before, as expected
-            raise
-    created = client.create_model_version(name, f"runs:/{run_id}/{MODEL_ARTIFACT}", run_id,
-                                          tags={k: str(v) for k, v in tags.items()})
-    return _version(created)
+def register(name: str, run_id: str, tags: dict[str, str], description: str) -> Version:
+    """A new version of `name` from the model logged on `run_id` (stores.tracking.log_model), with its tags and a
+    description naming the method and the batch or run (the registry page shows it)."""
+    number = register_logged_model(name, run_id, logged_model_id(run_id), tags, description)
+    return _version(MlflowClient().get_model_version(name, number))
 
 
 def find(name: str, tag: str, value: str) -> Version | None:

@@ -27,6 +27,8 @@ import mlflow.pytorch
 import torch
 from mlflow import MlflowClient
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 from mlflow.utils.mlflow_tags import (
     MLFLOW_DATASET_CONTEXT,
     MLFLOW_GIT_BRANCH,
@@ -237,32 +239,59 @@ def find_finished_run(experiment_id: str, kind: str, key: str) -> str | None:
     return runs[0].info.run_id if runs else None
 
 
-def log_model(run_id: str, model: nn.Module, input_example: torch.Tensor, registered_name: str | None = None) -> str:
-    """Log the model twice over: as an MLflow model (browsable, servable, optionally registered) and as a
-    plain state_dict, which is what the pipeline reloads (torch.load with weights_only=True).
+def log_model(run_id: str, model: nn.Module, input_example: torch.Tensor, registered_name: str | None = None,
+              description: str | None = None) -> str:
+    """Log the model twice over: as an MLflow LoggedModel of the run (the run page's and the runs list's Models,
+    the experiment's Models tab; browsable, servable, optionally registered with `description`) and as a plain
+    state_dict on the run, which is what the pipeline reloads (torch.load with weights_only=True: exact).
 
-    The run's status is not touched: the model is saved locally and uploaded into the run by id, so the run
+    The run is addressed by id and its status is not touched: the LoggedModel is created in the run's own
+    experiment with the run as its source, then filled by mlflow.pytorch.log_model(model_id=..., run_id=...),
+    which links it to the run's outputs without a fluent run (leaving one would mark the run FINISHED). The run
     stays RUNNING until the caller has written the rest (e.g. its model_uri tag) and finishes it.
     MLflow 3 saves PyTorch as 'pt2' (torch.export), which traces the graph on a real input (a few records of
     the data; a batch of more than one keeps the batch dimension dynamic); the requirement list is given, not
     inferred (inference re-imports the model in a subprocess: slow).
 
-    Returns models:/<name>/<version> when registered, else runs:/<run_id>/model."""
+    Returns models:/<name>/<version> when registered, else models:/<model_id>."""
     model = model.cpu().eval()
     log_state_dict(run_id, model)
     client = MlflowClient()
-    with tempfile.TemporaryDirectory() as tmp:
-        local = Path(tmp) / MODEL_ARTIFACT
-        mlflow.pytorch.save_model(
-            model, str(local), serialization_format="pt2",
-            input_example=input_example.detach().cpu().numpy(),
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
-        client.log_artifacts(run_id, str(local), MODEL_ARTIFACT)
-    uri = f"runs:/{run_id}/{MODEL_ARTIFACT}"
+    experiment_id = client.get_run(run_id).info.experiment_id
+    logged = client.create_logged_model(experiment_id, name=MODEL_ARTIFACT, source_run_id=run_id)
+    mlflow.pytorch.log_model(
+        model, name=MODEL_ARTIFACT, model_id=logged.model_id, run_id=run_id, serialization_format="pt2",
+        input_example=input_example.detach().cpu().numpy(),
+        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
     if not registered_name:
-        return uri
-    version = mlflow.register_model(uri, registered_name).version
+        return f"models:/{logged.model_id}"
+    version = register_logged_model(registered_name, run_id, logged.model_id, {}, description)
     return f"models:/{registered_name}/{version}"
+
+
+def logged_model_id(run_id: str) -> str:
+    """The newest LoggedModel the run produced (a rerun after a kill may have logged one before)."""
+    outputs = MlflowClient().get_run(run_id).outputs
+    ids = [o.model_id for o in (outputs.model_outputs if outputs else [])]
+    if not ids:
+        raise LookupError(f"run {run_id} has no logged model: log it with stores.tracking.log_model first")
+    return ids[-1]
+
+
+def register_logged_model(name: str, run_id: str, model_id: str, tags: dict[str, str],
+                          description: str | None) -> str:
+    """A new registry version of `name` from the LoggedModel `model_id` of `run_id`, with tags and description in
+    the same call (a process killed between two calls never leaves an untagged version); returns its number."""
+    client = MlflowClient()
+    try:
+        client.create_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):  # registered before, as expected
+            raise
+    created = client.create_model_version(name, f"models:/{model_id}", run_id,
+                                          tags={k: str(v) for k, v in tags.items()}, description=description,
+                                          model_id=model_id)
+    return str(created.version)
 
 
 def log_state_dict(run_id: str, model: nn.Module) -> None:

@@ -43,7 +43,9 @@ def base_model(ctx: RunContext, kind: str = "base", register: bool = True) -> Mo
                                       "stopped_early": float(report.stopped_early),
                                       "best_val_acc": report.best_val_acc, "train_seconds": report.seconds})
         registered = ctx.params.tracking.registered_model if register else None
-        uri = tracking.log_model(run_id, model, bundle.test.x[:2], registered)
+        described = (f"{kind}: trained with gr_alpha={ctx.params.training.gr_alpha}, seed {ctx.params.seed}, data "
+                     f"version {ctx.data_version} (run {run_id}, `make run`)")
+        uri = tracking.log_model(run_id, model, bundle.test.x[:2], registered, described)
         tracking.set_tags(run_id, {"model_uri": uri})
     return ModelRef(run_id, uri)
 

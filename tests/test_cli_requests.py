@@ -158,8 +158,11 @@ def test_forgotten_ids_are_refused_and_show_prints_the_history_with_the_gate(iau
     for line in ("requested", "claimed", "gate", "done"):
         assert f"  {line} " in out
     assert "val_acc_drop=0.4, attack_auc=0.52, passed=True" in out
-    history = out[out.index("history:"):].splitlines()[1:]
+    history = out[out.index("history:"):out.index("receipt:")].splitlines()[1:]
     assert [line.split()[1] for line in history] == ["requested", "claimed", "gate", "done"]
+    receipt = out[out.index("receipt:"):]  # the proof of forgetting ends the output
+    assert "model version: 2 (the first that excludes the record; batch 1)" in receipt
+    assert "data version:  dv1" in receipt and "earlier weights: not purged yet" in receipt
 
     shown = json.loads(iau("requests", "show", str(train[0]), "--json").stdout)
     assert shown["request"]["model_version"] == "2"

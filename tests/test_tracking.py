@@ -59,36 +59,56 @@ def test_log_model_leaves_the_run_running_and_the_model_loads_back(experiment_id
         with tracking.run(experiment_id, "crash-after-log-model", {"kind": "test"}) as run_id:
             uri = tracking.log_model(run_id, model, x[:2])
             assert status(run_id) == "RUNNING"
-            assert uri == f"runs:/{run_id}/model"
+            model_id = tracking.logged_model_id(run_id)
+            assert uri == f"models:/{model_id}"
             loaded = mlflow.pytorch.load_model(uri)
             with torch.no_grad():  # a batch of 5 after an example of 2: the batch dimension stayed dynamic
                 torch.testing.assert_close(loaded(x), model(x))
-            state = tracking.load_state_dict(run_id)
+            state = tracking.load_state_dict(run_id)  # what the pipeline reloads: exact
             assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
             raise RuntimeError("crash before the model_uri tag")
     assert status(run_id) == "FAILED"  # never a FINISHED run without its model_uri
-    files = {f.path for f in MlflowClient().list_artifacts(run_id, "model")}
-    assert {"model/MLmodel", "model/input_example.json", "model/requirements.txt"} <= files
+    assert {f.path for f in MlflowClient().list_artifacts(run_id)} == {"state_dict.pt"}
 
 
-def test_log_model_pins_torch_instead_of_inferring(experiment_id: str, tmp_path: Path):
+def test_the_model_is_a_logged_model_of_the_run(experiment_id: str):
+    """What the UI's Logged models, the experiment's Models tab and the runs list's Models column read."""
+    client = MlflowClient()
+    with tracking.run(experiment_id, "logged", {"kind": "test"}) as run_id:
+        tracking.log_model(run_id, small_cnn(0), torch.randn(2, 1, 8, 8))
+    model_id = tracking.logged_model_id(run_id)
+    assert [o.model_id for o in client.get_run(run_id).outputs.model_outputs] == [model_id]
+    logged = client.get_logged_model(model_id)
+    assert logged.source_run_id == run_id and logged.experiment_id == experiment_id
+    assert logged.name == "model" and str(logged.status) in ("READY", "LoggedModelStatus.READY")
+    assert model_id in {m.model_id for m in client.search_logged_models([experiment_id])}
+    files = set(os.listdir(Path(logged.artifact_location.removeprefix("file://"))))
+    assert {"MLmodel", "input_example.json", "requirements.txt"} <= files
+    assert status(run_id) == "FINISHED"
+
+
+def test_log_model_pins_torch_instead_of_inferring(experiment_id: str):
     with tracking.run(experiment_id, "requirements", {"kind": "test"}) as run_id:
         tracking.log_model(run_id, small_cnn(0), torch.randn(2, 1, 8, 8))
-    path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model/requirements.txt",
-                                               dst_path=str(tmp_path))
-    pins = set(Path(path).read_text().splitlines())  # MLflow adds itself to the list it is given
+    location = MlflowClient().get_logged_model(tracking.logged_model_id(run_id)).artifact_location
+    pins = set((Path(location.removeprefix("file://")) / "requirements.txt").read_text().splitlines())
+    # MLflow adds itself to the list it is given
     assert pins == {f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"}
     assert status(run_id) == "FINISHED"
 
 
-def test_registered_versions_count_up_and_load_their_own_weights(experiment_id: str):
+def test_registered_versions_count_up_load_their_own_weights_and_say_what_they_are(experiment_id: str):
     x = torch.randn(3, 1, 8, 8)
     uris, models = [], [small_cnn(1), small_cnn(2)]
-    for model in models:
+    for i, model in enumerate(models):
         run_id = tracking.start_run(experiment_id, "registered", {"kind": "test"})
-        uris.append(tracking.log_model(run_id, model, x[:2], registered_name="tracking-test-model"))
+        uris.append(tracking.log_model(run_id, model, x[:2], registered_name="tracking-test-model",
+                                       description=f"test: model {i} (run {run_id})"))
         assert status(run_id) == "RUNNING"
         tracking.finish(run_id)
+        version = MlflowClient().get_model_version("tracking-test-model", str(i + 1))
+        assert version.description == f"test: model {i} (run {run_id})"
+        assert version.source == f"models:/{tracking.logged_model_id(run_id)}" and version.run_id == run_id
     assert uris == ["models:/tracking-test-model/1", "models:/tracking-test-model/2"]
     with torch.no_grad():
         for uri, model in zip(uris, models, strict=True):

@@ -25,12 +25,21 @@ class DriftParams(Section):
     max_forgotten_share: float = Field(0.05, gt=0, le=1, description="share of the last full training set "
                                        "forgotten by IAU since then")
 
+class PurgeParams(Section):
+    """`iau purge`: when the weights of models that saw forgotten records go (docs/operations.md)."""
+
+    model_retention_hours: float = Field(0.0, ge=0, description="hours after the batch that first excluded a "
+                                         "record (the new champion's batch) during which the earlier weights that "
+                                         "saw it are kept, e.g. for a rollback; 0: the next purge removes them")
+
+
 class NightlyParams(Section):
     """The scheduled deletion batch (`iau nightly`, deployment unlearn/nightly)."""
 
     timezone: str = Field("UTC", description="the 02:00 schedule's time zone (IANA name), used by `make deploy`")
     gate: GateParams = GateParams()
     drift: DriftParams = DriftParams()
+    purge: PurgeParams = PurgeParams()
 
     @field_validator("timezone")
     @classmethod
