@@ -280,3 +280,27 @@ def test_purge_removes_old_versions_holding_forgotten_records(project):
     assert "removed" in report
     again = iau(project, "purge").stdout
     assert "nothing" in again.lower()
+
+
+def test_a_batch_that_fails_cleanly_ends_its_mlflow_run_failed(project):
+    """A clean failure (here: data that no longer matches data.dvc) releases the requests and ends the batch's
+    MLflow run FAILED; it stayed RUNNING."""
+    from mlflow import MlflowClient
+
+    ids = pick(project, 2)
+    add(project, ids)
+    records = project / "data" / "digits" / "records.csv"
+    original = records.read_bytes()
+    records.write_bytes(original + b"99998,0,train\n")
+    try:
+        assert iau(project, "nightly", check=False).returncode != 0
+    finally:
+        records.write_bytes(original)
+    failed = ledger_of(project).batches()[-1]
+    assert failed.status == "failed" and statuses(project, ids) == {"pending"}
+    experiment = MlflowClient().get_experiment_by_name(SMALL["tracking"]["experiment"])
+    runs = MlflowClient().search_runs([experiment.experiment_id],
+                                      f"tags.kind = 'deletion-batch' and tags.batch_id = '{failed.id}'")
+    assert [r.info.status for r in runs] == ["FAILED"]
+    iau(project, "nightly")  # the next run takes them
+    assert statuses(project, ids) == {"done"}
