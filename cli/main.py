@@ -214,6 +214,7 @@ def purge_command(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--j
 
 def run_flow(ctx: typer.Context, start: Callable[[dict], dict], overrides: list[str] | None) -> dict:
     """Validate --set first (exit 2, nothing started), run the flow, and turn its known failures into one line."""
+    from cli.prefect_server import ServerUnavailable, owned_prefect_server
     from flows.nightly import GateFailed, TrackingUnavailable
     from iau_core.config import ParamsError, load_params, parse_overrides
     from stores.champion import ChampionUnusable
@@ -228,10 +229,10 @@ def run_flow(ctx: typer.Context, start: Callable[[dict], dict], overrides: list[
     with opened(ctx):  # an unreachable or bad ledger: one line here, before Prefect starts and logs tracebacks
         pass
     try:
-        with ledger_for_flows(ctx.obj.ledger_url):
+        with ledger_for_flows(ctx.obj.ledger_url), owned_prefect_server():
             return start(changes)
     except (ChampionMissing, ChampionUnusable, TrackingUnavailable, GateFailed, DataVersionMismatch, LedgerError,
-            FileNotFoundError) as exc:
+            FileNotFoundError, ServerUnavailable) as exc:
         fail(str(exc), UNAVAILABLE)
 
 

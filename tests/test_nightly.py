@@ -304,3 +304,51 @@ def test_a_batch_that_fails_cleanly_ends_its_mlflow_run_failed(project):
     assert [r.info.status for r in runs] == ["FAILED"]
     iau(project, "nightly")  # the next run takes them
     assert statuses(project, ids) == {"done"}
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_a_killed_nightly_leaves_no_prefect_server_behind(project, tmp_path):
+    """Without PREFECT_API_URL, `iau` runs its own temporary Prefect server; SIGKILLing `iau` must take the server
+    with it (Prefect's own temporary server outlived every kill, ~190 MB each)."""
+    import time
+
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update({"IAU_PROJECT_DIR": str(project), "PREFECT_HOME": str(tmp_path / "prefect-home")})
+    process = subprocess.Popen([str(Path(PYTHON).parent / "iau"), "nightly"], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        servers: list[int] = []
+        while not servers and time.monotonic() < deadline and process.poll() is None:
+            servers = [pid for pid in children_of(process.pid)
+                       if b"prefect.server.api.server" in (Path("/proc") / str(pid) / "cmdline").read_bytes()]
+            time.sleep(0.2)
+        assert servers, "iau nightly started no temporary Prefect server"
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        deadline = time.monotonic() + 20
+        while any(alive(pid) for pid in servers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [pid for pid in servers if alive(pid)], "the temporary Prefect server outlived `iau`"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
