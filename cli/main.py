@@ -212,6 +212,55 @@ def purge_command(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--j
     typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.to_markdown())
 
 
+@app.command("doctor")
+def doctor_command(ctx: typer.Context) -> None:
+    """Check that the ledger agrees with the model registry and the data, and repair what is safe: a running
+    batch with no registered model version is released (its requests pending again). Says what to do otherwise;
+    exit 1 when something needs a person."""
+    from mlflow.exceptions import MlflowException
+
+    from iau_core.config import ParamsError, load_params
+    from stores import tracking
+    from stores.data import recorded_version
+    from stores.reconcile import reconcile
+
+    root = ctx.obj.project_root
+    try:
+        params = load_params(root / "params.yaml")
+    except ParamsError as exc:
+        fail(one_line(exc), BAD_INPUT)
+    try:
+        tracking.configure(root, params.tracking.experiment)
+    except Exception as exc:  # whatever the MLflow client raises when it cannot connect
+        fail(f"MLflow tracking at {tracking.display_uri(tracking.tracking_uri(root))} is unreachable "
+             f"({type(exc).__name__}): nothing was checked", UNAVAILABLE)
+    with opened(ctx) as ledger, ledger.nightly_lock(owner="iau doctor"):  # never beside a running batch
+        try:
+            found = reconcile(ledger, params.tracking.deployed_model)
+        except MlflowException as exc:
+            fail(f"the model registry cannot be read: {one_line(exc)}", UNAVAILABLE)
+        champion = ledger.current_champion()
+        pending = len(ledger.list_requests("pending"))
+    typer.echo(f"ledger {masked(ctx.obj.url())}: champion "
+               f"{f'version {champion.model_version} (data version {champion.data_version})' if champion else 'none'}"
+               f", {pending} pending request(s)")
+    for batch_id in found.released:
+        typer.echo(f"released batch {batch_id}: no model version was registered for it; its requests are pending "
+                   "again")
+    for batch_id in found.to_finish:
+        typer.echo(f"batch {batch_id} has a registered model version: `iau nightly` finishes it")
+    try:
+        data_version = recorded_version(root)[0]
+    except (OSError, KeyError, TypeError, ValueError) as exc:
+        fail(f"the data version cannot be read: {one_line(exc)}", UNAVAILABLE)
+    if champion is not None and not found.problem and champion.data_version != data_version:
+        typer.echo(f"notice: data.dvc names data version {data_version}, the champion was made on "
+                   f"{champion.data_version}; `iau train` retrains on the current data")
+    if found.problem:
+        fail(found.problem, UNAVAILABLE)
+    typer.echo("ok: the ledger and the model registry agree")
+
+
 def run_flow(ctx: typer.Context, start: Callable[[dict], dict], overrides: list[str] | None) -> dict:
     """Validate --set first (exit 2, nothing started), run the flow, and turn its known failures into one line."""
     from cli.prefect_server import ServerUnavailable, owned_prefect_server
@@ -219,6 +268,7 @@ def run_flow(ctx: typer.Context, start: Callable[[dict], dict], overrides: list[
     from iau_core.config import ParamsError, load_params, parse_overrides
     from stores.champion import ChampionUnusable
     from stores.data import DataVersionMismatch
+    from stores.reconcile import RegistryDiverged
     from stores.registry import ChampionMissing
 
     try:
@@ -232,7 +282,7 @@ def run_flow(ctx: typer.Context, start: Callable[[dict], dict], overrides: list[
         with ledger_for_flows(ctx.obj.ledger_url), owned_prefect_server():
             return start(changes)
     except (ChampionMissing, ChampionUnusable, TrackingUnavailable, GateFailed, DataVersionMismatch, LedgerError,
-            FileNotFoundError, ServerUnavailable) as exc:
+            FileNotFoundError, RegistryDiverged, ServerUnavailable) as exc:
         fail(str(exc), UNAVAILABLE)
 
 

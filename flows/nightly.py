@@ -38,6 +38,7 @@ from stores import registry, tracking
 from stores.champion import Champion, load_champion, store_summed_gradient
 from stores.data import forget_records, recorded_version
 from stores.project import RunContext, project_root
+from stores.reconcile import RegistryDiverged, reconcile
 from tasks.data import ensure_data_task
 from tasks.deletion import gate, publish_audit, unlearn_batch
 
@@ -63,6 +64,10 @@ def deletion_batch(params_file: str = "params.yaml", overrides: dict | None = No
     ledger = Ledger(ledger_url(root))
     with ledger.nightly_lock(owner=f"prefect flow run {flow_run.id}"):
         ctx = RunContext(params, recorded_version(root)[0], connect(root, params), root)
+        # the registry must still hold the ledger's champion, else the batch would register a version the ledger
+        # then refuses (after moving the alias and the data): refuse first, releasing what never got registered
+        if problem := reconcile(ledger, params.tracking.deployed_model, release_unregistered=False).problem:
+            raise RegistryDiverged(problem)
         deployed = registry.champion(params.tracking.deployed_model)  # none: a clear error, nothing claimed
         batch = ledger.open_batch(deployed.version, ctx.data_version)
         if batch is None:

@@ -352,3 +352,28 @@ def test_a_killed_nightly_leaves_no_prefect_server_behind(project, tmp_path):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_a_lost_mlflow_store_is_refused_and_leaves_no_request_processing(project):
+    """mlflow.db and mlartifacts deleted between batches (and one batch killed before registering): the ledger's
+    champion is gone from the registry, so nightly and train refuse before registering anything, saying what to do,
+    and the killed batch's requests go back to pending instead of staying `processing`. Must run last: the
+    project's MLflow store is gone afterwards."""
+    import shutil
+
+    stuck, waiting = pick(project, 4)[:2], pick(project, 4)[2:]
+    add(project, stuck)
+    killed = iau(project, "nightly", env={"IAU_FAULT_KILL_AFTER": "champion"}, check=False)
+    assert killed.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL)
+    assert statuses(project, stuck) == {"processing"}
+    add(project, waiting)
+    (project / "mlflow.db").unlink()
+    shutil.rmtree(project / "mlartifacts")
+    for command in ("nightly", "train", "doctor"):
+        refused = iau(project, command, check=False)
+        out = refused.stdout + refused.stderr
+        assert refused.returncode == 1, (command, out)
+        assert "no such version: it has lost its history" in out and "Restore the MLflow store" in out, command
+        assert statuses(project, stuck + waiting) == {"pending"}, command
+    listed = iau(project, "requests", "list", "--status", "processing").stdout
+    assert "no deletion requests" in listed
