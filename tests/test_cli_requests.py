@@ -243,6 +243,8 @@ def test_hostile_files_are_refused_in_one_line_without_echoing_them(iau, roles, 
     big.write_text("1" * (LIMITS["max_file_bytes"] + 1))
     many = tmp_path / "many.txt"
     many.write_text("".join(f"{10**12 + i}\n" for i in range(LIMITS["max_ids_per_call"] + 1)))
+    million = tmp_path / "million.txt"  # 10^6 unknown ids: refused by size before any is parsed or named
+    million.write_text("".join(f"{10**12 + i}\n" for i in range(10**6)))
     huge = tmp_path / "huge.txt"
     huge.write_text(f"{train[1]}\n9223372036854775808\n{10**30}\n")
     binary = tmp_path / "binary"
@@ -251,6 +253,7 @@ def test_hostile_files_are_refused_in_one_line_without_echoing_them(iau, roles, 
         (passwd, "30 bad input(s), nothing was written: line 1: not an integer"),
         (big, f"larger than the limit of {LIMITS['max_file_bytes']} bytes"),
         (many, f"more than the limit of {LIMITS['max_ids_per_call']} ids per call"),
+        (million, f"larger than the limit of {LIMITS['max_file_bytes']} bytes"),
         (huge, "line 2: out of range (sample ids are at most 2^63-1"),
         (tmp_path, "is a directory"),
         (tmp_path / "absent", "cannot read it"),
