@@ -354,6 +354,20 @@ def test_a_killed_nightly_leaves_no_prefect_server_behind(project, tmp_path):
             process.wait()
 
 
+def test_doctor_releases_a_batch_that_registered_nothing_and_says_ok(project):
+    ids = pick(project, 2)
+    add(project, ids)
+    killed = iau(project, "nightly", env={"IAU_FAULT_KILL_AFTER": "champion"}, check=False)
+    assert killed.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL)
+    assert statuses(project, ids) == {"processing"}
+    batch_id = ledger_of(project).batches()[-1].id
+    done = iau(project, "doctor")
+    assert f"released batch {batch_id}: no model version was registered" in done.stdout
+    assert "ok: the ledger and the model registry agree" in done.stdout
+    assert statuses(project, ids) == {"pending"}
+    assert "released batch" not in iau(project, "doctor").stdout  # nothing left to repair
+
+
 def test_a_lost_mlflow_store_is_refused_and_leaves_no_request_processing(project):
     """mlflow.db and mlartifacts deleted between batches (and one batch killed before registering): the ledger's
     champion is gone from the registry, so nightly and train refuse before registering anything, saying what to do,
