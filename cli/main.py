@@ -21,7 +21,8 @@ import typer
 from sqlalchemy.exc import SQLAlchemyError
 
 from ledger import TIERS, EventView, Ledger, LedgerError, ModelPurgeView, RequestError, RequestView, ledger_url
-from ledger.migrate import masked
+from ledger.migrate import checked_url, masked
+from reporting.text import escaped
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 BAD_INPUT = 2
@@ -55,6 +56,11 @@ def main(
         help="The project: params.yaml and data/ live here.")] = PROJECT_ROOT,
 ) -> None:
     """Machine unlearning in production: deletion requests, nightly batches."""
+    if ledger_url_ is not None and not ctx.resilient_parsing:
+        try:  # a bad URL is refused here, in one line, before any command opens (or creates) anything
+            checked_url(ledger_url_)
+        except RequestError as exc:
+            fail(str(exc), BAD_INPUT)
     ctx.obj = Settings(ledger_url_, project_root.resolve())
 
 
@@ -91,15 +97,26 @@ def add(
     tier: Annotated[str, typer.Option(help=f"Risk tier: {' | '.join(TIERS)}. A high request makes its batch "
                                            "retrain instead of unlearning.")] = "normal",
 ) -> None:
-    """Queue deletion requests. All or nothing: one bad id refuses the whole call and nothing is written."""
+    """Queue deletion requests. All or nothing: one bad id refuses the whole call and nothing is written.
+    Asking again for a pending id at a higher tier raises its tier."""
     from cli.ids import IdFileError, parse_ids, read_ids_file, training_ids
+    from iau_core.config import ParamsError, load_params
 
     try:
-        wanted = parse_ids(ids or []) + (read_ids_file(file) if file else [])
+        limits = load_params(ctx.obj.project_root / "params.yaml").requests
+    except (OSError, ParamsError) as exc:
+        fail(f"cannot read {ctx.obj.project_root / 'params.yaml'}: {one_line(exc)}", UNAVAILABLE)
+    try:
+        wanted = parse_ids(ids or [], limits.max_ids_per_call)
+        if file:
+            wanted += read_ids_file(file, limits.max_file_bytes, limits.max_ids_per_call)
     except IdFileError as exc:
         fail(str(exc), BAD_INPUT)
     if not wanted:
         fail("no sample ids: give them as arguments or with --file", BAD_INPUT)
+    if len(wanted) > limits.max_ids_per_call:
+        fail(f"{len(wanted)} ids, more than the limit of {limits.max_ids_per_call} per call (params.yaml "
+             "requests.max_ids_per_call); nothing was written", BAD_INPUT)
     try:
         known = training_ids(ctx.obj.project_root)
     except (OSError, ValueError) as exc:  # params.yaml invalid, data/ missing or corrupt
@@ -108,6 +125,8 @@ def add(
         result = ledger.add_requests(wanted, reason, tier, known)
     if result.added:
         typer.echo(f"queued {len(result.added)} deletion request(s), tier {tier}: {joined(result.added)}")
+    if result.raised:
+        typer.echo(f"notice: already pending, tier raised to {tier}: {joined(result.raised)}")
     if result.already_pending:
         typer.echo(f"notice: already pending, left as they were: {joined(result.already_pending)}")
 
@@ -147,7 +166,7 @@ def show(
     typer.echo(describe(request))
     typer.echo("history:")
     for event in events:
-        typer.echo(f"  {stamp(event.at)}  {event.kind:<14} {scope(event):<9} {details(event.detail)}")
+        typer.echo(f"  {stamp(event.at)}  {event.kind:<14} {scope(event):<9} {escaped(details(event.detail))}")
     if request.status == "done":
         typer.echo(receipt(request, purge))
 
@@ -233,12 +252,63 @@ def purge_models_command(ctx: typer.Context):
             fail(f"model purge refused: {exc}", UNAVAILABLE)
 
 
+@app.command("doctor")
+def doctor_command(ctx: typer.Context) -> None:
+    """Check that the ledger agrees with the model registry and the data, and repair what is safe: a running
+    batch with no registered model version is released (its requests pending again). Says what to do otherwise;
+    exit 1 when something needs a person."""
+    from mlflow.exceptions import MlflowException
+
+    from iau_core.config import ParamsError, load_params
+    from stores import tracking
+    from stores.data import recorded_version
+    from stores.reconcile import reconcile
+
+    root = ctx.obj.project_root
+    try:
+        params = load_params(root / "params.yaml")
+    except ParamsError as exc:
+        fail(one_line(exc), BAD_INPUT)
+    try:
+        tracking.configure(root, params.tracking.experiment)
+    except Exception as exc:  # whatever the MLflow client raises when it cannot connect
+        fail(f"MLflow tracking at {tracking.display_uri(tracking.tracking_uri(root))} is unreachable "
+             f"({type(exc).__name__}): nothing was checked", UNAVAILABLE)
+    with opened(ctx) as ledger, ledger.nightly_lock(owner="iau doctor"):  # never beside a running batch
+        try:
+            found = reconcile(ledger, params.tracking.deployed_model)
+        except MlflowException as exc:
+            fail(f"the model registry cannot be read: {one_line(exc)}", UNAVAILABLE)
+        champion = ledger.current_champion()
+        pending = len(ledger.list_requests("pending"))
+    typer.echo(f"ledger {masked(ctx.obj.url())}: champion "
+               f"{f'version {champion.model_version} (data version {champion.data_version})' if champion else 'none'}"
+               f", {pending} pending request(s)")
+    for batch_id in found.released:
+        typer.echo(f"released batch {batch_id}: no model version was registered for it; its requests are pending "
+                   "again")
+    for batch_id in found.to_finish:
+        typer.echo(f"batch {batch_id} has a registered model version: `iau nightly` finishes it")
+    try:
+        data_version = recorded_version(root)[0]
+    except (OSError, KeyError, TypeError, ValueError) as exc:
+        fail(f"the data version cannot be read: {one_line(exc)}", UNAVAILABLE)
+    if champion is not None and not found.problem and champion.data_version != data_version:
+        typer.echo(f"notice: data.dvc names data version {data_version}, the champion was made on "
+                   f"{champion.data_version}; `iau train` retrains on the current data")
+    if found.problem:
+        fail(found.problem, UNAVAILABLE)
+    typer.echo("ok: the ledger and the model registry agree")
+
+
 def run_flow(ctx: typer.Context, start: Callable[[dict], dict], overrides: list[str] | None) -> dict:
     """Validate --set first (exit 2, nothing started), run the flow, and turn its known failures into one line."""
+    from cli.prefect_server import ServerUnavailable, owned_prefect_server
     from flows.nightly import GateFailed, TrackingUnavailable
     from iau_core.config import ParamsError, load_params, parse_overrides
     from stores.champion import ChampionUnusable
     from stores.data import DataVersionMismatch
+    from stores.reconcile import RegistryDiverged
     from stores.registry import ChampionMissing
 
     try:
@@ -246,11 +316,13 @@ def run_flow(ctx: typer.Context, start: Callable[[dict], dict], overrides: list[
         load_params(ctx.obj.project_root / "params.yaml", changes)
     except ParamsError as exc:
         fail(str(exc), BAD_INPUT)
+    with opened(ctx):  # an unreachable or bad ledger: one line here, before Prefect starts and logs tracebacks
+        pass
     try:
-        with ledger_for_flows(ctx.obj.ledger_url):
+        with ledger_for_flows(ctx.obj.ledger_url), owned_prefect_server():
             return start(changes)
     except (ChampionMissing, ChampionUnusable, TrackingUnavailable, GateFailed, DataVersionMismatch, LedgerError,
-            FileNotFoundError) as exc:
+            FileNotFoundError, RegistryDiverged, ServerUnavailable) as exc:
         fail(str(exc), UNAVAILABLE)
 
 
@@ -285,12 +357,12 @@ def table(views: list[RequestView]) -> str:
 
 def describe(request: RequestView) -> str:
     lines = [f"sample_id {request.sample_id}: {request.status} (tier {request.tier})",
-             f"  reason:        {request.reason}",
+             f"  reason:        {escaped(request.reason)}",
              f"  requested at:  {stamp(request.requested_at)}"]
     if request.batch_id is not None:
         lines.append(f"  batch:         {request.batch_id}")
     if request.escalation_reason:
-        lines.append(f"  escalated:     {request.escalation_reason}")
+        lines.append(f"  escalated:     {escaped(request.escalation_reason)}")
     if request.model_version:
         lines.append(f"  first excluded by model version {request.model_version}, data version {request.data_version}")
     return "\n".join(lines)
@@ -325,17 +397,28 @@ def details(detail: dict[str, Any]) -> str:
 
 
 def cell(value: Any) -> str:
+    """A table cell; text people typed (the reason) with its control characters escaped."""
     if value is None:
         return "-"
-    return stamp(value) if hasattr(value, "isoformat") else str(value)
+    return stamp(value) if hasattr(value, "isoformat") else escaped(str(value))
 
 
 def stamp(at: Any) -> str:
     return at.isoformat(timespec="seconds")
 
 
+MAX_ECHOED = 20  # ids echoed back after `add`; beyond that, a count
+
+
 def joined(ids: list[int]) -> str:
-    return ", ".join(str(i) for i in ids)
+    shown = ", ".join(str(i) for i in ids[:MAX_ECHOED])
+    return shown if len(ids) <= MAX_ECHOED else f"{shown} and {len(ids) - MAX_ECHOED} more"
+
+
+def one_line(exc: BaseException) -> str:
+    """The error's message on one bounded line."""
+    text = "; ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip()) or type(exc).__name__
+    return text if len(text) <= 400 else text[:397] + "..."
 
 
 if __name__ == "__main__":

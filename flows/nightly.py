@@ -38,6 +38,7 @@ from stores import registry, tracking
 from stores.champion import Champion, load_champion, store_summed_gradient
 from stores.data import forget_records, recorded_version
 from stores.project import RunContext, project_root
+from stores.reconcile import RegistryDiverged, reconcile
 from tasks.data import ensure_data_task
 from tasks.deletion import gate, publish_audit, unlearn_batch
 
@@ -63,6 +64,10 @@ def deletion_batch(params_file: str = "params.yaml", overrides: dict | None = No
     ledger = Ledger(ledger_url(root))
     with ledger.nightly_lock(owner=f"prefect flow run {flow_run.id}"):
         ctx = RunContext(params, recorded_version(root)[0], connect(root, params), root)
+        # the registry must still hold the ledger's champion, else the batch would register a version the ledger
+        # then refuses (after moving the alias and the data): refuse first, releasing what never got registered
+        if problem := reconcile(ledger, params.tracking.deployed_model, release_unregistered=False).problem:
+            raise RegistryDiverged(problem)
         deployed = registry.champion(params.tracking.deployed_model)  # none: a clear error, nothing claimed
         batch = ledger.open_batch(deployed.version, ctx.data_version)
         if batch is None:
@@ -74,6 +79,7 @@ def deletion_batch(params_file: str = "params.yaml", overrides: dict | None = No
         try:
             return run_batch(ctx, ledger, batch, deployed, own)
         except BaseException as exc:
+            end_failed_runs(ctx, batch.id)
             if registry.find(params.tracking.deployed_model, "batch_id", str(batch.id)) is None:
                 ledger.release_batch(batch.id, f"{type(exc).__name__}: {exc}")
                 log.error("batch %d failed before a version was registered; its requests are pending again", batch.id)
@@ -195,6 +201,18 @@ def connect(root: Path, params: Params) -> str:
     except Exception as exc:  # connection refused, DNS, HTTP errors: whatever the client raises
         raise TrackingUnavailable(f"MLflow tracking at {tracking.display_uri(tracking.tracking_uri(root))} is "
                                   f"unreachable ({type(exc).__name__}); no request was claimed") from None
+
+
+def end_failed_runs(ctx: RunContext, batch_id: int) -> None:
+    """A failed attempt's MLflow run ends FAILED, not RUNNING forever; a rerun that resumes the batch reuses it and
+    ends it FINISHED. Best effort: MLflow may be what failed, and the original error is the one to report."""
+    try:
+        client = tracking.MlflowClient()
+        for run in client.search_runs([ctx.experiment_id], f"tags.kind = 'deletion-batch' and tags.batch_id = "
+                                      f"'{batch_id}' and attributes.status = 'RUNNING'"):
+            tracking.finish(run.info.run_id, ok=False)
+    except Exception as exc:  # never hide the batch's own error behind this one
+        get_run_logger().warning("could not mark batch %d's MLflow run FAILED: %s", batch_id, type(exc).__name__)
 
 
 def batch_run(ctx: RunContext, batch_id: int, deployed: registry.Version) -> str:

@@ -13,6 +13,7 @@ from iau_core.config import load_params
 from ledger import Ledger, ledger_url
 from stores import tracking
 from stores.project import RunContext, project_root
+from stores.reconcile import RegistryDiverged, check
 from tasks.champion import train_champion
 from tasks.data import ensure_data_task
 from tasks.training import reference_attack
@@ -27,6 +28,8 @@ def train(params_file: str = "params.yaml", overrides: dict | None = None, proje
     with ledger.nightly_lock(owner=f"prefect flow run {flow_run.id} (train)"):  # never beside a deletion batch
         data_version = ensure_data_task(str(root))
         ctx = RunContext(params, data_version, tracking.configure(root, params.tracking.experiment), root)
+        if problem := check(ledger, params.tracking.deployed_model):  # before registering a number the ledger holds
+            raise RegistryDiverged(problem)
         attack_run = reference_attack(ctx)  # the gate's LiRA statistics, fitted on the shadow pool only
         version = train_champion(ctx, attack_run)
         train_size = len(ctx.bundle().train)

@@ -5,7 +5,7 @@ exclude each record. MLflow records what happened to models; the ledger records 
 Imports SQLAlchemy and Alembic only (no torch, prefect, mlflow or dvc), so the CLI opens it fast.
 """
 
-from ledger.errors import LedgerError, LockHeld, RequestError
+from ledger.errors import LedgerError, LedgerUrlError, LockHeld, RequestError
 from ledger.models import BATCH_METHODS, BATCH_STATUSES, REQUEST_STATUSES, TIERS
 from ledger.store import Ledger, ledger_url
 from ledger.views import AddResult, Batch, BatchView, ChampionView, EventView, ModelPurgeView, RequestView
@@ -13,5 +13,5 @@ from ledger.views import AddResult, Batch, BatchView, ChampionView, EventView, M
 __all__ = [
     "BATCH_METHODS", "BATCH_STATUSES", "REQUEST_STATUSES", "TIERS",
     "AddResult", "Batch", "BatchView", "ChampionView", "EventView", "Ledger", "LedgerError", "LockHeld",
-    "ModelPurgeView", "RequestError", "RequestView", "ledger_url",
+    "LedgerUrlError", "ModelPurgeView", "RequestError", "RequestView", "ledger_url",
 ]

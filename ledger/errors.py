@@ -11,3 +11,7 @@ class RequestError(LedgerError, ValueError):
 
 class LockHeld(LedgerError):
     """Another live process holds the lock; the message names its pid, host and since when."""
+
+
+class LedgerUrlError(RequestError):
+    """A ledger URL that names no usable database (not a URL, another dialect, a folder that does not exist)."""

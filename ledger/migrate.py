@@ -14,11 +14,15 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from ledger.errors import LedgerUrlError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # Any constant: PostgreSQL sessions migrating at once queue on this advisory lock instead of racing.
 PG_MIGRATION_LOCK = 0x1A0_1ED6E4
 SQLITE_BUSY_TIMEOUT_S = 30
+PG_CONNECT_TIMEOUT_S = 10
 
 
 def normalize_url(url: str | URL) -> URL:
@@ -30,16 +34,41 @@ def normalize_url(url: str | URL) -> URL:
 
 
 def masked(url: str | URL) -> str:
-    """The URL safe to print or log: its password (if any) replaced by ***."""
-    return make_url(url).render_as_string(hide_password=True)
+    """The URL safe to print or log: its password (if any) replaced by ***. Text that is not a URL is not shown
+    at all (it might hold a password in a shape we cannot find)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return "<not a database URL>"
+
+
+EXPECTED_URL = "sqlite:///path/to/ledger.db or postgresql://user@host/db"
+
+
+def checked_url(url: str | URL) -> URL:
+    """The parsed URL, or LedgerUrlError in one line before any driver is imported or file created: only SQLite
+    (whose folder must exist) and PostgreSQL are supported."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise LedgerUrlError(f"the ledger URL is not a database URL; expected {EXPECTED_URL}") from None
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql", "postgres"):
+        raise LedgerUrlError(f"the ledger URL {masked(parsed)} uses {backend!r}; only sqlite and postgresql are "
+                             f"supported ({EXPECTED_URL})")
+    if backend == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            raise LedgerUrlError(f"the ledger URL {masked(parsed)} names no file; expected {EXPECTED_URL}")
+        folder = Path(parsed.database).parent
+        if not folder.is_dir():
+            raise LedgerUrlError(f"the ledger URL {masked(parsed)} is in the folder {folder}, which does not exist")
+    return parsed
 
 
 def make_engine(url: str | URL) -> Engine:
-    parsed = normalize_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return create_engine(parsed, pool_pre_ping=True)
-    if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    parsed = normalize_url(checked_url(url))
+    if parsed.get_backend_name() != "sqlite":  # an unreachable host fails in seconds, not the OS's minutes
+        return create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S})
     engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
 
     @event.listens_for(engine, "connect")

@@ -47,6 +47,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 NIGHTLY_LOCK = "nightly"
 IN_PROGRESS = ("processing", "escalated")  # claimed by a batch that has not finished
 CHUNK = 500  # ids per IN (...) query: far below every driver's parameter limit
+MAX_SAMPLE_ID = 2**63 - 1  # sample_id is a 64-bit signed column; larger ids are refused, not overflowed
+MAX_NAMED = 20  # ids named in a refusal; beyond that, a count (a million unknown ids make one short line)
 
 
 def ledger_url(project_root: Path | None = None) -> str:
@@ -108,7 +110,7 @@ class Ledger:
             existing = {row.sample_id: row for row in _rows_by_id(session, wanted)}
             problems = []
             if malformed:
-                problems.append(f"sample ids must be integers >= 0, got {', '.join(malformed)}")
+                problems.append(f"sample ids must be integers in 0..2^63-1, got {_named(malformed)}")
             elif not wanted:
                 problems.append("no sample ids given")
             if not reason:
@@ -120,21 +122,31 @@ class Ledger:
                 problems.append(f"not in the current training data: {_ids(unknown)}")
             done = [existing[i] for i in wanted if i in existing and existing[i].status == "done"]
             if done:
-                problems.append("already forgotten: " + ", ".join(
-                    f"{r.sample_id} (model version {r.model_version}, batch {r.batch_id})" for r in done))
+                problems.append("already forgotten: " + _named(
+                    [f"{r.sample_id} (model version {r.model_version}, batch {r.batch_id})" for r in done]))
             busy = [existing[i] for i in wanted if i in existing and existing[i].status in IN_PROGRESS]
             if busy:
-                problems.append("being forgotten now: " + ", ".join(
-                    f"{r.sample_id} ({r.status} in batch {r.batch_id})" for r in busy))
+                problems.append("being forgotten now: " + _named(
+                    [f"{r.sample_id} ({r.status} in batch {r.batch_id})" for r in busy]))
             if problems:
-                raise RequestError("deletion requests refused, nothing was written:\n  " + "\n  ".join(problems))
+                raise RequestError("deletion requests refused, nothing was written: " + "; ".join(problems))
             now = utcnow()
             added = [i for i in wanted if i not in existing]
             session.add_all(RequestRow(sample_id=i, status="pending", reason=reason, tier=tier, requested_at=now,
                                        updated_at=now) for i in added)
             session.add_all(EventRow(sample_id=i, at=now, kind="requested", detail={"reason": reason, "tier": tier})
                             for i in added)
-            return AddResult(added=added, already_pending=[i for i in wanted if i in existing])
+            # A pending request asked again at a higher tier takes the higher one (a lower tier never lowers it):
+            # keeping the old tier would silently unlearn what someone asked to have retrained.
+            raised = [existing[i] for i in wanted
+                      if i in existing and TIERS.index(tier) > TIERS.index(existing[i].tier)]
+            for row in raised:
+                session.add(EventRow(sample_id=row.sample_id, at=now, kind="tier-raised",
+                                     detail={"from": row.tier, "to": tier, "reason": reason}))
+                row.tier, row.updated_at = tier, now
+            raised_ids = {row.sample_id for row in raised}
+            return AddResult(added=added, already_pending=[i for i in wanted if i in existing and i not in raised_ids],
+                             raised=sorted(raised_ids))
 
     def list_requests(self, status: str | None = None) -> list[RequestView]:
         """Every request (or those with `status`), oldest first."""
@@ -148,6 +160,8 @@ class Ledger:
 
     def history(self, sample_id: int) -> tuple[RequestView, list[EventView]]:
         """The request and everything that happened to it, with the events of each batch that held it (the gate)."""
+        if not 0 <= sample_id <= MAX_SAMPLE_ID:  # the database would overflow on it
+            raise RequestError("sample_id is out of range: sample ids are integers in 0..2^63-1")
         with self._transaction() as session:
             row = session.get(RequestRow, sample_id)
             if row is None:
@@ -432,11 +446,19 @@ def _distinct_sample_ids(ids: Iterable[object]) -> tuple[list[int], list[str]]:
             value = index(raw) if not isinstance(raw, bool) else -1
         except TypeError:
             value = -1
-        if value < 0:
-            bad.append(repr(raw))
+        if not 0 <= value <= MAX_SAMPLE_ID:
+            bad.append(_short_repr(raw))
         else:
             seen.setdefault(value, None)
     return list(seen), bad
+
+
+def _short_repr(value: object) -> str:
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long to print
+        return "<a number too large>"
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _rows_by_id(session: Session, ids: list[int]) -> list[RequestRow]:
@@ -447,7 +469,13 @@ def _rows_by_id(session: Session, ids: list[int]) -> list[RequestRow]:
 
 
 def _ids(ids: list[int]) -> str:
-    return ", ".join(str(i) for i in ids)
+    return _named([str(i) for i in ids])
+
+
+def _named(items: Sequence[str]) -> str:
+    """The first MAX_NAMED items, then a count of the rest: a refusal stays short whatever the input."""
+    shown = ", ".join(items[:MAX_NAMED])
+    return shown if len(items) <= MAX_NAMED else f"{shown} and {len(items) - MAX_NAMED} more"
 
 
 def _lock_held(held: LockRow, alive: bool | None) -> LockHeld:

@@ -27,6 +27,7 @@ class _AsJson:
 class AddResult:
     added: list[int]  # newly queued, in the order given
     already_pending: list[int]  # queued before: nothing changed for them
+    raised: list[int] = field(default_factory=list)  # queued before at a lower tier: now at the tier asked for
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from iau_core.metrics import (
     UNLEARN_SECONDS,
     mean_std,
 )
+from reporting.text import escaped, markdown_cell
 
 # The comparison's columns, in the order a reader weighs them: the gaps to retrain first.
 SHOWN = [MU_GAP, UE_GAP, LIRA_AUC_GAP, UNLEARN_SECONDS, SPEEDUP, AVG_RANK, TEST_ACC, FORGET_ACC, MIA_FORGET_ASR,
@@ -112,7 +113,7 @@ def audit_report(audit: dict) -> str:
              f"- data: {audit['parent_data_version']} -> {audit['data_version']}",
              f"- MLflow run: {audit['mlflow_run_id']}; Prefect flow run: {audit['prefect_flow_run_id']}"]
     if audit.get("escalation"):
-        lines.append(f"- escalated: {audit['escalation']}")
+        lines.append(f"- escalated: {escaped(audit['escalation'])}")
     if audit.get("resumed"):
         lines.append("- resumed after an interrupted run (steps of both runs below)")
     for name, result in audit["gates"].items():
@@ -124,5 +125,7 @@ def audit_report(audit: dict) -> str:
     lines += [f"| {step} | {seconds:.2f} |" for step, seconds in audit["steps"].items()]
     lines += ["", f"## Requests ({len(audit['requests'])})", "",
               "| sample_id | tier | reason | requested_at |", "| --- | --- | --- | --- |"]
-    lines += [f"| {r['sample_id']} | {r['tier']} | {r['reason']} | {r['requested_at']} |" for r in audit["requests"]]
+    # reasons are stored as typed: a `|` or a newline in one must stay inside its cell
+    lines += [f"| {r['sample_id']} | {r['tier']} | {markdown_cell(r['reason'])} | {r['requested_at']} |"
+              for r in audit["requests"]]
     return "\n".join(lines) + "\n"

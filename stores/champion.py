@@ -8,6 +8,7 @@ LiRA), and the summed gradient. Training one is the Prefect task tasks.champion.
 
 from __future__ import annotations
 
+import logging
 import pickle
 import tempfile
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from stores import registry, tracking
 from stores.project import RunContext
 
 GRADIENT_FILE = "summed_gradient.pt"
+log = logging.getLogger(__name__)
 
 
 class ChampionUnusable(RuntimeError):
@@ -72,14 +74,27 @@ def store_summed_gradient(run_id: str, model: nn.Module, train: Split, ctx: RunC
 
 
 def cached_summed_gradient(champion: Champion, train: Split, device: torch.device) -> SummedGradient | None:
-    """The champion's stored gradient over D, if it is there and was computed over exactly this D."""
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
+    """The champion's stored gradient over D, if it is there, readable and was computed over exactly this D and
+    these weights' shapes; else None, and the caller computes it afresh. The cache is only an optimisation: a
+    damaged one (truncated, not a tensor file, wrong shapes) is logged as a warning, never an error that stops
+    every batch until someone restores it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
             path = mlflow.artifacts.download_artifacts(run_id=champion.version.run_id, artifact_path=GRADIENT_FILE,
                                                        dst_path=tmp)
+        except (MlflowException, OSError):
+            return None  # not stored (e.g. a champion whose cache step was killed): nothing to warn about
+        try:
             stored = torch.load(path, weights_only=True, map_location="cpu")
-    except (MlflowException, OSError):
+            grads, count, ids_sha256 = list(stored["grads"]), int(stored["count"]), str(stored["ids_sha256"])
+            shapes = [tuple(p.shape) for p in champion.model.parameters()]
+            if [tuple(g.shape) for g in grads] != shapes:
+                raise ValueError(f"{len(grads)} tensors that do not match the model's {len(shapes)} parameters")
+        except Exception as exc:  # truncated zip (RuntimeError), pickle errors, missing keys, wrong types...
+            log.warning("the stored gradient %s on run %s is damaged and ignored (computed afresh instead): %s: %s",
+                        GRADIENT_FILE, champion.version.run_id, type(exc).__name__,
+                        (str(exc).splitlines() or [""])[0][:200])
+            return None
+    if ids_sha256 != forget_set_sha256(train.ids.cpu().numpy()) or count != len(train):
         return None
-    if stored["ids_sha256"] != forget_set_sha256(train.ids.cpu().numpy()) or stored["count"] != len(train):
-        return None
-    return SummedGradient([g.to(device) for g in stored["grads"]], stored["count"], stored["ids_sha256"])
+    return SummedGradient([g.to(device) for g in grads], count, ids_sha256)

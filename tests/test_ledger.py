@@ -91,17 +91,37 @@ def test_add_queues_each_id_once_and_reports_pending_ones(ledger):
     before = datetime.now(UTC)
     first = ledger.add_requests([105, 101, 105, np.int64(103)], "gdpr", "normal", D)
     assert first.added == [105, 101, 103] and first.already_pending == []
-    again = ledger.add_requests([101, 104], "other reason", "high", D)
-    assert again.added == [104] and again.already_pending == [101]
+    again = ledger.add_requests([101, 104], "other reason", "normal", D)
+    assert again.added == [104] and again.already_pending == [101] and again.raised == []
     views = {v.sample_id: v for v in ledger.list_requests()}
     assert set(views) == {101, 103, 104, 105}
     assert views[101].reason == "gdpr" and views[101].tier == "normal"  # re-adding changed nothing
-    assert views[104].tier == "high" and views[104].status == "pending" and views[104].batch_id is None
+    assert views[104].tier == "normal" and views[104].status == "pending" and views[104].batch_id is None
     stamp = views[104].requested_at
     assert stamp.tzinfo is not None and stamp.utcoffset() == timedelta(0)
     assert before - timedelta(seconds=5) <= stamp <= datetime.now(UTC) + timedelta(seconds=5)
     _, events = ledger.history(101)
     assert [e.kind for e in events] == ["requested"]  # one event: the no-op re-add wrote nothing
+
+
+def test_a_higher_tier_on_re_add_raises_it_and_a_lower_one_never_lowers_it(ledger):
+    ledger.add_requests([101, 102], "gdpr", "normal", D)
+    raised = ledger.add_requests([101], "poisoned", "high", D)
+    assert raised.added == [] and raised.already_pending == [] and raised.raised == [101]
+    assert ledger.add_requests([101], "again", "normal", D).already_pending == [101]
+    views = {v.sample_id: v for v in ledger.list_requests()}
+    assert views[101].tier == "high" and views[101].reason == "gdpr" and views[102].tier == "normal"
+    _, events = ledger.history(101)
+    assert [e.kind for e in events] == ["requested", "tier-raised"]
+    assert events[1].detail == {"from": "normal", "to": "high", "reason": "poisoned"}
+
+
+def test_ids_outside_64_bits_are_refused_not_overflowed(ledger):
+    with pytest.raises(RequestError, match=r"integers in 0\.\.2\^63-1, got 9223372036854775808"):
+        ledger.add_requests([2**63], "gdpr", "normal", D)
+    with pytest.raises(RequestError, match="out of range"):
+        ledger.history(2**66)
+    assert ledger.list_requests() == []
 
 
 def test_a_call_with_one_bad_id_writes_nothing(ledger):

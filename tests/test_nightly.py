@@ -280,3 +280,114 @@ def test_purge_removes_old_versions_holding_forgotten_records(project):
     assert "removed" in report
     again = iau(project, "purge").stdout
     assert "nothing" in again.lower()
+
+
+def test_a_batch_that_fails_cleanly_ends_its_mlflow_run_failed(project):
+    """A clean failure (here: data that no longer matches data.dvc) releases the requests and ends the batch's
+    MLflow run FAILED; it stayed RUNNING."""
+    from mlflow import MlflowClient
+
+    ids = pick(project, 2)
+    add(project, ids)
+    records = project / "data" / "digits" / "records.csv"
+    original = records.read_bytes()
+    records.write_bytes(original + b"99998,0,train\n")
+    try:
+        assert iau(project, "nightly", check=False).returncode != 0
+    finally:
+        records.write_bytes(original)
+    failed = ledger_of(project).batches()[-1]
+    assert failed.status == "failed" and statuses(project, ids) == {"pending"}
+    experiment = MlflowClient().get_experiment_by_name(SMALL["tracking"]["experiment"])
+    runs = MlflowClient().search_runs([experiment.experiment_id],
+                                      f"tags.kind = 'deletion-batch' and tags.batch_id = '{failed.id}'")
+    assert [r.info.status for r in runs] == ["FAILED"]
+    iau(project, "nightly")  # the next run takes them
+    assert statuses(project, ids) == {"done"}
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_a_killed_nightly_leaves_no_prefect_server_behind(project, tmp_path):
+    """Without PREFECT_API_URL, `iau` runs its own temporary Prefect server; SIGKILLing `iau` must take the server
+    with it (Prefect's own temporary server outlived every kill, ~190 MB each)."""
+    import time
+
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update({"IAU_PROJECT_DIR": str(project), "PREFECT_HOME": str(tmp_path / "prefect-home")})
+    process = subprocess.Popen([str(Path(PYTHON).parent / "iau"), "nightly"], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        servers: list[int] = []
+        while not servers and time.monotonic() < deadline and process.poll() is None:
+            servers = [pid for pid in children_of(process.pid)
+                       if b"prefect.server.api.server" in (Path("/proc") / str(pid) / "cmdline").read_bytes()]
+            time.sleep(0.2)
+        assert servers, "iau nightly started no temporary Prefect server"
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        deadline = time.monotonic() + 20
+        while any(alive(pid) for pid in servers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [pid for pid in servers if alive(pid)], "the temporary Prefect server outlived `iau`"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_doctor_releases_a_batch_that_registered_nothing_and_says_ok(project):
+    ids = pick(project, 2)
+    add(project, ids)
+    killed = iau(project, "nightly", env={"IAU_FAULT_KILL_AFTER": "champion"}, check=False)
+    assert killed.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL)
+    assert statuses(project, ids) == {"processing"}
+    batch_id = ledger_of(project).batches()[-1].id
+    done = iau(project, "doctor")
+    assert f"released batch {batch_id}: no model version was registered" in done.stdout
+    assert "ok: the ledger and the model registry agree" in done.stdout
+    assert statuses(project, ids) == {"pending"}
+    assert "released batch" not in iau(project, "doctor").stdout  # nothing left to repair
+
+
+def test_a_lost_mlflow_store_is_refused_and_leaves_no_request_processing(project):
+    """mlflow.db and mlartifacts deleted between batches (and one batch killed before registering): the ledger's
+    champion is gone from the registry, so nightly and train refuse before registering anything, saying what to do,
+    and the killed batch's requests go back to pending instead of staying `processing`. Must run last: the
+    project's MLflow store is gone afterwards."""
+    import shutil
+
+    stuck, waiting = pick(project, 4)[:2], pick(project, 4)[2:]
+    add(project, stuck)
+    killed = iau(project, "nightly", env={"IAU_FAULT_KILL_AFTER": "champion"}, check=False)
+    assert killed.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL)
+    assert statuses(project, stuck) == {"processing"}
+    add(project, waiting)
+    (project / "mlflow.db").unlink()
+    shutil.rmtree(project / "mlartifacts")
+    for command in ("nightly", "train", "doctor"):
+        refused = iau(project, command, check=False)
+        out = refused.stdout + refused.stderr
+        assert refused.returncode == 1, (command, out)
+        assert "no such version: it has lost its history" in out and "Restore the MLflow store" in out, command
+        assert statuses(project, stuck + waiting) == {"pending"}, command
+    listed = iau(project, "requests", "list", "--status", "processing").stdout
+    assert "no deletion requests" in listed

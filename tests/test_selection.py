@@ -97,7 +97,7 @@ def test_bad_ids_are_refused_with_the_ids_named(digits_bundle, tmp_path):
     with pytest.raises(ValueError, match=r"nowhere.txt: cannot read it"):
         select_forget_set(train, SelectionParams(strategy="ids", ids_file=str(tmp_path / "nowhere.txt")), seed=0)
     (tmp_path / "bad.txt").write_text("12\nseven\n")
-    with pytest.raises(ValueError, match=r"line 2: not an integer: 'seven'"):
+    with pytest.raises(ValueError, match=r"line 2: not an integer$"):
         select_forget_set(train, SelectionParams(strategy="ids", ids_file=str(tmp_path / "bad.txt")), seed=0)
     everything = tuple(int(i) for i in train.ids)
     with pytest.raises(ValueError, match="leave records to retain"):

@@ -35,6 +35,7 @@ from iau_core.config.params import (
     parse_params,
     schema,
 )
+from iau_core.config.requests import RequestsParams
 from iau_core.config.selection import STRATEGY_NAMES, SelectionParams, Strategy
 from iau_core.config.training import (
     AdamParams,

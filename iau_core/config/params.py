@@ -16,6 +16,7 @@ from iau_core.config.base import KIND_SHORTHANDS, ParamsError, Section, describe
 from iau_core.config.data import DataParams
 from iau_core.config.models import LeNet5Params, ModelParams
 from iau_core.config.nightly import NightlyParams
+from iau_core.config.requests import RequestsParams
 from iau_core.config.selection import SelectionParams
 from iau_core.config.training import TrainingParams
 from iau_core.config.unlearning import UnlearningParams
@@ -42,6 +43,7 @@ class Params(Section):
     lira: LiraParams = LiraParams()
     tracking: TrackingParams = TrackingParams()
     nightly: NightlyParams = NightlyParams()
+    requests: RequestsParams = RequestsParams()
 
     @model_validator(mode="before")
     @classmethod
