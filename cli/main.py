@@ -209,7 +209,7 @@ def purge_command(
     as_json: Annotated[bool, typer.Option("--json")] = False,
     data: Annotated[bool, typer.Option("--data/--no-data", help="Old DVC data versions.")] = True,
     models: Annotated[bool, typer.Option("--models/--no-models", help="Model weights that saw forgotten "
-                                         "records (after nightly.purge.model_retention_hours).")] = True,
+                                         "records (after the retention window, nightly.purge).")] = True,
 ) -> None:
     """Remove what still holds forgotten records: older data versions from the DVC cache and the default remote,
     and the weights trained on them (registry versions, LoggedModels, run artifacts, superseded champions' cached
@@ -376,7 +376,7 @@ def receipt(request: RequestView, purge: ModelPurgeView | None) -> str:
              f"  data version:  {request.data_version}"]
     if purge is None:
         lines.append("  earlier weights: not purged yet (`iau purge` removes them once "
-                     "nightly.purge.model_retention_hours have passed)")
+                     "the retention window of nightly.purge has passed)")
     else:
         removed = (purge.report or {}).get("removed", [])
         versions = sorted(r["target"] for r in removed if r["kind"] == "registry-version")

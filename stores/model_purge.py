@@ -1,5 +1,6 @@
 """The models forget too: removing the weights that were trained on a data version that still held a forgotten
-record, once the retention window (`nightly.purge.model_retention_hours`) has passed.
+record, once the retention window has passed: the champion that first excluded the record has served
+`nightly.purge.model_retention_batches` batches (default 1) and `model_retention_hours` have passed.
 
 The data purge (stores/purge.py) removes old data versions; this removes what was learned from them:
 - every registry version (of the deployed model and of the experiment's base model) whose run's weights belong
@@ -109,7 +110,7 @@ def make_plan(repo_root: Path, params: Params, ledger: Ledger, experiment_id: st
     client = MlflowClient()
     current = recorded_version(repo_root)[0]
     champion = registry.champion(params.tracking.deployed_model)
-    due, held = data_versions_due(ledger, current, params.nightly.purge.model_retention_hours, now)
+    due, held = data_versions_due(ledger, current, params, now)
     actions: list[dict] = []
     kept: list[str] = []
     not_removed: list[str] = []
@@ -136,7 +137,7 @@ def make_plan(repo_root: Path, params: Params, ledger: Ledger, experiment_id: st
         if version not in due:
             blocked.add(version)
             kept.append(f"run {run_id} ({run.info.run_name}): data version {version} held forgotten records; "
-                        f"retained until {due_at(ledger, version, params).isoformat(timespec='seconds')}")
+                        f"retained until {retained_until(ledger, version, params)}")
             continue
         doomed_runs[run_id] = version
         why = f"trained on data version {version}, which held forgotten records"
@@ -211,25 +212,34 @@ def remove(client: MlflowClient, action: dict) -> None:
                 raise
 
 
-def data_versions_due(ledger: Ledger, current: str, retention_hours: float,
-                      now: datetime) -> tuple[set[str], set[str]]:
+def data_versions_due(ledger: Ledger, current: str, params: Params, now: datetime) -> tuple[set[str], set[str]]:
     """(data versions whose weights may go now, every data version that held a record forgotten since).
 
-    A done batch's parent data version held the batch's records; the retention window runs from the end of the
-    batch that first excluded them (the new champion's batch)."""
+    A done batch's parent data version held the batch's records. Its weights go once the champion that batch made
+    has served `model_retention_batches` finished batches (it was their starting point) and
+    `model_retention_hours` have passed since the batch finished."""
+    retention = params.nightly.purge
+    batches = ledger.batches()
     held, due = set(), set()
-    for batch in ledger.batches():
+    for batch in batches:
         if batch.status != "done" or batch.parent_data_version == current:
             continue
         held.add(batch.parent_data_version)
-        if batch.finished_at and now - batch.finished_at >= timedelta(hours=retention_hours):
+        served = sum(1 for later in batches
+                     if later.status == "done" and later.parent_model_version == batch.model_version)
+        if (batch.finished_at and served >= retention.model_retention_batches
+                and now - batch.finished_at >= timedelta(hours=retention.model_retention_hours)):
             due.add(batch.parent_data_version)
     return due, held
 
 
-def due_at(ledger: Ledger, version: str, params: Params) -> datetime:
+def retained_until(ledger: Ledger, version: str, params: Params) -> str:
+    """When the weights of `version` may go, in words: the batches still to serve and the earliest hour."""
+    retention = params.nightly.purge
     ends = [b.finished_at for b in ledger.batches() if b.status == "done" and b.parent_data_version == version]
-    return min(ends) + timedelta(hours=params.nightly.purge.model_retention_hours)
+    hour = (min(ends) + timedelta(hours=retention.model_retention_hours)).isoformat(timespec="seconds")
+    return (f"the champion that excluded them has served {retention.model_retention_batches} batch(es) "
+            f"(nightly.purge.model_retention_batches) and not before {hour}")
 
 
 def weights_data_version(tags: dict[str, str]) -> str | None:

@@ -45,10 +45,11 @@ def project(tmp_path, monkeypatch):
     mlflow.set_tracking_uri(previous)
 
 
-def params(retention_hours: float = 0.0):
+def params(retention_hours: float = 0.0, retention_batches: int = 0):
     return parse_params({"tracking": {"experiment": "purge-test", "registered_model": BASE,
                                       "deployed_model": DEPLOYED},
-                         "nightly": {"purge": {"model_retention_hours": retention_hours}}})
+                         "nightly": {"purge": {"model_retention_hours": retention_hours,
+                                               "model_retention_batches": retention_batches}}})
 
 
 def set_data_version(root: Path, md5: str) -> None:
@@ -160,6 +161,12 @@ def test_purge_removes_every_weight_trained_on_a_version_that_held_a_forgotten_r
     assert not [r for r in soon.removed if r.kind == "registry-version"]
     assert any("retained until" in line and second.run_id in line for line in soon.kept)
     assert soon.receipts == []
+    # the default window: the new champion (batch 2's) must first serve a batch of its own
+    waiting = purge_models(root, params(retention_batches=1), ledger, experiment_id,
+                           now=datetime.now(UTC) + timedelta(hours=25))
+    assert not [r for r in waiting.removed if r.kind == "registry-version"] and waiting.receipts == []
+    assert any("has served 1 batch(es)" in line and second.run_id in line for line in waiting.kept)
+    assert parse_params({}).nightly.purge.model_retention_batches == 1
     later = purge_models(root, params(retention_hours=24), ledger, experiment_id,
                          now=datetime.now(UTC) + timedelta(hours=25))
     assert {r.target for r in later.removed if r.kind == "registry-version"} == {f"{DEPLOYED}/{second.version}"}

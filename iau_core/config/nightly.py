@@ -28,9 +28,13 @@ class DriftParams(Section):
 class PurgeParams(Section):
     """`iau purge`: when the weights of models that saw forgotten records go (docs/operations.md)."""
 
+    model_retention_batches: int = Field(1, ge=0, description="finished batches the champion that first excluded a "
+                                         "record must have served (been the starting point of) before the earlier "
+                                         "weights that saw the record go: a rollback target until the new champion "
+                                         "has proved itself once; 0: the next purge removes them")
     model_retention_hours: float = Field(0.0, ge=0, description="hours after the batch that first excluded a "
-                                         "record (the new champion's batch) during which the earlier weights that "
-                                         "saw it are kept, e.g. for a rollback; 0: the next purge removes them")
+                                         "record during which the earlier weights that saw it are kept as well "
+                                         "(both conditions must hold)")
 
 
 class NightlyParams(Section):
