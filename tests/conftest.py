@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import os
+import pytest
 
-os.environ.setdefault("DO_NOT_TRACK", "true")
-os.environ.setdefault("DVC_NO_ANALYTICS", "1")
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+from iau_core.config import DataParams, Params, TrainingParams, parse_params
+from iau_core.data import DataBundle, load_bundle
+from iau_core.runtime import prepare_process
+from iau_core.sources import materialize
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from iau_core.config import DataParams, Params, TrainingParams, parse_params  # noqa: E402
-from iau_core.data import DataBundle, load_bundle  # noqa: E402
-from iau_core.sources import materialize  # noqa: E402
-
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+prepare_process("auto")  # offline settings, and this test process's share of the cores
 
 DIGITS_SIZES = {"dataset": "digits", "train_size": 600, "val_size": 200, "test_size": 300, "shadow_pool_size": 600}
 

@@ -34,6 +34,9 @@ class Params(Section):
     seeds: tuple[int, ...] = Field((0,), description="each seed repeats the comparison: model initialisation, "
                                    "shuffling and the forget set; results are reported as mean ± std")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: Literal["auto"] | int = Field("auto", description="torch compute threads per process: auto takes this "
+                                           "process's share of the cores (cores // processes running torch here); "
+                                           "IAU_THREADS overrides it (iau_core/runtime.py)")
     data: DataParams = DataParams()
     model: ModelParams = Field(default_factory=lambda: LeNet5Params(name="lenet5"))
     training: TrainingParams = TrainingParams()
@@ -51,6 +54,13 @@ class Params(Section):
         if isinstance(data, dict) and isinstance(data.get("seeds"), int):  # `seeds: 3` stands for `seeds: [3]`
             data = {**data, "seeds": (data["seeds"],)}
         return data
+
+    @field_validator("threads")
+    @classmethod
+    def _positive_threads(cls, threads: str | int) -> str | int:
+        if threads != "auto" and threads < 1:
+            raise ValueError(f"threads must be auto or a positive integer, got {threads}")
+        return threads
 
     @field_validator("seeds")
     @classmethod
