@@ -23,13 +23,25 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 # Where the raw Fashion-MNIST IDX files are (iau_core/sources.py reads the same variable).
 export FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
 
-.PHONY: run test setup postgres lint serve worker deploy mlflow-ui clean-tracking
+.PHONY: run test setup postgres lint serve worker deploy mlflow-ui clean-tracking bench bench-full
 
 run: setup  ## the unlearn flow (isolation-forest outliers) on Fashion-MNIST, embedded stores
 	$(PY) -m flows.unlearn --selection $(SELECTION) $(if $(strip $(SEEDS)),--seeds $(SEEDS))
 
 test: setup  ## the whole test suite
 	$(PY) -m pytest -q
+
+# Speed figures against their targets -> reports/bench.json, a table, docs/performance.md (docs/performance.md says
+# what each means). Quick by default (|D| = 8,000, at most 15 min on 2 cores with nothing else running);
+# FULL=1 (or bench-full): |D| = 60,000, retraining in every scaling row, make run local vs dask (hours on 2 cores);
+# GPU_ONLY=1: only the CIFAR-shaped GPU rows, added to an existing reports/bench.json (< 8 min on one H200).
+FULL ?=
+GPU_ONLY ?=
+bench: setup  ## the benchmark of measured ratios (python -m benchmarks)
+	$(PY) -m benchmarks $(if $(strip $(FULL)),--full) $(if $(strip $(GPU_ONLY)),--gpu-only)
+
+bench-full:
+	$(MAKE) bench FULL=1
 
 setup: $(VENV)/.installed $(FASHION_MNIST_DIR)/train-images-idx3-ubyte.gz postgres
 

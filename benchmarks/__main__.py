@@ -1,0 +1,126 @@
+"""make bench: every speed figure of issue 15 as a ratio measured in this run on this device, against its target.
+
+    python -m benchmarks            # quick: |D| = 8,000 (params.yaml's default), at most 15 min on 2 cores alone
+    python -m benchmarks --full     # |D| = 60,000 (Fashion-MNIST's whole training split), scaling with retraining
+    python -m benchmarks --gpu-only # the CIFAR-shaped GPU rows alone (< 8 min on one H200)
+
+Writes reports/bench.json, prints the table and regenerates docs/performance.md. `--tiny` is for tests: every code
+path at toy sizes, numbers meaningless, nothing written outside --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+
+from benchmarks import concurrency, gpu, memory, orchestration, report, science, training_cost
+from benchmarks.figures import KEYS, unavailable
+from benchmarks.modes import FULL, QUICK, TINY, Mode
+from benchmarks.workload import fashion_mnist_bundle, recipe, subset
+from iau_core.config import load_params, parse_overrides
+from iau_core.runtime import prepare_process, usable_cores
+from iau_core.training import resolve_device
+from stores.project import PROJECT_ROOT
+
+BENCH_JSON = PROJECT_ROOT / "reports" / "bench.json"
+PERFORMANCE_MD = PROJECT_ROOT / "docs" / "performance.md"
+
+
+def _commit() -> str:
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                         check=False)
+    return out.stdout.strip() or "unknown"
+
+
+def run(mode: Mode, overrides: dict, gpu_only: bool = False, cifar_on_cpu: bool = False,
+        progress=None) -> dict:
+    start = time.perf_counter()
+    progress = progress or (lambda line: print(f"[bench {time.perf_counter() - start:6.1f} s] {line}", flush=True))
+    params = recipe(load_params(PROJECT_ROOT / "params.yaml", overrides), mode.max_epochs)
+    threads = prepare_process(params.threads)
+    device = resolve_device(params.device)
+    cifar = gpu.TINY_CASE if mode is TINY else gpu.CifarCase()
+    result: dict = {}
+    if not gpu_only:
+        progress(f"{mode.name}: training the deployed model on |D| = {mode.train_size:,} ...")
+        trained = science.prepare(params, mode, device)
+        progress("the IAU step against retraining (median of "
+                 f"{mode.reps}), the quality gaps, the limit ...")
+        figures, retrained = science.headline(trained, mode, device)
+        progress("scaling rows ...")
+        result["scaling"] = science.scaling(trained, mode, retrained, device)
+        progress("GR epochs ...")
+        figures.append(training_cost.gr_epoch_overhead(params, trained.bundle, mode, device))
+        progress("reference models ...")
+        figures.append(training_cost.reference_models_speedup(params, trained.bundle, mode, device))
+        if mode.processes:
+            progress("two pipeline jobs at once ...")
+            job_data = subset(trained.bundle.train, min(mode.job_size, mode.train_size))
+            figures.append(concurrency.measure(job_data, mode.job_epochs, mode.process_reps))
+            progress("peak memory in child processes ...")
+            large = fashion_mnist_bundle(max(mode.memory_sizes), 0, 0, 0, torch.device("cpu")).train
+            figures.append(memory.measure(params, trained.model, large, trained.bundle.val, mode.memory_sizes,
+                                          mode.process_reps))
+        else:
+            figures += [unavailable(key, f"skipped in --{mode.name} (starts processes)")
+                        for key in ("concurrent_slowdown", "peak_memory_ratio")]
+        figures.append(orchestration.orchestration_overhead())
+        result |= {f.key: f.as_json() for f in figures}
+        result["make_run"] = orchestration.make_run_walls(params, mode.make_run)
+    progress("GPU rows ...")
+    result["gpu"] = gpu.measure(params, device, cifar, on_cpu=cifar_on_cpu)
+    result["meta"] = {
+        "mode": mode.name + (" (GPU rows only)" if gpu_only else ""), "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "threads": threads, "cores": usable_cores(), "torch": torch.__version__, "python": platform.python_version(),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "commit": _commit(),
+        "sizes": {"train_size": mode.train_size, "val_size": mode.val_size, "test_size": mode.test_size,
+                  "shadow_size": mode.shadow_size, "scaling": list(mode.scaling_sizes),
+                  "retrain_scaling": list(mode.retrain_scaling_sizes), "forget": list(mode.forget_sizes),
+                  "memory": list(mode.memory_sizes), "epoch": mode.epoch_size, "reference_pool": mode.reference_pool,
+                  "job": [mode.job_size, mode.job_epochs]},
+        "reps": mode.reps, "process_reps": mode.process_reps, "model": params.model.name,
+        "params": json.loads(params.model_dump_json()), "seconds": time.perf_counter() - start,
+    }
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--full", action="store_true", help="|D| = 60,000 and retraining in every scaling row")
+    size.add_argument("--tiny", action="store_true", help="toy sizes for tests; numbers meaningless")
+    parser.add_argument("--gpu-only", action="store_true", help="only the CIFAR-shaped GPU rows")
+    parser.add_argument("--cifar-on-cpu", action="store_true", help="run the GPU rows on the CPU (a code check)")
+    parser.add_argument("--out", type=Path, default=BENCH_JSON, help=f"bench.json (default {BENCH_JSON})")
+    parser.add_argument("--doc", type=Path, default=None,
+                        help=f"the generated page (default {PERFORMANCE_MD}; --tiny writes none unless given)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args(argv)
+    mode = FULL if args.full else TINY if args.tiny else QUICK
+    result = run(mode, parse_overrides(args.overrides), args.gpu_only, args.cifar_on_cpu)
+    if args.gpu_only and args.out.exists():  # the GPU rows join the CPU figures of an earlier run
+        earlier = json.loads(args.out.read_text())
+        result = {**earlier, "gpu": result["gpu"], "meta_gpu": result["meta"]}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2, default=float) + "\n")
+    if args.gpu_only:
+        print(json.dumps(result["gpu"], indent=2))
+    complete = all(k in result for k in KEYS)
+    if complete:
+        print(report.table(result))
+    doc = args.doc or (None if args.tiny else PERFORMANCE_MD)
+    if doc is not None and complete:
+        doc.write_text(report.markdown(result))
+        print(f"wrote {doc}")
+    print(f"wrote {args.out}")
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""Training figures: a GR epoch over a plain one (gr_epoch_overhead), and K reference models trained together over
+one after another (reference_models_speedup). Both read the options another part of the project may add
+(`training.gr_hvp`, the reference-training mode) and say "not available" while they are absent."""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+
+from benchmarks.figures import Figure, unavailable
+from benchmarks.modes import Mode
+from benchmarks.timing import repeat
+from benchmarks.workload import subset
+from iau_core.attacks import references as reference_module
+from iau_core.config import Params, TrainingParams
+from iau_core.data import DataBundle
+from iau_core.recipe import model_builder
+from iau_core.training import train_model
+
+REFERENCE_COUNT = 8  # K of the issue's figure
+HVP_FIELD = "gr_hvp"  # training.gr_hvp: double_backward | finite_difference
+HVP_CHOICES = ("double_backward", "finite_difference")
+
+
+def one_epoch(params: Params, bundle: DataBundle, training: TrainingParams, size: int,
+              device: torch.device) -> float:
+    """Seconds of one epoch of the recipe's loop (its validation look included) from the same initial model."""
+    model = model_builder(params, bundle)(params.seed).to(device)
+    epoch = training.model_copy(update={"max_epochs": 1, "patience": 1})
+    return train_model(model, subset(bundle.train, size), bundle.val, epoch, device, params.seed).seconds
+
+
+def gr_epoch_overhead(params: Params, bundle: DataBundle, mode: Mode, device: torch.device) -> Figure:
+    """GR epoch / plain epoch with the batch reading (params' own HVP choice); the per-sample reading and each
+    HVP choice (where training.gr_hvp exists) reported beside it."""
+    size = min(mode.epoch_size, len(bundle.train))
+    base = params.training
+
+    def epoch(**update) -> float:
+        training = base.model_copy(update=update)
+        return repeat(device, mode.reps, lambda: one_epoch(params, bundle, training, size, device)).median
+
+    plain = epoch(gr_alpha=0.0)
+    alpha = base.gr_alpha or 0.05  # the overhead of GR itself, even where params switch GR off
+    rows = {"plain": plain, "gr_batch": epoch(gr_alpha=alpha, gr_reading="batch"),
+            "gr_per_sample": epoch(gr_alpha=alpha, gr_reading="per_sample")}
+    if HVP_FIELD in TrainingParams.model_fields:
+        for choice in HVP_CHOICES:
+            for reading in ("batch", "per_sample"):
+                rows[f"gr_{reading}_{choice}"] = epoch(gr_alpha=alpha, gr_reading=reading, **{HVP_FIELD: choice})
+        hvp = getattr(base, HVP_FIELD)
+        note = f"training.{HVP_FIELD} = {hvp} (params.yaml) in the headline value"
+    else:
+        note = f"training.{HVP_FIELD} not available: the double backward of main"
+    return Figure("gr_epoch_overhead", rows["gr_batch"] / plain,
+                  {"epoch_seconds": rows, "per_sample_overhead": rows["gr_per_sample"] / plain,
+                   "records": size, "gr_alpha": alpha, "hvp": note})
+
+
+def reference_trainer(mode_name: str):
+    """train_reference_models with the reference-training mode `mode_name` (ensemble | sequential), or None when
+    this project has no such mode. Looks for a keyword of train_reference_models first, then for a module-level
+    function named after the mode."""
+    fn = reference_module.train_reference_models
+    for keyword in ("mode", "reference_training", "training_mode", "how"):
+        if keyword in inspect.signature(fn).parameters:
+            return lambda *args, **kw: fn(*args, **{keyword: mode_name}, **kw)
+    if mode_name == "sequential":
+        return fn
+    for name in (f"train_reference_models_{mode_name}", f"train_references_{mode_name}",
+                 "train_reference_ensemble", "train_references_together"):
+        if hasattr(reference_module, name):
+            return getattr(reference_module, name)
+    return None
+
+
+def reference_models_speedup(params: Params, bundle: DataBundle, mode: Mode, device: torch.device) -> Figure:
+    """K = 8 reference models trained together / one after another, on the same pool for the same fixed number
+    of epochs (early stopping could end the two ways at different epochs; the work must be the same)."""
+    together = reference_trainer("ensemble")
+    if together is None:
+        return unavailable("reference_models_speedup", "no ensemble reference-training mode in iau_core.attacks "
+                           "(the speed-core work adds one)")
+    sequential = reference_trainer("sequential")
+    pool = subset(bundle.shadow_pool, min(mode.reference_pool, len(bundle.shadow_pool)))
+    training = params.training.model_copy(update={"max_epochs": mode.reference_epochs,
+                                                  "patience": mode.reference_epochs})
+    build = model_builder(params, bundle)
+
+    def run(trainer) -> float:
+        return repeat(device, mode.reps, lambda: trainer(pool, build, training, REFERENCE_COUNT, device,
+                                                         params.data.split_seed)).median
+
+    one_by_one, at_once = run(sequential), run(together)
+    return Figure("reference_models_speedup", one_by_one / at_once,
+                  {"sequential_seconds": one_by_one, "ensemble_seconds": at_once, "models": REFERENCE_COUNT,
+                   "pool": len(pool), "epochs": mode.reference_epochs})

@@ -1,0 +1,100 @@
+"""make bench at toy sizes (--tiny): bench.json holds every figure of issue 15 as {value, target, met}, each
+measured value a positive, finite ratio that agrees with the times it is computed from, and docs/performance.md
+names every missed target. The figures that start processes are checked on their own (slow)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from benchmarks import concurrency, memory, report
+from benchmarks.__main__ import main
+from benchmarks.figures import KEYS, TARGETS
+from benchmarks.modes import TINY
+from benchmarks.workload import fashion_mnist_bundle
+from iau_core.config import load_params
+from iau_core.recipe import model_builder
+from stores.project import PROJECT_ROOT
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bench")
+    main(["--tiny", "--out", str(folder / "bench.json"), "--doc", str(folder / "performance.md")])
+    return json.loads((folder / "bench.json").read_text()), (folder / "performance.md").read_text()
+
+
+def positive_finite(value) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value) and value > 0
+
+
+def test_every_figure_is_a_ratio_against_its_target(bench):
+    result, _ = bench
+    for key in KEYS:
+        fig = result[key]
+        assert {"value", "target", "met", "status"} <= fig.keys(), key
+        assert fig["target"] == str(TARGETS[key])
+        if fig["status"] == "measured":
+            assert positive_finite(fig["value"]), (key, fig["value"])
+            assert fig["met"] == TARGETS[key].met(fig["value"])
+        else:
+            assert fig["value"] is None and fig["met"] is False and fig["status"].startswith(("not available",))
+    measured = [k for k in KEYS if result[k]["status"] == "measured"]
+    assert {"speedup_vs_retrain", "iau_vs_limit", "eta_rule_passes", "gr_epoch_overhead"} <= set(measured)
+
+
+def test_ratios_agree_with_the_times_they_come_from(bench):
+    result, _ = bench
+    speed = result["speedup_vs_retrain"]
+    assert speed["value"] == pytest.approx(speed["retrain_seconds"]["seconds"]
+                                           / speed["iau_cached_step_seconds"]["seconds"])
+    assert len(speed["retrain_seconds"]["runs"]) >= 3  # a median of at least three
+    assert 0 <= speed["mu_gap"] <= 100 and 0 <= speed["lira_auc_gap"] <= 1
+    limit = result["iau_vs_limit"]
+    assert limit["value"] == pytest.approx(limit["iau_cached_step_seconds"]["seconds"]
+                                           / limit["limit_seconds"]["seconds"])
+    gr = result["gr_epoch_overhead"]
+    assert gr["value"] == pytest.approx(gr["epoch_seconds"]["gr_batch"] / gr["epoch_seconds"]["plain"])
+    assert result["eta_rule_passes"]["value"] >= 1  # at least the pass that sets the target loss
+    for row in result["scaling"]["by_train_size"] + result["scaling"]["by_forget_size"]:
+        assert positive_finite(row["step_cached_seconds"]) and positive_finite(row["step_uncached_seconds"])
+    assert [r["train_size"] for r in result["scaling"]["by_train_size"]] == list(TINY.scaling_sizes)
+    assert [r["forget_size"] for r in result["scaling"]["by_forget_size"]] == list(TINY.forget_sizes)
+
+
+def test_the_run_is_described(bench):
+    result, _ = bench
+    meta = result["meta"]
+    assert meta["torch"] == torch.__version__ and meta["threads"] >= 1 and meta["device"] == "cpu"
+    assert meta["sizes"]["train_size"] == TINY.train_size and meta["params"]["model"]["name"] == "lenet5"
+    if not torch.cuda.is_available():
+        assert result["gpu"]["status"] == "skipped: no CUDA device"
+
+
+def test_the_page_names_every_missed_target(bench):
+    result, page = bench
+    for key in KEYS:
+        assert f"`{key}`" in page
+    missed = page.split("## Missed targets")[1].split("\n## ")[0]
+    for key in KEYS:
+        assert (f"- `{key}`:" in missed) == (not result[key]["met"]), key
+    assert report.table(result).count("\n") == len(KEYS)
+
+
+@pytest.mark.slow
+def test_process_figures_at_toy_sizes():
+    """The two figures that start child processes, at toy sizes (one repetition each)."""
+    params = load_params(PROJECT_ROOT / "params.yaml")
+    bundle = fashion_mnist_bundle(400, 100, 0, 0, torch.device("cpu"))
+    slowdown = concurrency.measure(bundle.train, epochs=1, reps=1)
+    assert positive_finite(slowdown.value)
+    for case in ("before", "after"):
+        assert slowdown.detail[case]["slowdown"] == pytest.approx(
+            slowdown.detail[case]["together_seconds"] / slowdown.detail[case]["sequence_seconds"])
+    model = model_builder(params, bundle)(0).eval()
+    peak = memory.measure(params, model, bundle.train, bundle.val, (200, 400), reps=1)
+    assert positive_finite(peak.value)
+    assert all(v > 0 for v in peak.detail["process_peak_mib"].values())
