@@ -65,10 +65,10 @@ def measure(params: Params, device: torch.device, case: CifarCase = CifarCase(),
 
 def run_case(params: Params, device: torch.device, case: CifarCase) -> dict:
     """Every variant on the same data, models and forget set; no decoding in any timed path."""
-    params = params.model_copy(update={
-        "model": _resnet18(),
-        "training": params.training.model_copy(update={"batch_size": case.batch_size, "max_epochs": case.epochs,
-                                                       "patience": case.epochs, "augment": None})})
+    recipe = {"batch_size": case.batch_size, "max_epochs": case.epochs, "patience": case.epochs, "augment": None}
+    if "gr_hvp" in type(params.training).model_fields:  # the finite difference is for models without batch norm
+        recipe["gr_hvp"] = "double_backward"
+    params = params.model_copy(update={"model": _resnet18(), "training": params.training.model_copy(update=recipe)})
     train, val = synthetic_cifar(case.train_size, 0, device), synthetic_cifar(case.val_size, 1, device)
     bundle = DataBundle(train, val, val, val, 10, (3, 32, 32))
     forget_ids = np.arange(case.forget_size)  # synthetic ids are positions for seed 0

@@ -13,6 +13,7 @@ from torch import nn
 from benchmarks.figures import Figure, unavailable
 from benchmarks.modes import Mode
 from benchmarks.timing import repeat
+from benchmarks.training_cost import reference_trainer
 from benchmarks.workload import fashion_mnist_bundle, subset
 from iau_core.attacks import fit_lira, train_reference_models
 from iau_core.config import Params
@@ -107,8 +108,9 @@ def quality_gaps(params: Params, bundle: DataBundle, task: UnlearningTask, iau_m
                  retrained: nn.Module, device: torch.device) -> dict:
     """mu_gap and lira_auc_gap of the IAU model to the retrained one (docs/metrics.md): equal quality, visible.
     LiRA's references train on the shadow pool with the same recipe."""
-    references = train_reference_models(bundle.shadow_pool, model_builder(params, bundle), params.training,
-                                        params.lira.num_reference, device, params.data.split_seed)
+    train = reference_trainer(getattr(params.lira, "reference_training", "sequential")) or train_reference_models
+    references = train(bundle.shadow_pool, model_builder(params, bundle), params.training, params.lira.num_reference,
+                       device, params.data.split_seed)
     lira = fit_lira(references, lira_candidates(bundle), params.lira, device)
     test_acc = {name: accuracy(m, bundle.test, device) for name, m in (("iau", iau_model), ("retrain", retrained))}
     auc = {name: lira.roc(m, task.forget, bundle.test, device).auc
