@@ -32,7 +32,7 @@ VARIANTS = {"fp32": (False, False), "bf16_autocast": (True, False), "channels_la
 
 @dataclass(frozen=True)
 class CifarCase:
-    train_size: int = 20_000
+    train_size: int = 16_000
     val_size: int = 2_000
     forget_size: int = 200
     batch_size: int = 256  # the GPU recipe's batch: 64 leaves an H200 idle between kernel launches
