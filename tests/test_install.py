@@ -95,6 +95,10 @@ def test_iau_acts_on_the_project_it_stands_in(installed, project):
     assert not list(venv.rglob("ledger.db"))
     listed = json.loads(run(project, env, iau, "requests", "list", "--json").stdout)
     assert [(r["sample_id"], r["status"]) for r in listed] == [(int(train[0]), "pending"), (int(train[1]), "pending")]
+    doctor = run(project / "notebooks", env, iau, "doctor")  # opens the MLflow store and the model registry
+    assert doctor.returncode == 0 and "champion none, 2 pending request(s)" in doctor.stdout, doctor.stderr
+    assert (project / "mlflow.db").is_file() and not list(venv.rglob("mlflow.db"))
+    assert not [line for line in doctor.stderr.splitlines() if "INFO" not in line]  # no telemetry errors
 
 
 def test_elsewhere_iau_says_what_it_looked_for_unless_told_the_project(installed, project, tmp_path):
