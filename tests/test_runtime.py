@@ -88,3 +88,27 @@ def test_a_dead_peer_leaves_the_whole_machine_and_a_live_one_halves_it(tmp_path,
     (registry / f"{os.getppid()}.pid").touch()  # the process that started pytest: alive
     assert thread_share("auto") == max(1, usable_cores() // 2)
     assert thread_share(5) == 5  # a fixed `threads:` ignores the peers
+
+
+def clean_env() -> dict[str, str]:
+    """A user's shell outside the Makefile: none of the offline settings, none of ours."""
+    return {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), "IAU_THREADS": "1"}
+
+
+def test_outside_the_makefile_materializing_prints_no_noise(tmp_path):
+    (tmp_path / "params.yaml").write_text("data:\n  dataset: digits\n")
+    done = subprocess.run([sys.executable, "-m", "iau_core.datasets"], cwd=tmp_path, env=clean_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stderr == ""  # no telemetry errors, no progress bars
+    assert "1797 records" in done.stdout
+
+
+def test_a_flow_module_gets_the_settings_before_prefect_reads_them(tmp_path):
+    """Prefect reads its settings once, when imported: `python -m flows.unlearn` must have set them by then."""
+    code = ("import flows.unlearn, os; from prefect.settings import get_current_settings as s; "
+            "print(s().server.ephemeral.startup_timeout_seconds, s().server.analytics_enabled, "
+            "os.environ['MLFLOW_DISABLE_TELEMETRY'], os.environ['DVC_NO_ANALYTICS'])")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=clean_env(), capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["90", "False", "true", "1"]
