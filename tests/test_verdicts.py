@@ -1,0 +1,107 @@
+"""Paired confidence intervals and the verdict per method: the numbers a reader trusts to say 'this method forgot'."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from iau_core.verdicts import (
+    FORGETS,
+    NO_CHANGE,
+    ONE_SEED,
+    OVERSHOOTS,
+    UNDETECTED,
+    best_method,
+    floors_blind,
+    method_verdicts,
+    small_roles,
+    t_interval,
+    unchanged_methods,
+    verdict_rank,
+    verdict_table,
+)
+
+
+def test_t_interval_matches_a_textbook_value():
+    # differences 1, 2, 3, 4, 5: mean 3, s = sqrt(2.5), t_{0.975, 4} = 2.776445 -> half-width 1.963243
+    ci = t_interval([1, 2, 3, 4, 5])
+    assert ci.mean == pytest.approx(3.0)
+    assert ci.hi - ci.mean == pytest.approx(2.776445 * math.sqrt(2.5) / math.sqrt(5), rel=1e-5)
+    assert ci.lo == pytest.approx(3.0 - 1.963243, rel=1e-5)
+    assert ci.excludes_zero()
+
+
+def test_t_interval_with_two_seeds_is_wide_and_with_one_is_not_invented():
+    two = t_interval([0.1, 0.3])  # t_{0.975, 1} = 12.706: mean 0.2, s/sqrt(2) = 0.1
+    assert (two.lo, two.hi) == pytest.approx((0.2 - 1.27062, 0.2 + 1.27062), rel=1e-4)
+    assert not two.excludes_zero()
+    one = t_interval([0.4])
+    assert one.mean == 0.4 and not one.known and "n/a" in one.text()
+
+
+def seed(original, retrain, alt, **methods):
+    """One seed's table: each value is LiRA's AUC on D_f (and the others derived from it)."""
+    rows = {"original": original, "retrain": retrain, "retrain_alt": alt, **methods}
+    table = pd.DataFrame({"lira_auc": rows}).rename_axis("method")
+    table["lira_auc_gap"] = (table["lira_auc"] - retrain).abs()
+    table["unlearn_seconds"] = 1.0
+    return table
+
+
+SEEDS = [  # original leaks (~0.75), retrain ~0.55; "same" equals original, "good" lands near retrain
+    seed(0.75, 0.55, 0.56, same=0.75, good=0.57, past=0.30, slow=0.58),
+    seed(0.77, 0.54, 0.55, same=0.77, good=0.55, past=0.28, slow=0.56),
+    seed(0.74, 0.56, 0.55, same=0.74, good=0.56, past=0.33, slow=0.57),
+    seed(0.76, 0.55, 0.57, same=0.76, good=0.58, past=0.31, slow=0.55),
+    seed(0.75, 0.53, 0.54, same=0.75, good=0.54, past=0.29, slow=0.56),
+]
+
+
+def test_a_method_equal_to_original_shows_no_detectable_change():
+    verdicts = method_verdicts(verdict_table(SEEDS, metrics=("lira_auc",)))
+    assert verdicts["same"] == UNDETECTED
+
+
+def test_a_method_that_lands_near_retrain_forgets_and_one_past_it_overshoots():
+    table = verdict_table(SEEDS, metrics=("lira_auc",))
+    verdicts = method_verdicts(table)
+    assert verdicts["good"] == FORGETS and verdicts["retrain_alt"] == FORGETS
+    assert verdicts["past"] == OVERSHOOTS
+    row = table.set_index("method").loc["past"]
+    assert row.vs_original == pytest.approx(np.mean([0.30 - 0.75, 0.28 - 0.77, 0.33 - 0.74, 0.31 - 0.76,
+                                                     0.29 - 0.75]))
+    assert row.vs_retrain_hi < 0  # past retrain, beyond the interval
+
+
+def test_a_method_that_kept_the_deployed_model_is_no_change_and_never_ranked():
+    table = verdict_table(SEEDS, unchanged={"good"}, metrics=("lira_auc",))
+    verdicts = method_verdicts(table)
+    assert verdicts["good"] == NO_CHANGE
+    summary = pd.DataFrame({"lira_auc_gap_mean": [0.2, 0.0, 0.01, 0.2, 0.01, 0.25, 0.01],
+                            "unlearn_seconds_mean": [0, 9, 9, 0.1, 0.2, 0.3, 5.0]},
+                           index=["original", "retrain", "retrain_alt", "same", "good", "past", "slow"])
+    ranks = verdict_rank(summary, verdicts, {"lira_auc_gap": 0.02})
+    assert math.isnan(ranks["good"]) and math.isnan(ranks["same"]) and math.isnan(ranks["past"])
+    assert ranks["slow"] == 1
+    assert best_method(summary, verdicts, {"lira_auc_gap": 0.02}) == "slow"
+
+
+def test_choices_say_which_methods_returned_the_deployed_model():
+    choices = {"finetune": {"epochs_kept": 0}, "scrub": {"epochs_kept": 2}, "iau": {"eta_chosen": 0.0},
+               "ia": {"eta_chosen": 1e-4}, "fisher": {"alpha": 1e-6}, "original": {}}
+    assert unchanged_methods(choices) == {"finetune", "iau"}
+
+
+def test_one_seed_gives_no_verdict_but_a_kept_model_is_still_no_change():
+    verdicts = method_verdicts(verdict_table(SEEDS[:1], unchanged={"same"}, metrics=("lira_auc",)))
+    assert verdicts["same"] == NO_CHANGE
+    assert verdicts["good"] == ONE_SEED and verdicts["past"] == ONE_SEED
+
+
+def test_small_roles_and_blind_floors_are_said():
+    assert small_roles(20, 69) and len(small_roles(20, 69)) == 2
+    assert small_roles(400, 1000) == []
+    summary = pd.DataFrame({"lira_auc_gap_mean": [0.01, 0.0, 0.02]}, index=["original", "retrain", "retrain_alt"])
+    assert floors_blind(summary, {"lira_auc_gap": 0.02})
+    assert not floors_blind(summary, {"lira_auc_gap": 0.005})
