@@ -26,11 +26,12 @@ import pandas as pd
 from scipy import stats
 
 from iau_core.config import DO_NOTHING, FLOOR, GOLD, REFERENCE_METHODS
-from iau_core.metrics import GAPS, LIRA_AUC, UNLEARN_SECONDS
+from iau_core.metrics import GAPS, LIRA_AUC, TEST_ACC, UNLEARN_SECONDS
 
-# The metrics judged: every metric a gap to retrain is taken on (metrics.GAPS: test accuracy, attack success on
-# D_f, LiRA's AUC on D_f, and whatever attack joins GAPS later). One list, so a new attack joins by adding its gap.
-JUDGED: tuple[str, ...] = tuple(GAPS.values())
+# The metrics judged: every metric on D_f that a gap to retrain is taken on (metrics.GAPS: the shadow attack's
+# success, LiRA's AUC, and whatever attack joins GAPS later); test accuracy is utility, judged by the MU gap and its
+# floor, not forgetting. One list, so a new attack joins the verdicts by adding its gap to GAPS.
+JUDGED: tuple[str, ...] = tuple(m for m in GAPS.values() if m != TEST_ACC)
 # The metric a method's verdict is read on: the strongest attack's AUC on D_f against held-out records.
 HEADLINE = LIRA_AUC
 CONFIDENCE = 0.95
@@ -190,3 +191,61 @@ def floors_blind(summary: pd.DataFrame, floors: dict[str, float]) -> bool:
     """True when doing nothing is itself within every noise floor: the floors then cannot tell forgetting from
     not forgetting, and a ✓ says nothing."""
     return DO_NOTHING in summary.index and all_within(summary.loc[DO_NOTHING], floors)
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """Everything a reader needs to say which method forgot: the per-(method, metric) intervals and verdicts,
+    each method's verdict and rank, the best method within every floor, and why the floors may mean little."""
+
+    table: pd.DataFrame  # verdict_table
+    verdicts: pd.Series  # method -> verdict on HEADLINE
+    ranks: pd.Series  # method -> verdict_rank (NaN: not ranked)
+    best: str | None
+    seeds: int
+    unchanged: dict[str, int]  # method -> seeds on which it returned the deployed model
+    warnings: list[str]
+    headline: str = HEADLINE
+
+    def wide(self) -> pd.DataFrame:
+        """One row per method: '<metric>_vs_original', '_lo', '_hi', '<metric>_vs_retrain', ..., '<metric>_verdict',
+        and the method's verdict and rank: the columns comparison.csv gains."""
+        parts = []
+        for metric, rows in self.table.groupby("metric", sort=False):
+            rows = rows.set_index("method").drop(columns=["metric", "seeds"])
+            parts.append(rows.add_prefix(f"{metric}_"))
+        out = pd.concat(parts, axis=1) if parts else pd.DataFrame()
+        return out.assign(verdict=self.verdicts, verdict_rank=self.ranks.reindex(out.index),
+                          verdict_metric=self.headline)
+
+
+def assess(tables: list[pd.DataFrame], summary: pd.DataFrame, floors: dict[str, float],
+           kept: dict[str, list[bool]] | None = None, forget_records: int | None = None,
+           val_records: int | None = None, metrics: tuple[str, ...] = JUDGED, headline: str = HEADLINE) -> Assessment:
+    """`tables`: the per-seed comparisons (index: method); `kept`: method -> per seed, whether the method returned
+    the deployed model (unchanged_methods on each seed's choices). A method that kept it on every seed, or whose
+    every judged score equals original's on every seed, is "no change"."""
+    kept = kept or {}
+    judged = [m for m in metrics if m in tables[0].columns]
+    unchanged = {m: sum(flags) for m, flags in kept.items() if any(flags)}
+    for method in tables[0].index:
+        if method not in REFERENCE_METHODS and judged and all(
+                np.all(paired(tables, method, metric, DO_NOTHING) == 0) for metric in judged):
+            unchanged[method] = len(tables)
+    table = verdict_table(tables, {m: n == len(tables) for m, n in unchanged.items()}, metrics)
+    if headline not in judged:
+        headline = judged[0] if judged else headline
+    verdicts = method_verdicts(table, headline)
+    ranks = verdict_rank(summary, verdicts, floors)
+    warnings = small_roles(forget_records, val_records)
+    if floors_blind(summary, floors):
+        warnings.append("doing nothing (original) is itself within every noise floor: here the floors cannot tell "
+                        "forgetting from not forgetting, so a ✓ says nothing")
+    if len(tables) < 2:
+        warnings.append("one seed: no confidence interval and no verdict (run several seeds, e.g. SEEDS=\"0 1 2 3 4\")")
+    partly = {m: n for m, n in unchanged.items() if n < len(tables)}
+    if partly:
+        warnings.append("returned the deployed model on some seeds: " +
+                        ", ".join(f"{m} ({n} of {len(tables)})" for m, n in partly.items()))
+    return Assessment(table, verdicts, ranks, best_method(summary, verdicts, floors), len(tables), unchanged,
+                      warnings, headline)

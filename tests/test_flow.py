@@ -99,7 +99,7 @@ def test_flow_leaves_the_promised_record(two_runs):
     markdown = Path(client.download_artifacts(parent.info.run_id, "comparison.md")).read_text()
     assert "±" in markdown and "noise floor" in markdown and "What the attacks see" in markdown
     plots = {f.path for f in client.list_artifacts(parent.info.run_id, "plots")}
-    assert plots == {"plots/mu_vs_ue.png", "plots/grad_norms.png", "plots/lira_roc.png"}
+    assert plots == {"plots/mu_vs_ue.png", "plots/grad_norms.png", "plots/lira_roc.png", "plots/verdicts.png"}
     from flows.unlearn import report
 
     printed = report(first)  # what `make run` prints last: the table, what the attacks see, how to browse

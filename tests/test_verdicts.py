@@ -12,6 +12,7 @@ from iau_core.verdicts import (
     ONE_SEED,
     OVERSHOOTS,
     UNDETECTED,
+    assess,
     best_method,
     floors_blind,
     method_verdicts,
@@ -105,3 +106,16 @@ def test_small_roles_and_blind_floors_are_said():
     summary = pd.DataFrame({"lira_auc_gap_mean": [0.01, 0.0, 0.02]}, index=["original", "retrain", "retrain_alt"])
     assert floors_blind(summary, {"lira_auc_gap": 0.02})
     assert not floors_blind(summary, {"lira_auc_gap": 0.005})
+
+
+def test_assess_marks_identical_scores_as_no_change_and_widens_to_one_row_per_method():
+    summary = pd.DataFrame({"lira_auc_gap_mean": [0.2, 0.0, 0.01, 0.2, 0.01, 0.25, 0.01],
+                            "unlearn_seconds_mean": [0, 9, 9, 0.1, 0.2, 0.3, 5.0]},
+                           index=["original", "retrain", "retrain_alt", "same", "good", "past", "slow"])
+    found = assess(SEEDS, summary, {"lira_auc_gap": 0.02}, kept={"slow": [True] * 5},
+                   forget_records=400, val_records=1000)
+    assert found.verdicts["same"] == NO_CHANGE and found.verdicts["slow"] == NO_CHANGE
+    assert found.best == "good" and found.warnings == []
+    wide = found.wide()
+    assert wide.loc["past", "lira_auc_verdict"] == OVERSHOOTS and wide.loc["good", "verdict_rank"] == 1
+    assert {"lira_auc_vs_original_lo", "lira_auc_vs_retrain_hi"} <= set(wide.columns)
