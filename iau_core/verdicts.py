@@ -75,6 +75,7 @@ def t_interval(diffs: np.ndarray | list[float], confidence: float = CONFIDENCE) 
     """mean ± t_{(1+c)/2, n-1} * s / sqrt(n) over the finite differences; one value gives no interval."""
     d = np.asarray(diffs, dtype=float)
     d = d[np.isfinite(d)]
+    d = np.where(np.abs(d) < 1e-12, 0.0, d)  # float round-off of equal scores is no difference
     if d.size == 0:
         return Interval(float("nan"), float("nan"), float("nan"), 0)
     mean = float(d.mean())
