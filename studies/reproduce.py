@@ -63,7 +63,8 @@ SMALL = {
     "mia": {"num_shadow": 3}, "lira": {"num_reference": 3},
     "unlearning": {"methods": list(METHOD_NAMES)},
 }
-SETTINGS = {"leaking": lambda: yaml.safe_load(LEAKING.read_text()), "small": lambda: SMALL}
+EVERY_METHOD = {"unlearning": {"methods": list(METHOD_NAMES)}}  # every setting compares every method in the registry
+SETTINGS = {"leaking": lambda: deep_merge(yaml.safe_load(LEAKING.read_text()), EVERY_METHOD), "small": lambda: SMALL}
 SELECTIONS = ("random", "outliers")
 PAPER_SET = ("bad_teacher", "amnesiac", "fisher", "iau")  # the paper's baselines we have (USGD is missing)
 ABLATION = ("ia", "ia_gc", "iau")
