@@ -57,8 +57,8 @@ def _place_labels(ax: Axes, points: dict[str, tuple[float, float]], fontsize: fl
     point gets a thin leader line. Greedy, deterministic, enough for the 15 methods of a comparison."""
     (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
     width_in, height_in = ax.figure.get_size_inches() * 0.8  # the axes' share of the figure, about
-    line = fontsize * 1.35 / 72 / height_in  # one text line, as a fraction of the axes' height
-    char = fontsize * 0.6 / 72 / width_in  # one character's width, as a fraction of the axes' width
+    line = fontsize * 1.8 / 72 / height_in  # one text line, as a fraction of the axes' height, with a margin
+    char = fontsize * 0.72 / 72 / width_in  # one character's width (generous), as a fraction of the axes' width
     placed: list[tuple[float, float, float, float]] = []
     for name, (x, y) in sorted(points.items(), key=lambda item: (item[1][1], item[1][0])):
         fx, fy = (x - x0) / (x1 - x0), (y - y0) / (y1 - y0)

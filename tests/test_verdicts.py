@@ -119,3 +119,47 @@ def test_assess_marks_identical_scores_as_no_change_and_widens_to_one_row_per_me
     wide = found.wide()
     assert wide.loc["past", "lira_auc_verdict"] == OVERSHOOTS and wide.loc["good", "verdict_rank"] == 1
     assert {"lira_auc_vs_original_lo", "lira_auc_vs_retrain_hi"} <= set(wide.columns)
+
+
+def comparison(kept: dict[str, list[bool]] | None = None):
+    """Five seeds of a full comparison (compare's columns), with `finetune` equal to original."""
+    from iau_core.metrics import compare, noise_floors, summarize
+
+    rng = np.random.default_rng(0)
+    aucs = {"original": 0.75, "retrain": 0.55, "retrain_alt": 0.56, "iau": 0.57, "amnesiac": 0.30, "finetune": 0.75}
+    tables = []
+    for _ in range(5):
+        orig_auc = 0.75 + rng.normal(0, 0.01)
+        scores = {m: {"test_acc": 85 + rng.normal(0, 0.3), "forget_acc": 90.0,
+                      "mia_forget_asr": 50 + 40 * (a - 0.5) + rng.normal(0, 0.3),
+                      "lira_auc": (orig_auc if m in ("original", "finetune") else a + rng.normal(0, 0.01))}
+                  for m, a in aucs.items()}
+        scores["finetune"] = dict(scores["original"])
+        seconds = {"original": 0.0, "retrain": 30.0, "retrain_alt": 31.0, "iau": 0.5, "amnesiac": 2.0, "finetune": 0.1}
+        tables.append(compare(scores, seconds))
+    summary = summarize(tables)
+    floors = noise_floors(summary)
+    return summary, floors, assess(tables, summary, floors, kept, forget_records=200, val_records=1000)
+
+
+def test_the_comparison_leads_with_the_answer_and_never_marks_a_kept_model():
+    from reporting import tables as table_text
+    from reporting import verdicts as text
+
+    summary, floors, found = comparison()
+    assert found.verdicts["finetune"] == NO_CHANGE and found.verdicts["iau"] == FORGETS
+    assert found.verdicts["amnesiac"] == OVERSHOOTS
+    doc = text.comparison_document("unlearn (random), 5 seed(s)", summary, floors, found,
+                                   table_text.summary_markdown(summary, floors, table_text.SHOWN,
+                                                               set(found.unchanged)), "What the attacks see.")
+    compact = doc[doc.index("| rank |"):doc.index("## Details")]
+    rows = {line.split("|")[2].strip(): line for line in compact.splitlines() if line.startswith("| ")}
+    assert rows["iau"].startswith("| 1 |") and "**forgets**" in rows["iau"]
+    assert "✓" not in rows["finetune"] and "no change" in rows["finetune"]
+    assert list(rows)[2:5] == ["iau", "amnesiac", "finetune"]  # ranked first, then by verdict, then references
+    assert doc.index("| rank |") < doc.index("## Details")  # the compact table comes before the details
+    full = doc[doc.index("## Details: every metric"):]
+    assert "(no change)" in next(line for line in full.splitlines() if line.startswith("| finetune"))
+    printed = text.printed(summary.join(found.wide()))
+    assert "forgets" in printed and "overshoots" in printed and "[" in printed
+    assert "Best method within every noise floor" in text.answer(found, summary) or found.best is None
