@@ -242,6 +242,9 @@ def assess(tables: list[pd.DataFrame], summary: pd.DataFrame, floors: dict[str, 
     if floors_blind(summary, floors):
         warnings.append("doing nothing (original) is itself within every noise floor: here the floors cannot tell "
                         "forgetting from not forgetting, so a ✓ says nothing")
+    if len(tables) > 1 and verdicts.get(FLOOR) == UNDETECTED:
+        warnings.append(f"retrain_alt, a second gold model, shows no detectable change from original on {headline}: "
+                        "there is little membership visible to forget here, so read 'forgets' with care")
     if len(tables) < 2:
         warnings.append("one seed: no confidence interval and no verdict (run several seeds, e.g. SEEDS=\"0 1 2 3 4\")")
     partly = {m: n for m, n in unchanged.items() if n < len(tables)}
