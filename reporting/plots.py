@@ -205,6 +205,7 @@ def comparison_figures(outcomes: list[MethodResult], summary: pd.DataFrame,
         floors = {g: float(summary.loc[FLOOR, f"{g}_mean"]) for g in GAPS_OF if FLOOR in summary.index}
         metrics = list(dict.fromkeys(found.table.metric))
         figures["plots/verdicts.png"] = verdict_plot(
-            found.table, floors, metrics, f"Each method against retrain, {_seeds_text(len(seeds))}; "
-                                          f"verdict colours on each metric")
+            found.table, floors, metrics,
+            f"Each method − retrain, mean and paired 95% CI over {len(seeds)} seed(s) (one seed: no CI); "
+            "colour = verdict on that metric")
     return figures
