@@ -26,11 +26,11 @@ from prefect.runtime import flow_run
 
 from flows.nightly import deletion_batch
 from iau_core.config import Params, ParamsError, Recipe, Strategy, deep_merge, load_params, parse_overrides
-from iau_core.metrics import readable
 from iau_core.recipe import run_recipe
 from iau_core.runtime import prepare_process
 from iau_core.unlearning import MethodResult
 from reporting.tables import manifest, what_attacks_see
+from reporting.verdicts import printed
 from stores import tracking
 from stores.artifacts import ModelRef
 from stores.project import ProjectNotFound, RunContext, project_root
@@ -70,7 +70,8 @@ def unlearn(selection: str = "outliers", params_file: str = "params.yaml", overr
         tracking.log_data_version(parent, params.data.dataset.name, data_version, "data.dvc")
         comparison = run_recipe(params, FlowSteps(ctx, parent, opened))
         tracking.log_text(parent, manifest(comparison.forget_sets), "forget_set.csv")
-        summary, strength = compare_methods(comparison.results, comparison.strengths, parent, selection)
+        summary, strength = compare_methods(comparison.results, comparison.strengths, parent, selection,
+                                            roles=comparison.role_sizes(params))
     result = {"parent_run_id": parent, "experiment_id": ctx.experiment_id, "attack_strength": strength,
               "summary": summary.reset_index(names="method").to_dict(orient="records")}
     get_run_logger().info("comparison (MLflow parent run %s):\n%s", parent, table_of(result))
@@ -160,7 +161,7 @@ def main() -> None:
 
 def table_of(result: dict) -> str:
     summary = pd.DataFrame(result["summary"]).set_index("method")
-    return f"{readable(summary)}\n{what_attacks_see(result['attack_strength'])}"
+    return f"{printed(summary)}\n{what_attacks_see(result['attack_strength'])}"
 
 
 def report(result: dict) -> str:

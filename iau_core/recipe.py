@@ -135,6 +135,12 @@ class Comparison:
     def tables(self) -> list[pd.DataFrame]:
         return per_seed_tables(self.results)
 
+    def role_sizes(self, params: Params) -> dict[str, int]:
+        """The sizes that decide whether the verdicts mean anything: the smallest D_f over seeds, the validation
+        set (iau_core.verdicts.small_roles)."""
+        forget = min((len(ids) for ids in self.forget_sets.values()), default=0)
+        return {"forget": forget, "val": params.data.val_size}
+
 
 def per_seed_tables(results: list[MethodResult]) -> list[pd.DataFrame]:
     """One Table II per seed (gaps to that seed's retrain), each with a `seed` column, seeds in order."""

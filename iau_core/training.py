@@ -179,7 +179,8 @@ def train_model(model: nn.Module, train: Split, val: Split, params: TrainingPara
                      f"{best_epoch}), {time.perf_counter() - start:.0f}s")
         if epoch - best_epoch >= params.patience:
             break
-    model.load_state_dict(best_state)
+    if params.keep == "best":  # "last": the final epoch's weights, however much they have overfitted
+        model.load_state_dict(best_state)
     synchronize(device)
     stopped_early = epoch < params.max_epochs
     return TrainReport(epoch, best_epoch, best_acc, time.perf_counter() - start, stopped_early)

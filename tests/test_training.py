@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import training
 
@@ -100,3 +101,16 @@ def test_per_sample_grad_norms_match_one_by_one(digits_bundle, digits_params):
         grads = torch.autograd.grad(loss, list(model.parameters()))
         expected = torch.sqrt(sum((g * g).sum() for g in grads))
         assert torch.isclose(batched[i], expected, rtol=1e-4)
+
+
+def test_keep_last_ends_with_the_final_epochs_weights(digits_bundle, digits_params):
+    # lr 0.05 makes validation accuracy jump around, so the best epoch is rarely the last; either way the model
+    # must score what the last progress line reports, not the best epoch's accuracy
+    lines = []
+    model = model_builder(digits_params, digits_bundle)(0)
+    report = train_model(model, digits_bundle.train, digits_bundle.val,
+                         training(max_epochs=6, patience=6, lr=0.05, keep="last"), torch.device("cpu"), 0,
+                         lines.append)
+    last = float(lines[-1].split("val acc ")[1].split("%")[0])
+    assert report.epochs_run == 6
+    assert accuracy(model, digits_bundle.val, torch.device("cpu")) == pytest.approx(last, abs=0.006)

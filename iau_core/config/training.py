@@ -59,6 +59,9 @@ class TrainingParams(Section):
     batch_size: int = Field(64, gt=0)
     max_epochs: int = Field(20, gt=0)
     patience: int = Field(5, gt=0, description="epochs without validation-accuracy gain before stopping")
+    keep: Literal["best", "last"] = Field("best", description="which weights training ends with: best (the "
+                                          "best validation epoch's) or last (the final epoch's: a model that "
+                                          "memorizes, as the leaking setting of studies/leaking.yaml needs)")
     gr_alpha: float = Field(0.005, ge=0, description="GR loss weight (paper Eq. 7); 0 = plain cross-entropy")
     gr_reading: GrReading = Field("batch", description="batch: norm of the batch-mean loss gradient (the paper's "
                                   "public code); per_sample: batch mean of each record's gradient norm (Eq. 7 "
