@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from iau_core.config.base import Section
@@ -24,6 +26,10 @@ class LiraParams(Section):
 
     num_reference: int = Field(4, gt=0, description="reference models; the shadow attack uses the first "
                                "mia.num_shadow of the same models")
+    reference_training: Literal["ensemble", "sequential"] = Field(
+        "ensemble", description="ensemble: the reference models trained at once, stacked with torch.func (the "
+        "same models, several times faster on small ones; batch-norm or dropout models go one by one); "
+        "sequential: one after another")
     per_example_variance: bool = Field(False, description="fit each record's own variance (needs many "
                                        "references); false pools one variance over all records, as Carlini et "
                                        "al. advise below ~64 models")
