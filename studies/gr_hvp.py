@@ -24,7 +24,6 @@ from iau_core.recipe import model_builder
 from iau_core.runtime import prepare_process
 from iau_core.training import batches, gr_backward, resolve_device, train_model
 
-
 REPEATS = 3
 
 
@@ -74,8 +73,8 @@ def main() -> None:
     alpha = params.training.gr_alpha
     print(f"{params.data.dataset} {params.model.name}, {len(train)} records, batch {params.training.batch_size}, "
           f"alpha {alpha}, {threads} thread(s), {device}\n")
-    print("| reading | plain CPU s | double backward CPU s (x plain) | finite difference CPU s (x plain) | FD error median | "
-          "p90 | max |")
+    print("| reading | plain CPU s | double backward CPU s (x plain) | finite difference CPU s (x plain) | "
+          "FD error median | p90 | max |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     epoch_seconds(params, bundle, train, device, gr_alpha=0.0)  # warm-up: first calls pay for setup
     plain = epoch_seconds(params, bundle, train, device, gr_alpha=0.0)
