@@ -101,6 +101,10 @@ def gr_backward(model: nn.Module, x: torch.Tensor, y: torch.Tensor, alpha: float
         return loss.detach()
     if hvp != "finite_difference":
         raise ValueError(f"unknown training.gr_hvp {hvp!r}; known: double_backward, finite_difference")
+    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        # the ResNet's blocks call torch.relu, which FrozenKinks cannot hold: the difference would cross switches
+        raise ValueError("training.gr_hvp: finite_difference is for models without batch norm (lenet5, mlp); "
+                         "set training.gr_hvp: double_backward for this model")
     if reading == "per_sample":
         return _gr_per_sample_finite_difference(model, x, y, alpha)
     return _gr_batch_finite_difference(model, x, y, alpha)

@@ -3,7 +3,8 @@
 The default model and recipe on a small shadow pool, a fixed number of epochs (patience = epochs, so both modes
 do the same work); wall and CPU seconds of each mode, and the largest weight difference between the two.
 
-    IAU_THREADS=1 .venv/bin/python -m studies.reference_training [--count 8] [--pool 1000] [--epochs 2]
+    IAU_THREADS=1 .venv/bin/python -m studies.reference_training [--count 8] [--pool 1000] [--epochs 2] \
+        [--hvp double_backward]
 """
 
 from __future__ import annotations
@@ -28,13 +29,15 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=8)
     parser.add_argument("--pool", type=int, default=1000, help="shadow-pool records (each model trains on half)")
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--hvp", choices=["double_backward", "finite_difference"], help="default: params.yaml's")
     args = parser.parse_args()
     params = load_params(args.params)
     threads = prepare_process(params.threads)
     bundle = load_bundle(params.data, Path(args.params).resolve().parent / params.data.root)
     device = resolve_device(params.device)
     pool = bundle.shadow_pool.take(torch.arange(min(args.pool, len(bundle.shadow_pool))))
-    recipe = params.training.model_copy(update={"max_epochs": args.epochs, "patience": args.epochs})
+    recipe = params.training.model_copy(update={"max_epochs": args.epochs, "patience": args.epochs,
+                                                 "gr_hvp": args.hvp or params.training.gr_hvp})
     build = model_builder(params, bundle)
     print(f"{params.data.dataset} {params.model.name}, {args.count} models on {len(pool) // 2} records each, "
           f"{args.epochs} epochs, gr {recipe.gr_reading}/{recipe.gr_hvp} alpha {recipe.gr_alpha}, {threads} "

@@ -130,3 +130,11 @@ def test_finite_difference_gr_gradient_matches_the_double_backward(digits_bundle
     for p, q in zip(params, fit(digits_bundle, digits_params, max_epochs=2, patience=2)[0].parameters(),
                     strict=True):
         assert torch.equal(p, q)  # the shifted pass left the weights as they were
+
+
+def test_finite_difference_refuses_batch_norm_models():
+    """The ResNet's torch.relu switches cannot be held, so the difference would cross them: refused, naming the
+    setting to use."""
+    net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    with pytest.raises(ValueError, match="gr_hvp: double_backward"):
+        gr_backward(net, torch.randn(8, 4), torch.randint(0, 2, (8,)), 0.05, "batch", "finite_difference")

@@ -64,7 +64,7 @@ class TrainingParams(Section):
     gr_reading: GrReading = Field("batch", description="batch: norm of the batch-mean loss gradient (the paper's "
                                   "public code); per_sample: batch mean of each record's gradient norm (Eq. 7 "
                                   "as written)")
-    gr_hvp: GrHvp = Field("finite_difference", description="how GR's gradient gets its Hessian-vector product: "
+    gr_hvp: GrHvp = Field("double_backward", description="how GR's gradient gets its Hessian-vector product: "
                           "finite_difference (a second gradient pass at theta + r * direction, about 2x a plain "
                           "step) | double_backward (exact, through the graph of the gradient, about 3x)")
 
