@@ -8,11 +8,12 @@ import torch
 
 from iau_core.recipe import model_builder, train_original
 from iau_core.selection import select_forget_set
-from iau_core.training import TrainReport, accuracy, per_sample_losses, predict_logits
+from iau_core.training import TrainReport, accuracy, per_sample_losses
 from iau_core.unlearning import UnlearningTask, get_method, run_method
 from iau_core.unlearning import retrain as retrain_module
 from iau_core.unlearning.gradients import choose_eta, iau_direction, loss_gradient, step
 from iau_core.unlearning.iau import iau
+from studies.eta_rule import choose_eta_by_full_scan
 
 CPU = torch.device("cpu")
 
@@ -212,26 +213,6 @@ def test_cached_summed_gradient_gives_the_same_step(trained, digits_bundle, digi
     assert moved > 0  # the comparison is between two real steps, not two copies of the original
 
 
-def choose_eta_by_full_scan(model, direction, forget, val, rule):
-    """The rule as it was before validation passes were capped: the validation set read in full at every
-    candidate. The reference the capped rule is compared with; returns (eta, validation passes)."""
-    theta = [p.detach().clone() for p in model.parameters()]
-    base = accuracy(model, val, CPU)
-    target = torch.nn.functional.cross_entropy(predict_logits(model, val, CPU), val.y).item()
-    chosen, passes = 0.0, 1
-    for k in range(rule.max_candidates):
-        eta = rule.start * rule.growth ** k
-        step(model, theta, direction, eta)
-        passes += 1
-        if base - accuracy(model, val, CPU) > rule.val_drop_budget:
-            break
-        chosen = eta
-        if forget_loss(model, forget) >= target:
-            break
-    step(model, theta, direction, chosen)
-    return chosen, passes
-
-
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_capped_eta_rule_chooses_what_the_full_scan_chose(digits_bundle, digits_params, seed):
     """Both rules on digits, for several models, selections and reductions: the capped rule reads the validation
@@ -252,7 +233,7 @@ def test_capped_eta_rule_chooses_what_the_full_scan_chose(digits_bundle, digits_
             direction = iau_direction(model, retain, forget, 512, reduction)
             case = rule.model_copy(update={"val_drop_budget": budget})
             old, old_passes = choose_eta_by_full_scan(copy.deepcopy(model), direction, forget, digits_bundle.val,
-                                                      case)
+                                                      case, CPU)
             stepped = copy.deepcopy(model)
             new = choose_eta(stepped, direction, forget, digits_bundle.val, case, CPU)
             assert new.validation_passes <= 3
