@@ -62,7 +62,7 @@ def train_references(params: Params, bundle: DataBundle, device: torch.device,
     """The attacker's models, from the shadow pool only: the attacker never sees D, val or test."""
     count = max(params.lira.num_reference, params.mia.num_shadow)
     return train_reference_models(bundle.shadow_pool, model_builder(params, bundle), params.training, count,
-                                  device, params.data.split_seed, progress)
+                                  device, params.data.split_seed, progress, mode=params.lira.reference_training)
 
 
 def lira_candidates(bundle: DataBundle) -> Split:

@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 from iau_core.config.base import Section, kind_shorthand
 
 GrReading = Literal["batch", "per_sample"]
+GrHvp = Literal["double_backward", "finite_difference"]
 
 class AdamParams(Section):
     kind: Literal["adam"]
@@ -66,6 +67,9 @@ class TrainingParams(Section):
     gr_reading: GrReading = Field("batch", description="batch: norm of the batch-mean loss gradient (the paper's "
                                   "public code); per_sample: batch mean of each record's gradient norm (Eq. 7 "
                                   "as written)")
+    gr_hvp: GrHvp = Field("double_backward", description="how GR's gradient gets its Hessian-vector product: "
+                          "finite_difference (a second gradient pass at theta + r * direction, about 2x a plain "
+                          "step) | double_backward (exact, through the graph of the gradient, about 3x)")
 
     @field_validator("optimizer", "lr_schedule", mode="before")
     @classmethod

@@ -229,8 +229,9 @@ class EtaRule(Section):
     the validation set. Never the test set, never a retrained model.
 
     Scan eta = start * growth^k upwards and take the first step at which D_f's mean loss reaches the
-    validation set's mean loss (D_f then looks like data the model never saw), or, if the validation accuracy
-    would drop more than `val_drop_budget` points first, the last step within the budget."""
+    validation set's mean loss (D_f then looks like data the model never saw), or, if that step costs more than
+    `val_drop_budget` validation-accuracy points, the last one below it within the budget. The scan reads D_f
+    at every candidate and the whole validation set at most 3 times (iau_core.unlearning.gradients.choose_eta)."""
 
     start: float = Field(1e-6, gt=0, description="smallest eta tried")
     growth: float = Field(2.0, gt=1, description="factor between consecutive candidates")
