@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from iau_core.config.base import Section
@@ -24,6 +26,10 @@ class LiraParams(Section):
 
     num_reference: int = Field(4, gt=0, description="reference models; the shadow attack uses the first "
                                "mia.num_shadow of the same models")
+    reference_training: Literal["sequential", "ensemble"] = Field(
+        "sequential", description="sequential: the reference models one after another; ensemble: all at once, "
+        "stacked with torch.func (the same models; batch-norm or dropout models still go one by one). "
+        "Measured slower than sequential on one CPU thread (docs/science.md, 'Attacks')")
     per_example_variance: bool = Field(False, description="fit each record's own variance (needs many "
                                        "references); false pools one variance over all records, as Carlini et "
                                        "al. advise below ~64 models")
