@@ -15,6 +15,7 @@ from iau_core.config import DataParams, ParamsError, dataset_params
 from iau_core.data import load_bundle
 from iau_core.datasets.base import CanonicalDataError, DatasetSourceMissing
 from iau_core.sources import materialize, read_canonical
+from tests.conftest import DIGITS_SIZES
 
 RNG = np.random.default_rng(0)
 
@@ -195,8 +196,9 @@ def test_image_folder_ids_from_a_manifest(tmp_path, image_folder):
                "ids": "manifest", "manifest": "manifest.csv"}
     images, records, _ = build(tmp_path, section)
     assert images.shape == (5, 1, 8, 8)
-    assert records["sample_id"].tolist() == [50, 10, 40, 20, 30]
-    assert records["source"].tolist() == ["train", "train", "test", "train", "test"]
+    assert records["sample_id"].tolist() == [10, 20, 30, 40, 50]  # stored in id order, whatever the manifest's
+    assert records["source"].tolist() == ["train", "train", "test", "test", "train"]
+    assert records["label"].tolist() == [0, 1, 1, 0, 0]  # cat/1, dog/0, dog/1, cat/2, cat/0
     write_png(image_folder / "dog" / "2.png", RNG.integers(0, 256, (8, 8, 3), dtype=np.uint8))
     with pytest.raises(CanonicalDataError, match=r"does not list, e.g. \['dog/2.png'\]"):
         build(tmp_path, section)
@@ -221,9 +223,10 @@ def test_csv_and_parquet_give_the_same_canonical_table(tmp_path, frame):
               "source_column": "split"}
     from_csv, csv_records, csv_folder = build(tmp_path, {**common, "name": "churn", "path": "churn.csv"})
     from_pq, pq_records, pq_folder = build(tmp_path, {**common, "name": "churn_pq", "path": "churn.parquet"})
-    np.testing.assert_array_equal(from_csv, frame[["age", "spend"]].to_numpy(np.float32))
-    assert csv_records["sample_id"].tolist() == [7, 3, 11, 5]
-    assert csv_records["source"].tolist() == ["train", "train", "test", "train"]
+    in_id_order = frame.sort_values("customer")
+    np.testing.assert_array_equal(from_csv, in_id_order[["age", "spend"]].to_numpy(np.float32))
+    assert csv_records["sample_id"].tolist() == [3, 5, 7, 11]
+    assert csv_records["source"].tolist() == ["train", "train", "train", "test"]
     for file in ("features.npy", "records.csv"):
         assert (csv_folder / file).read_bytes() == (pq_folder / file).read_bytes()
 
@@ -232,7 +235,7 @@ def test_csv_and_parquet_give_the_same_canonical_table(tmp_path, frame):
     (lambda f: f.drop(columns="churned"), r"no column\(s\) \['churned'\]"),
     (lambda f: f.assign(age=["a", "b", "c", "d"]), r"\['age'\] are not"),
     (lambda f: f.assign(spend=[1.0, np.nan, 2.0, 3.0]), r"missing or infinite values in \['spend'\]"),
-    (lambda f: f.assign(customer=[1, 1, 2, 3]), r"sample_id values are not unique \(e.g. \[1\]\)"),
+    (lambda f: f.assign(customer=[1, 1, 2, 3]), r"bad.csv: column 'customer' has 1 duplicate id\(s\), e.g. \[1\]"),
     (lambda f: f.assign(churned=[0.5, 1.0, 0.0, 1.0]), "labels .* must be integers"),
     (lambda f: f.assign(split=["train", "dev", "test", "train"]), r"source must be .*\['dev'\]"),
 ])
@@ -252,25 +255,27 @@ def test_digits_as_a_table_matches_digits_as_images(tmp_path):
     np.testing.assert_allclose(table, images.reshape(1797, 64) / 255.0, atol=0.5 / 16)
 
 
-def test_a_table_loads_as_features_with_its_normalization(tmp_path, frame):
+def test_a_table_loads_as_features_with_its_normalization(tmp_path):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"customer": rng.permutation(400) * 3, "churned": rng.integers(0, 2, 400),
+                          "age": rng.normal(40, 10, 400), "spend": rng.normal(10, 2, 400)})
     frame.to_csv(tmp_path / "churn.csv", index=False)
     section = {"kind": "table", "name": "churn", "path": "churn.csv", "sample_id_column": "customer",
-               "label_column": "churned", "source_column": "split",
-               "normalize": {"mean": [40.0, 10.0], "std": [10.0, 2.0]}}
+               "label_column": "churned", "normalize": {"mean": [40.0, 10.0], "std": [10.0, 2.0]}}
     materialize(dataset_params(section), tmp_path / "data", tmp_path)
-    params = DataParams.model_validate({"dataset": section, "train_size": 1, "val_size": 1, "test_size": 1,
-                                        "shadow_pool_size": 1})
+    params = DataParams.model_validate({"dataset": section, "train_size": 100, "val_size": 100, "test_size": 100,
+                                        "shadow_pool_size": 100})
     bundle = load_bundle(params, root=tmp_path / "data")
     assert bundle.input_shape == (2,)
     everything = torch.cat([bundle.train.x, bundle.val.x, bundle.test.x, bundle.shadow_pool.x])
     ids = torch.cat([bundle.train.ids, bundle.val.ids, bundle.test.ids, bundle.shadow_pool.ids])
     expected = (frame.set_index("customer").loc[ids.tolist(), ["age", "spend"]].to_numpy() - [40, 10]) / [10, 2]
-    np.testing.assert_allclose(everything.numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(everything.numpy(), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_a_normalization_of_the_wrong_width_is_refused(tmp_path, digits_root):
-    params = DataParams.model_validate({"dataset": {"kind": "digits", "normalize": {"mean": [0.1, 0.2],
-                                                                                   "std": [1.0, 1.0]}}})
+    params = DataParams.model_validate({**DIGITS_SIZES, "dataset": {"kind": "digits", "normalize": {
+        "mean": [0.1, 0.2], "std": [1.0, 1.0]}}})
     with pytest.raises(ValueError, match="normalize has 2 values; this dataset needs 1 or 1"):
         load_bundle(params, root=digits_root)
 

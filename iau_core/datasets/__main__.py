@@ -12,7 +12,15 @@ import sys
 from pathlib import Path
 
 from iau_core.config import ParamsError, load_params, parse_overrides
-from iau_core.sources import CanonicalDataError, DatasetSourceMissing, materialize, read_canonical
+from iau_core.data import roles_after_forgetting
+from iau_core.sources import (
+    CanonicalDataError,
+    DatasetSourceMissing,
+    forgotten_ids,
+    materialize,
+    read_canonical,
+    read_forgotten,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,13 +36,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     project = Path(args.params).resolve().parent
     try:
-        folder = materialize(params.data.dataset, project / params.data.root, project)
+        forget = forgotten_ids(project, params.data.dataset.name)  # every rebuild applies forgotten.csv
+        folder = materialize(params.data.dataset, project / params.data.root, project, forget=forget)
+        features, records = read_canonical(folder.parent, folder.name)
     except (DatasetSourceMissing, CanonicalDataError) as exc:  # the message says what is missing or wrong
         print(exc, file=sys.stderr)
         return 1
-    features, records = read_canonical(folder.parent, folder.name)
+    try:  # the roles params.yaml asks for, drawn now: said here, not first in a flow (which refuses them)
+        roles_after_forgetting(records, read_forgotten(folder.parent, folder.name), params.data)
+    except ValueError as exc:
+        print(f"warning: {exc}", file=sys.stderr)
     counts = records["source"].value_counts().to_dict()
-    print(f"{folder}: {len(records)} records {counts}, {records['label'].nunique()} classes, inputs "
+    print(f"{folder}: {len(records)} records {counts}, {len(forget)} forgotten, {records['label'].nunique()} "
+          f"classes, inputs "
           f"{features.shape[1:]} {features.dtype}\nversion it: dvc add {params.data.root} && git add "
           f"{params.data.root}.dvc && git commit -m 'data: {folder.name}'")
     return 0
