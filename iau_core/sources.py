@@ -49,13 +49,14 @@ __all__ = ["CanonicalDataError", "DatasetSourceMissing", "SHIPPED", "drop_record
 
 
 def materialize(dataset: DatasetSection | str, root: str | Path, base_dir: str | Path = ".",
-                forget: Iterable[int] = ()) -> Path:
+                forget: Iterable[int] = (), min_records: int = 0) -> Path:
     """Write a dataset (its config section, or a kind name with every default) in canonical form under
     ``root/<its name>`` and return that folder. Relative paths in the section are taken from ``base_dir``.
 
     Records are sorted by sample_id, so the output (and the roles drawn from it) never depends on the order of the
     rows in the team's files. ``forget``: ids listed in forgotten.csv for this dataset; they are left out and
     tombstoned exactly as a deletion leaves them (same bytes, same version), so a rebuild never brings them back.
+    ``min_records``: fewer records (forgotten ones included) are refused before anything is written.
 
     Files are written under temporary names and renamed into place (the tombstones first), so an interruption
     never leaves a half-written dataset that looks complete.
@@ -73,6 +74,9 @@ def materialize(dataset: DatasetSection | str, root: str | Path, base_dir: str |
     problems = canonical_problems(features, records)
     if problems:
         raise CanonicalDataError(f"{dataset.kind} read from its files: " + "; ".join(problems))
+    if len(records) < min_records:  # refused before anything is written
+        raise CanonicalDataError(f"{dataset.kind} {dataset.name!r}: {len(records)} records, fewer than the "
+                                 f"{min_records} its roles need at the least")
     extras = {name: frame.sort_values("sample_id", kind="stable").reset_index(drop=True)
               if "sample_id" in frame else frame for name, frame in raw.extras.items()}
     gone = records["sample_id"].isin(np.asarray(list(forget), dtype=np.int64)).to_numpy()

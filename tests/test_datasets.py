@@ -302,3 +302,110 @@ def test_the_materialize_command(tmp_path, capsys):
     assert "download: true" in capsys.readouterr().err
     assert main(["--params", str(tmp_path / "params.yaml"), "--set", "data.dataset=imagenet"]) == 2
     assert "data.dataset" in capsys.readouterr().err
+
+
+# --- A team's table as it really comes: each problem refused in one line naming the file and the column ----------
+
+def patients(rows: int = 420, labels=(0, 1)) -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    return pd.DataFrame({"patient_id": rng.permutation(rows) * 5 + 1000, "diagnosis": rng.choice(labels, rows),
+                         "size": rng.normal(800, 300, rows), "smooth": rng.normal(0.1, 0.01, rows)})
+
+
+def write_bad(path, kind: str) -> dict:
+    """The bad table `kind` at path; returns the data section's changes it needs (sizes)."""
+    if kind == "labels 1 and 2":
+        patients(labels=(1, 2)).to_parquet(path, index=False)
+    elif kind in ("10 rows", "10 rows, roles 4/2/2/2"):
+        patients(10).to_parquet(path, index=False)
+        if kind.endswith("4/2/2/2"):
+            return {"train_size": 4, "val_size": 2, "test_size": 2, "shadow_pool_size": 2}
+    elif kind == "0 bytes":
+        path.write_bytes(b"")
+    elif kind == "header only":
+        patients().head(0).to_parquet(path, index=False)
+    elif kind == "duplicate ids":
+        patients().assign(patient_id=lambda f: f["patient_id"].where(f.index != 5, f["patient_id"][0])) \
+            .to_parquet(path, index=False)
+    elif kind == "a budget under one record":
+        patients().to_parquet(path, index=False)
+        return {"val_drop_budget": 0.5}
+    return {}
+
+
+BAD_TABLES = {
+    "labels 1 and 2": (1, r"patients.parquet: column 'diagnosis' has labels \[1, 2\]; labels must be 0..K-1"),
+    "10 rows": (1, r"'patients': 10 records, fewer than the 400 its roles need"),
+    "10 rows, roles 4/2/2/2": (2, r"train_size is 4, val_size is 2, test_size is 2, shadow_pool_size is 2: every "
+                                  "role needs at least 100 records"),
+    "0 bytes": (1, r"patients.parquet: the file is empty \(0 bytes\)"),
+    "header only": (1, r"patients.parquet: no rows \(columns \['patient_id', 'diagnosis', 'size', 'smooth'\]"),
+    "duplicate ids": (1, r"patients.parquet: column 'patient_id' has 1 duplicate id\(s\), e.g. \[\d+\]"),
+    "a budget under one record": (2, r"val_drop_budget 0.5 points of data.val_size 100 is less than one"),
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_TABLES))
+def test_each_bad_table_is_refused_in_one_line(tmp_path, capsys, kind):
+    """The tables issue 16 found accepted (or refused with a traceback), through `python -m iau_core.datasets`."""
+    from iau_core.datasets.__main__ import main
+
+    changes = write_bad(tmp_path / "patients.parquet", kind)
+    budget = changes.pop("val_drop_budget", None)
+    sizes = {"train_size": 120, "val_size": 100, "test_size": 100, "shadow_pool_size": 100, **changes}
+    params = {"data": {"dataset": {"kind": "table", "name": "patients", "path": "patients.parquet",
+                                   "sample_id_column": "patient_id", "label_column": "diagnosis"}, **sizes},
+              "model": {"name": "mlp"}}
+    if budget is not None:
+        params["unlearning"] = {"eta_rule": {"val_drop_budget": budget}}
+    (tmp_path / "params.yaml").write_text(__import__("yaml").safe_dump(params))
+    code, message = BAD_TABLES[kind]
+    assert main(["--params", str(tmp_path / "params.yaml")]) == code
+    err = capsys.readouterr().err
+    problems = [line for line in err.strip().splitlines() if line != "invalid params:"]  # params' own heading
+    assert len(problems) == 1, err
+    assert __import__("re").search(message, err), err
+    assert not (tmp_path / "data" / "patients").exists()  # nothing written for a refused table
+
+
+def test_records_and_roles_do_not_depend_on_row_order(tmp_path):
+    """The same table shuffled twice: byte-identical canonical files and the same roles fingerprint; a new row
+    changes the fingerprint (so a batch refuses a model trained with the old roles)."""
+    table = patients(500)
+    sizes = {"train_size": 200, "val_size": 100, "test_size": 100, "shadow_pool_size": 100}
+    section = {"kind": "table", "name": "patients", "path": "patients.csv", "sample_id_column": "patient_id",
+               "label_column": "diagnosis"}
+    fingerprints, digests = [], []
+    for seed, frame in enumerate([table, table.sample(frac=1.0, random_state=9), table.iloc[::-1]]):
+        frame.to_csv(tmp_path / "patients.csv", index=False)
+        root = tmp_path / f"data{seed}"
+        folder = materialize(dataset_params(section), root, tmp_path)
+        digests.append({f: (folder / f).read_bytes() for f in ("features.npy", "records.csv")})
+        fingerprints.append(load_bundle(DataParams.model_validate({"dataset": section, **sizes}), root)
+                            .roles_fingerprint)
+    assert digests[0] == digests[1] == digests[2] and len(set(fingerprints)) == 1
+    pd.concat([table, patients(1).assign(patient_id=7)]).to_csv(tmp_path / "patients.csv", index=False)
+    materialize(dataset_params(section), tmp_path / "more", tmp_path)
+    appended = load_bundle(DataParams.model_validate({"dataset": section, **sizes}), tmp_path / "more")
+    assert appended.roles_fingerprint != fingerprints[0]
+
+
+def test_auto_normalization_comes_from_the_shadow_pool_and_survives_forgetting(tmp_path):
+    from iau_core.sources import drop_records
+
+    patients(500).to_csv(tmp_path / "patients.csv", index=False)
+    section = {"kind": "table", "name": "patients", "path": "patients.csv", "sample_id_column": "patient_id",
+               "label_column": "diagnosis"}
+    params = DataParams.model_validate({"dataset": section, "train_size": 200, "val_size": 100, "test_size": 100,
+                                        "shadow_pool_size": 100})
+    assert params.dataset.normalize == "auto"  # the tables' default
+    materialize(params.dataset, tmp_path / "data", tmp_path)
+    before = load_bundle(params, tmp_path / "data")
+    shadow = before.shadow_pool.x.double()
+    np.testing.assert_allclose(shadow.mean(0).numpy(), 0.0, atol=1e-5)
+    np.testing.assert_allclose(shadow.std(0).numpy(), 1.0, atol=1e-5)
+    assert abs(before.normalization.mean[0] - 800) < 100  # the raw feature's scale, read from the shadow pool
+    drop_records(tmp_path / "data", "patients", before.train.ids[:20].tolist())
+    after = load_bundle(params, tmp_path / "data")
+    assert after.normalization == before.normalization and after.roles_fingerprint == before.roles_fingerprint
+    torch.testing.assert_close(after.train.x, before.train.x[20:])

@@ -167,14 +167,15 @@ class DataParams(Section):
     test_size: int = Field(2000, gt=0, description="utility (test_acc) and MIA non-members")
     shadow_pool_size: int = Field(16000, gt=0, description="attacker-only data, disjoint from D, val, test")
 
-    @field_validator("train_size", "val_size", "test_size", "shadow_pool_size")
-    @classmethod
-    def _enough_records_per_role(cls, size: int, info) -> int:
-        if size < MIN_ROLE_SIZE:
-            raise ValueError(f"{info.field_name} is {size}: every role needs at least {MIN_ROLE_SIZE} records "
-                             "(below that a 1-point validation budget is less than one record and accuracies and "
-                             "attack AUCs are read on a handful of records)")
-        return size
+    @model_validator(mode="after")
+    def _enough_records_per_role(self) -> DataParams:
+        small = {k: getattr(self, k) for k in ("train_size", "val_size", "test_size", "shadow_pool_size")
+                 if getattr(self, k) < MIN_ROLE_SIZE}
+        if small:
+            raise ValueError(", ".join(f"{k} is {v}" for k, v in small.items()) + f": every role needs at least "
+                             f"{MIN_ROLE_SIZE} records (below that a 1-point validation budget is less than one "
+                             "record, and accuracies and attack AUCs are read on a handful of records)")
+        return self
 
     @field_validator("dataset", mode="before")
     @classmethod

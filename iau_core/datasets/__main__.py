@@ -2,7 +2,10 @@
 
     python -m iau_core.datasets [--params params.yaml] [--set data.dataset.kind=cifar10 ...]
 
-Then version it: `dvc add data` and commit data.dvc (docs/datasets.md, "Bring your own data"). Needs no orchestration.
+Records are stored in sample_id order; the ids the project's forgotten.csv lists for the dataset are left out
+(tombstoned), so a rebuild never brings a forgotten record back. A dataset under 400 records (100 per role) is
+refused. Then version it: `dvc add data` and commit data.dvc (docs/datasets.md, "Bring your own data"). Needs no
+orchestration.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import sys
 from pathlib import Path
 
 from iau_core.config import ParamsError, load_params, parse_overrides
+from iau_core.config.data import MIN_ROLE_SIZE
 from iau_core.data import roles_after_forgetting
 from iau_core.sources import (
     CanonicalDataError,
@@ -37,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     project = Path(args.params).resolve().parent
     try:
         forget = forgotten_ids(project, params.data.dataset.name)  # every rebuild applies forgotten.csv
-        folder = materialize(params.data.dataset, project / params.data.root, project, forget=forget)
+        folder = materialize(params.data.dataset, project / params.data.root, project, forget=forget,
+                             min_records=4 * MIN_ROLE_SIZE)  # D, validation, test, shadow pool
         features, records = read_canonical(folder.parent, folder.name)
     except (DatasetSourceMissing, CanonicalDataError) as exc:  # the message says what is missing or wrong
         print(exc, file=sys.stderr)
