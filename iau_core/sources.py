@@ -213,6 +213,13 @@ def drop_records(root: str | Path, name: str, sample_ids: Iterable[int]) -> Path
     keep = ~aligned["sample_id"].isin(tombstones["sample_id"]).to_numpy()
     if not keep.all():
         write_atomically(array, lambda h: np.save(h, np.ascontiguousarray(images[keep]), allow_pickle=False))
+    for extra in sorted(folder.glob("*.csv")):  # e.g. an image folder's files.csv: a file name may be personal
+        if extra.name in (RECORDS_FILE, FORGOTTEN_FILE):
+            continue
+        frame = pd.read_csv(extra, keep_default_na=False)
+        if "sample_id" in frame and frame["sample_id"].isin(tombstones["sample_id"]).any():
+            rest = frame[~frame["sample_id"].isin(tombstones["sample_id"])]
+            write_atomically(extra, lambda h, rest=rest: rest.to_csv(h, index=False, lineterminator="\n"))
     remaining = records[~gone]
     write_atomically(folder / RECORDS_FILE, lambda h: remaining.to_csv(h, index=False, lineterminator="\n"))
     return folder

@@ -409,3 +409,22 @@ def test_auto_normalization_comes_from_the_shadow_pool_and_survives_forgetting(t
     after = load_bundle(params, tmp_path / "data")
     assert after.normalization == before.normalization and after.roles_fingerprint == before.roles_fingerprint
     torch.testing.assert_close(after.train.x, before.train.x[20:])
+
+
+def test_an_image_folder_rebuilt_with_its_forgotten_ids_is_the_forgotten_version(tmp_path, image_folder):
+    """Rebuilds apply forgotten.csv for every kind: an image folder forgotten by a deletion and the same folder
+    rebuilt from its files with the same ids left out are byte for byte one version (files.csv included: a
+    file's name may say whom it shows)."""
+    from iau_core.sources import drop_records
+
+    section = dataset_params({"kind": "image_folder", "name": "photos", "path": "photos", "image_size": 8})
+    deleted = materialize(section, tmp_path / "deleted", tmp_path)
+    ids = pd.read_csv(deleted / "records.csv")["sample_id"].tolist()[1:3]
+    drop_records(tmp_path / "deleted", "photos", ids)
+    rebuilt = materialize(section, tmp_path / "rebuilt", tmp_path, forget=ids)
+    files = sorted(p.name for p in deleted.iterdir())
+    assert files == sorted(p.name for p in rebuilt.iterdir()) == ["files.csv", "forgotten.csv", "images.npy",
+                                                                  "records.csv"]
+    assert all((deleted / f).read_bytes() == (rebuilt / f).read_bytes() for f in files)
+    assert not set(pd.read_csv(rebuilt / "files.csv")["sample_id"]) & set(ids)
+    assert len(np.load(rebuilt / "images.npy")) == 3
