@@ -140,6 +140,16 @@ def test_a_shuffled_table_is_stored_in_id_order_and_standardized_by_the_shadow_p
     # ...and D only roughly (features from 0.001 to 4,000 before)
     assert float(bundle.train.x.abs().max()) < 20
     assert champion(project).tags["roles_fingerprint"] == bundle.roles_fingerprint
+    # the statistics are recorded with the champion: what its inputs must be standardized by when served
+    import json
+
+    from mlflow import MlflowClient
+    from mlflow.artifacts import download_artifacts
+
+    run_id = champion(project).run_id
+    stats = json.loads(open(download_artifacts(run_id=run_id, artifact_path="normalization.json")).read())
+    np.testing.assert_allclose(stats["mean"], bundle.normalization.mean)
+    assert MlflowClient().get_run(run_id).data.params["data.dataset.normalize"] == "auto"
 
 
 def test_the_table_forgets_survives_a_rebuild_and_keeps_every_role(project):
