@@ -51,7 +51,7 @@ class DataBundle:
     shadow_pool: Split
     num_classes: int
     input_shape: tuple[int, ...]  # one record's: (C, H, W) for images, (F,) for tables; models are built from it
-    roles_fingerprint: str = ""  # sha256 of which id plays which role, forgotten records included (roles_fingerprint)
+    roles_fingerprint: str = ""  # sha256 of which id plays which role, forgotten records included
     normalization: Normalization | None = None  # what was applied: the fixed numbers, or auto's statistics
 
 
