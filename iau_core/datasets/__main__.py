@@ -17,6 +17,7 @@ from pathlib import Path
 from iau_core.config import ParamsError, load_params, parse_overrides
 from iau_core.config.data import MIN_ROLE_SIZE
 from iau_core.data import roles_after_forgetting
+from iau_core.runtime import prepare_process
 from iau_core.sources import (
     CanonicalDataError,
     DatasetSourceMissing,
@@ -38,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     except ParamsError as exc:
         print(exc, file=sys.stderr)
         return 2
+    prepare_process(params.threads)  # decoding and writing the arrays run torch/numpy threads
     project = Path(args.params).resolve().parent
     try:
         forget = forgotten_ids(project, params.data.dataset.name)  # every rebuild applies forgotten.csv
