@@ -51,8 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:  # the roles params.yaml asks for, drawn now: said here, not first in a flow (which refuses them)
         roles_after_forgetting(records, read_forgotten(folder.parent, folder.name), params.data)
-    except ValueError as exc:
-        print(f"warning: {exc}", file=sys.stderr)
+    except ValueError as exc:  # the data is fine; params.yaml must change before a flow runs on it
+        print(f"note: the roles in params.yaml do not fit it yet: {exc}")
     counts = records["source"].value_counts().to_dict()
     print(f"{folder}: {len(records)} records {counts}, {len(forget)} forgotten, {records['label'].nunique()} "
           f"classes, inputs "
