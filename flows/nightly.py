@@ -2,7 +2,8 @@
 the data too, and audited. Run by `iau nightly`, by `unlearn(selection="requests")` and by the deployment
 unlearn/nightly (prefect.yaml, 02:00).
 
-    lock -> claim the pending requests (or resume the batch a killed run left) -> data check -> champion
+    lock -> claim the pending requests (or resume the batch a killed run left) -> data check
+      -> preconditions (data layout, the ids in D, the DVC remote, the champion's roles) -> champion
       -> IAU from the champion (retrain on D_r instead when a request is high tier or drift limits are reached)
       -> gate (failed: escalate, retrain, gate again) -> register the version
       -> forget the records in the DVC data -> champion alias -> audit -> requests done -> D's gradient cached
@@ -37,7 +38,7 @@ from iau_core.unlearning import MethodResult
 from ledger import Ledger, ledger_url
 from stores import registry, tracking
 from stores.champion import Champion, load_champion, store_summed_gradient
-from stores.data import forget_records, recorded_version
+from stores.data import forget_records, forgetting_problems, recorded_version
 from stores.project import RunContext, project_root
 from stores.reconcile import RegistryDiverged, reconcile
 from tasks.data import ensure_data_task
@@ -49,6 +50,10 @@ FAULT_ENV = "IAU_FAULT_KILL_AFTER"  # crash tests: SIGKILL this process right af
 
 class GateFailed(RuntimeError):
     """Even the model retrained on the retained data failed the gate: nothing promoted, requests back to pending."""
+
+
+class PreconditionFailed(RuntimeError):
+    """Forgetting could not finish (data layout, ids, remote, roles): nothing unlearned, requests pending."""
 
 
 class TrackingUnavailable(RuntimeError):
@@ -97,6 +102,8 @@ def run_batch(ctx: RunContext, ledger: Ledger, batch, deployed: registry.Version
     if own is None:  # nothing irreversible yet: unlearn, gate and register
         with steps("data"):
             ensure_data_task(str(ctx.repo_root))
+        with steps("preconditions"):  # everything forgetting needs, before anything irreversible
+            check_preconditions(ctx, deployed, ids)
         with steps("champion"):
             champion = load_champion(ctx, deployed)
         candidate, gates = unlearn_and_gate(ctx, ledger, batch, champion, ids, run_id, steps)
@@ -106,7 +113,8 @@ def run_batch(ctx: RunContext, ledger: Ledger, batch, deployed: registry.Version
             own = registry.register(ctx.params.tracking.deployed_model, run_id, {
                 "batch_id": batch.id, "method": candidate.method, "parent_version": deployed.version,
                 "parent_data_version": ctx.data_version, "reference_attack_run": champion.attack_run_id,
-                "forget_set_sha256": forget_set_sha256(np.asarray(ids)), "requests": len(ids)},
+                "forget_set_sha256": forget_set_sha256(np.asarray(ids)), "requests": len(ids),
+                "roles_fingerprint": ctx.bundle().roles_fingerprint},
                 f"{candidate.method}: nightly batch {batch.id} forgets {len(ids)} request(s) from version "
                 f"{deployed.version} (data version {ctx.data_version}); run {run_id}")
     else:  # a rerun after registration: the gates were recorded with the version
@@ -137,6 +145,28 @@ def run_batch(ctx: RunContext, ledger: Ledger, batch, deployed: registry.Version
     get_run_logger().info("batch %d: %s promoted (%s), data version %s", batch.id, own.uri, method, new_data)
     return {"status": "promoted", "batch_id": batch.id, "model_version": own.uri, "method": method,
             "data_version": new_data, "requests": len(ids), "mlflow_run_id": run_id, "gates": gates}
+
+
+def check_preconditions(ctx: RunContext, deployed: registry.Version, ids: list[int]) -> None:
+    """Refuse the batch, naming every cause, unless the data can forget these ids and the champion was trained
+    with the roles this data version has. Raised before unlearning, so the requests go back to pending."""
+    name = ctx.params.data.dataset.name
+    problems = forgetting_problems(ctx.repo_root, name, ids)
+    if not problems:
+        bundle = ctx.bundle()
+        outside = sorted(set(ids) - set(bundle.train.ids.tolist()))
+        if outside:
+            problems.append(f"sample ids {outside[:10]} are not in D (the training role) of data version "
+                            f"{ctx.data_version}")
+        trained_with = deployed.tags.get("roles_fingerprint")
+        if trained_with and trained_with != bundle.roles_fingerprint:
+            problems.append(
+                f"data version {ctx.data_version} assigns roles {bundle.roles_fingerprint[:12]} but the champion "
+                f"{deployed.uri} was trained on data version {deployed.tags.get('data_version', '?')} with roles "
+                f"{trained_with[:12]} (rows added, or data sizes or split_seed changed): `iau train` a champion for "
+                "this data first")
+    if problems:
+        raise PreconditionFailed(f"batch refused before unlearning: {'; '.join(problems)}")
 
 
 def new_champion_model(after: RunContext, candidate: MethodResult | None) -> nn.Module:

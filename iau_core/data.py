@@ -6,6 +6,7 @@ test measures utility and supplies MIA non-members; the shadow pool belongs to t
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pandas as pd
 import torch
 
 from iau_core.config import DataParams, Normalization
+from iau_core.config.data import AUTO
 from iau_core.sources import CanonicalDataError, read_canonical, read_forgotten
 
 
@@ -49,18 +51,23 @@ class DataBundle:
     shadow_pool: Split
     num_classes: int
     input_shape: tuple[int, ...]  # one record's: (C, H, W) for images, (F,) for tables; models are built from it
+    roles_fingerprint: str = ""  # sha256 of which id plays which role, forgotten records included
+    normalization: Normalization | None = None  # what was applied: the fixed numbers, or auto's statistics
 
 
 def load_bundle(params: DataParams, root: str | Path | None = None) -> DataBundle:
     """Read the canonical dataset from disk and cut it into disjoint roles, reproducibly from split_seed."""
     root = Path(root or params.root)
     features, records = read_canonical(root, params.dataset.name)
-    x = as_inputs(features, params.dataset.normalize)
+    forgotten = read_forgotten(root, params.dataset.name)
+    train_pos, val_pos, test_pos, shadow_pos = roles_after_forgetting(records, forgotten, params)
+    normalize = params.dataset.normalize
+    if normalize == AUTO:  # the shadow pool: outside D, and never shrunk by a deletion, so never refitted
+        normalize = fitted_normalization(features[shadow_pos])
+    x = as_inputs(features, normalize)
     y = torch.tensor(records["label"].to_numpy(np.int64))
     ids = torch.tensor(records["sample_id"].to_numpy(np.int64))
     everything = Split(x, y, ids)
-    train_pos, val_pos, test_pos, shadow_pos = roles_after_forgetting(
-        records, read_forgotten(root, params.dataset.name), params)
     return DataBundle(
         train=everything.take(train_pos),
         val=everything.take(val_pos),
@@ -68,7 +75,19 @@ def load_bundle(params: DataParams, root: str | Path | None = None) -> DataBundl
         shadow_pool=everything.take(shadow_pos),
         num_classes=int(y.max()) + 1,
         input_shape=tuple(x.shape[1:]),
+        roles_fingerprint=roles_fingerprint(records, forgotten, params),
+        normalization=normalize,
     )
+
+
+def fitted_normalization(features: np.ndarray) -> Normalization:
+    """Mean and std per feature (per channel for images, after scaling to [0, 1]) of the given records. A feature
+    that is constant there gets std 1, so it is centred, never divided by zero."""
+    x = as_inputs(features, None).double()
+    dims = [d for d in range(x.ndim) if d != 1]
+    mean, std = x.mean(dim=dims), x.std(dim=dims)
+    std = torch.where(std > 1e-12, std, torch.ones_like(std))
+    return Normalization(mean=tuple(mean.tolist()), std=tuple(std.tolist()))
 
 
 def as_inputs(features: np.ndarray, normalize: Normalization | None) -> torch.Tensor:
@@ -113,6 +132,20 @@ def assign_roles(source: np.ndarray, params: DataParams) -> tuple[np.ndarray, ..
     return train, val, test, shadow
 
 
+def roles_fingerprint(records: pd.DataFrame, forgotten: pd.DataFrame, params: DataParams) -> str:
+    """sha256 of which record plays which role, drawn over every record the dataset ever held: a deletion leaves
+    it unchanged, re-sorted rows leave it unchanged, and anything that moves a record between roles (new rows,
+    other sizes or split_seed) changes it. Recorded with every model version, so a batch never unlearns a model
+    with roles its data no longer has."""
+    everyone = pd.concat([records[["sample_id", "source"]], forgotten]).sort_values("sample_id")
+    ever_ids = everyone["sample_id"].to_numpy(np.int64)
+    digest = hashlib.sha256()
+    for positions in assign_roles(everyone["source"].to_numpy(), params):
+        digest.update(np.sort(ever_ids[positions]).tobytes())
+        digest.update(b"|")
+    return digest.hexdigest()
+
+
 def roles_after_forgetting(records: pd.DataFrame, forgotten: pd.DataFrame,
                            params: DataParams) -> tuple[np.ndarray, ...]:
     """Positions in ``records`` for (train, val, test, shadow_pool), drawn as if nothing had been forgotten.
@@ -123,16 +156,13 @@ def roles_after_forgetting(records: pd.DataFrame, forgotten: pd.DataFrame,
     shrinks by exactly its forgotten records. With no tombstones this is ``assign_roles`` on the records as they
     are, so data versions from before any deletion (and every model trained on them) keep their roles.
     """
-    if forgotten.empty:
-        return assign_roles(records["source"].to_numpy(), params)
     present = records["sample_id"].to_numpy()
     both = np.intersect1d(present, forgotten["sample_id"].to_numpy())
     if both.size:
         raise CanonicalDataError(f"{params.dataset.name}: records {both[:10].tolist()} are both present and forgotten "
                                  "(a deletion was interrupted): run the deletion again to finish it")
-    if not records["sample_id"].is_monotonic_increasing:
-        raise CanonicalDataError(f"{params.dataset.name}: records are not in sample_id order, so the roles from "
-                                 "before the deletion cannot be recovered")
+    if not records["sample_id"].is_monotonic_increasing:  # read_canonical refuses this; a caller's own frame
+        raise CanonicalDataError(f"{params.dataset.name}: records are not in sample_id order (materialize again)")
     everyone = pd.concat([records[["sample_id", "source"]], forgotten]).sort_values("sample_id")
     ever_ids = everyone["sample_id"].to_numpy()
     roles = assign_roles(everyone["source"].to_numpy(), params)

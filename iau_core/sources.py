@@ -6,7 +6,8 @@ Canonical format, one folder per dataset under the data root (``data/`` in the p
     <root>/<name>/features.npy  float32 array (N, F)                (tables)
     <root>/<name>/records.csv   sample_id,label,source   (row i describes row i of the array)
 
-``sample_id`` is a stable integer per record: a deletion request names it, and it never changes when subsets or
+Records are stored in sample_id order, whatever the order of the source files. ``sample_id`` is a stable
+integer per record: a deletion request names it, and it never changes when subsets or
 roles change. ``source`` is ``train`` or ``test`` (the dataset's own split, when it has one). How each kind
 chooses its ids is in its reader (iau_core.datasets); an image folder also gets ``files.csv`` (sample_id,path).
 
@@ -35,22 +36,30 @@ from iau_core.datasets.base import CanonicalDataError, DatasetSourceMissing, rec
 IMAGES_FILE = "images.npy"
 FEATURES_FILE = "features.npy"
 RECORDS_FILE = "records.csv"
-FORGOTTEN_FILE = "forgotten.csv"
+FORGOTTEN_FILE = "forgotten.csv"  # in the dataset folder: the tombstones (sample_id,source)
+FORGOTTEN_LIST = "forgotten.csv"  # at the project root, git-tracked: every record ever forgotten, and why
+FORGOTTEN_COLUMNS = ["dataset", "sample_id", "note", "forgotten_at"]
 ARRAY_FILES = (IMAGES_FILE, FEATURES_FILE)
 # What the repository's data.dvc holds: a fresh clone rebuilds exactly these when neither the DVC cache nor the
 # remote has them. A team's own dataset comes back with `dvc pull` from its remote.
 SHIPPED = ("fashion_mnist", "digits")
 
-__all__ = ["CanonicalDataError", "DatasetSourceMissing", "SHIPPED", "drop_records", "materialize", "read_canonical",
-           "read_forgotten", "records_frame", "unknown_ids"]
+__all__ = ["CanonicalDataError", "DatasetSourceMissing", "SHIPPED", "drop_records", "forgotten_ids", "materialize",
+           "read_canonical", "read_forgotten", "read_forgotten_list", "records_frame", "unknown_ids"]
 
 
-def materialize(dataset: DatasetSection | str, root: str | Path, base_dir: str | Path = ".") -> Path:
+def materialize(dataset: DatasetSection | str, root: str | Path, base_dir: str | Path = ".",
+                forget: Iterable[int] = (), min_records: int = 0) -> Path:
     """Write a dataset (its config section, or a kind name with every default) in canonical form under
     ``root/<its name>`` and return that folder. Relative paths in the section are taken from ``base_dir``.
 
-    Files are written under temporary names and renamed into place, so an interruption never leaves a
-    half-written dataset that looks complete.
+    Records are sorted by sample_id, so the output (and the roles drawn from it) never depends on the order of the
+    rows in the team's files. ``forget``: ids listed in forgotten.csv for this dataset; they are left out and
+    tombstoned exactly as a deletion leaves them (same bytes, same version), so a rebuild never brings them back.
+    ``min_records``: fewer records (forgotten ones included) are refused before anything is written.
+
+    Files are written under temporary names and renamed into place (the tombstones first), so an interruption
+    never leaves a half-written dataset that looks complete.
     """
     if isinstance(dataset, str):
         try:
@@ -59,19 +68,34 @@ def materialize(dataset: DatasetSection | str, root: str | Path, base_dir: str |
             raise ValueError(f"unknown dataset {dataset!r}: {exc}") from None
     raw = read_raw(dataset, Path(base_dir))
     folder = Path(root) / dataset.name
-    problems = canonical_problems(raw.features, raw.records)
+    order = np.argsort(raw.records["sample_id"].to_numpy(), kind="stable") if "sample_id" in raw.records \
+        else np.arange(len(raw.records))
+    features, records = raw.features[order], raw.records.iloc[order].reset_index(drop=True)
+    problems = canonical_problems(features, records)
     if problems:
         raise CanonicalDataError(f"{dataset.kind} read from its files: " + "; ".join(problems))
+    if len(records) < min_records:  # refused before anything is written
+        raise CanonicalDataError(f"{dataset.kind} {dataset.name!r}: {len(records)} records, fewer than the "
+                                 f"{min_records} its roles need at the least")
+    extras = {name: frame.sort_values("sample_id", kind="stable").reset_index(drop=True)
+              if "sample_id" in frame else frame for name, frame in raw.extras.items()}
+    gone = records["sample_id"].isin(np.asarray(list(forget), dtype=np.int64)).to_numpy()
+    tombstones = records.loc[gone, ["sample_id", "source"]]
+    features, records = features[~gone], records[~gone]
+    extras = {name: frame[~frame["sample_id"].isin(tombstones["sample_id"])] if "sample_id" in frame else frame
+              for name, frame in extras.items()}
     folder.mkdir(parents=True, exist_ok=True)
-    array_file = IMAGES_FILE if raw.features.ndim == 4 else FEATURES_FILE
+    array_file = IMAGES_FILE if features.ndim == 4 else FEATURES_FILE
     stale = [folder / f for f in ARRAY_FILES if f != array_file]
-    tables = {RECORDS_FILE: raw.records, **raw.extras}
-    tmp = {name: folder / f".{name}.tmp" for name in (array_file, *tables)}
+    tables = {**({FORGOTTEN_FILE: tombstones} if len(tombstones) else {}), RECORDS_FILE: records, **extras}
+    if not len(tombstones):
+        stale.append(folder / FORGOTTEN_FILE)  # a rebuild with nothing forgotten keeps no old tombstones
+    tmp = {name: folder / f".{name}.tmp" for name in (*tables, array_file)}
     with open(tmp[array_file], "wb") as handle:
-        np.save(handle, np.ascontiguousarray(raw.features), allow_pickle=False)
+        np.save(handle, np.ascontiguousarray(features), allow_pickle=False)
     for name, frame in tables.items():
         frame.to_csv(tmp[name], index=False, lineterminator="\n")
-    for name, path in tmp.items():
+    for name, path in tmp.items():  # tombstones first: an interrupted rebuild reads as an interrupted deletion
         os.replace(path, folder / name)
     for path in stale:  # a kind that changed from image to table must not leave two arrays behind
         path.unlink(missing_ok=True)
@@ -96,6 +120,9 @@ def canonical_problems(features: np.ndarray, records: pd.DataFrame) -> list[str]
         problems.append(f"source must be 'train' or 'test', got {sorted(set(records['source']) - {'train', 'test'})}")
     elif (records["label"] < 0).any():
         problems.append("labels must be non-negative class indices")
+    elif not records["sample_id"].is_monotonic_increasing:
+        problems.append("records are not in sample_id order (materialized by an older version: run `python -m "
+                        "iau_core.datasets`, then `dvc add data`)")
     return problems
 
 
@@ -135,6 +162,25 @@ def read_forgotten(root: str | Path, name: str) -> pd.DataFrame:
     return tombstones
 
 
+def read_forgotten_list(project: str | Path) -> pd.DataFrame:
+    """Every record ever forgotten, from the project's git-tracked forgotten.csv (dataset, sample_id, note,
+    forgotten_at); empty when none was."""
+    path = Path(project) / FORGOTTEN_LIST
+    if not path.is_file():
+        return pd.DataFrame({c: pd.Series(dtype="int64" if c == "sample_id" else str) for c in FORGOTTEN_COLUMNS})
+    listed = pd.read_csv(path, dtype={"dataset": str, "sample_id": "int64", "note": str, "forgotten_at": str},
+                         keep_default_na=False)
+    if list(listed.columns) != FORGOTTEN_COLUMNS:
+        raise CanonicalDataError(f"{path}: columns must be {','.join(FORGOTTEN_COLUMNS)}, got {list(listed.columns)}")
+    return listed
+
+
+def forgotten_ids(project: str | Path, name: str) -> np.ndarray:
+    """The ids of dataset ``name`` that the project's forgotten.csv lists: what every rebuild leaves out."""
+    listed = read_forgotten_list(project)
+    return listed.loc[listed["dataset"] == name, "sample_id"].to_numpy(np.int64)
+
+
 def drop_records(root: str | Path, name: str, sample_ids: Iterable[int]) -> Path:
     """Remove records from dataset ``name`` under ``root`` and tombstone them; return the dataset folder.
 
@@ -167,6 +213,13 @@ def drop_records(root: str | Path, name: str, sample_ids: Iterable[int]) -> Path
     keep = ~aligned["sample_id"].isin(tombstones["sample_id"]).to_numpy()
     if not keep.all():
         write_atomically(array, lambda h: np.save(h, np.ascontiguousarray(images[keep]), allow_pickle=False))
+    for extra in sorted(folder.glob("*.csv")):  # e.g. an image folder's files.csv: a file name may be personal
+        if extra.name in (RECORDS_FILE, FORGOTTEN_FILE):
+            continue
+        frame = pd.read_csv(extra, keep_default_na=False)
+        if "sample_id" in frame and frame["sample_id"].isin(tombstones["sample_id"]).any():
+            rest = frame[~frame["sample_id"].isin(tombstones["sample_id"])]
+            write_atomically(extra, lambda h, rest=rest: rest.to_csv(h, index=False, lineterminator="\n"))
     remaining = records[~gone]
     write_atomically(folder / RECORDS_FILE, lambda h: remaining.to_csv(h, index=False, lineterminator="\n"))
     return folder

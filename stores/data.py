@@ -22,16 +22,28 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 from dvc.exceptions import DvcException
 from dvc.repo import Repo
 
-from iau_core.sources import RECORDS_FILE, SHIPPED, drop_records, materialize, unknown_ids, write_atomically
+from iau_core.sources import (
+    FORGOTTEN_COLUMNS,
+    FORGOTTEN_LIST,
+    RECORDS_FILE,
+    SHIPPED,
+    CanonicalDataError,
+    drop_records,
+    forgotten_ids,
+    materialize,
+    read_canonical,
+    read_forgotten_list,
+    unknown_ids,
+    write_atomically,
+)
 
 DVC_FILE = "data.dvc"
-FORGOTTEN_LIST = "forgotten.csv"  # git-tracked, at the repo root: every record ever forgotten, and why
-FORGOTTEN_COLUMNS = ["dataset", "sample_id", "note", "forgotten_at"]
 log = logging.getLogger(__name__)
 
 
@@ -79,13 +91,9 @@ def restore(repo: Repo, repo_root: Path, data_dir: Path) -> None:
             shutil.rmtree(data_dir, ignore_errors=True)  # a failed checkout may leave a partial folder
     log.info("rebuilding data/ from the raw sources of %s", list(SHIPPED))
     staging = Path(tempfile.mkdtemp(prefix=".data-staging-", dir=repo_root))
-    forgotten = read_forgotten_list(repo_root)
     try:
-        for name in SHIPPED:
-            materialize(name, staging, repo_root)
-            ids = forgotten.loc[forgotten["dataset"] == name, "sample_id"]
-            if len(ids):  # a forgotten record never comes back; same drops, same bytes, same version
-                drop_records(staging, name, ids)
+        for name in SHIPPED:  # a forgotten record never comes back; same drops, same bytes, same version
+            materialize(name, staging, repo_root, forget=forgotten_ids(repo_root, name))
         os.replace(staging, data_dir)  # appears whole or not at all
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -119,18 +127,6 @@ def mismatch(data_dir: Path, expected: str, state: str) -> DataVersionMismatch:
 
 # --- forgetting ---------------------------------------------------------------------------------------------------
 
-def read_forgotten_list(repo_root: str | Path) -> pd.DataFrame:
-    """Every record ever forgotten (dataset, sample_id, note, forgotten_at); empty when none was."""
-    path = Path(repo_root) / FORGOTTEN_LIST
-    if not path.is_file():
-        return pd.DataFrame({c: pd.Series(dtype="int64" if c == "sample_id" else str) for c in FORGOTTEN_COLUMNS})
-    listed = pd.read_csv(path, dtype={"dataset": str, "sample_id": "int64", "note": str, "forgotten_at": str},
-                         keep_default_na=False)
-    if list(listed.columns) != FORGOTTEN_COLUMNS:
-        raise ValueError(f"{path}: columns must be {','.join(FORGOTTEN_COLUMNS)}, got {list(listed.columns)}")
-    return listed
-
-
 def forget_records(repo_root: str | Path, dataset: str, sample_ids: Iterable[int], note: str) -> str:
     """Remove records from the versioned data for good; return the new data_version (the md5 in data.dvc).
 
@@ -163,6 +159,50 @@ def forget_records(repo_root: str | Path, dataset: str, sample_ids: Iterable[int
         repo.add(str(data_dir))
         push_to_default_remote(repo, repo_root)
     return recorded_version(repo_root)[0]
+
+
+def forgetting_problems(repo_root: str | Path, dataset: str, sample_ids: Iterable[int]) -> list[str]:
+    """Everything that would stop `forget_records` from finishing, checked before a batch unlearns (a failure
+    after a version is registered would leave the batch stuck): the data's layout, the ids' presence, the
+    default remote. Empty when forgetting can go through."""
+    repo_root = Path(repo_root).resolve()
+    _, data_dir = recorded_version(repo_root)
+    if not (data_dir / dataset / RECORDS_FILE).is_file():
+        return [f"{data_dir / dataset} holds no canonical dataset (data.dataset.name is {dataset!r})"]
+    problems = []
+    try:
+        _, records = read_canonical(data_dir, dataset)
+    except CanonicalDataError as exc:
+        problems.append(str(exc))
+    else:
+        ids = np.unique(np.asarray(list(sample_ids), dtype=np.int64))
+        absent = ids[~np.isin(ids, records["sample_id"].to_numpy())].tolist()
+        if absent:
+            problems.append(f"sample ids {absent[:10]} are not present in {data_dir / dataset} (forgotten already, "
+                            "or never records of it)")
+    if remote := remote_problem(repo_root):
+        problems.append(remote)
+    return problems
+
+
+def remote_problem(repo_root: Path) -> str | None:
+    """Why the default DVC remote could not take the new version, or None (none configured is fine: the version
+    then stays in the cache only, as forget_records warns)."""
+    with Repo(str(repo_root)) as repo:
+        name = repo.config["core"].get("remote")
+        if not name:
+            return None
+        try:
+            odb = repo.cloud.get_remote_odb(name)
+            if odb.fs.protocol != "local":
+                return None if odb.fs.exists(odb.path) else f"DVC remote {name!r}: its path does not exist"
+        except Exception as exc:  # noqa: BLE001 - the message may carry the URL or credentials; the type does not
+            return f"DVC remote {name!r} cannot be reached ({type(exc).__name__})"
+    folder = Path(odb.path)
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        return f"DVC remote {name!r}: {existing} is not a writable folder"
+    return None
 
 
 def append_forgotten(repo_root: Path, listed: pd.DataFrame, dataset: str, ids: list[int], note: str) -> None:

@@ -28,9 +28,11 @@ def train_champion(ctx: RunContext, attack_run_id: str) -> registry.Version:
                                       "best_val_acc": report.best_val_acc, "train_seconds": report.seconds,
                                       "train_size": len(bundle.train)})
         tracking.log_model(run_id, model, bundle.test.x[:2])
+        if bundle.normalization is not None:  # auto's statistics, to standardize what the model is served
+            tracking.log_text(run_id, bundle.normalization.model_dump_json(indent=1), "normalization.json")
         version = registry.register(ctx.params.tracking.deployed_model, run_id, {
             "method": "train", "data_version": ctx.data_version, "reference_attack_run": attack_run_id,
-            "train_size": len(bundle.train)},
+            "train_size": len(bundle.train), "roles_fingerprint": bundle.roles_fingerprint},
             f"train: the GR recipe on all {len(bundle.train)} records of data version {ctx.data_version} "
             f"(run {run_id}); `iau train`")
         registry.promote(version)

@@ -222,3 +222,23 @@ def test_purge_says_what_it_could_not_remove_and_names_no_secret(repo):
     told = report.to_markdown() + json.dumps(report.to_dict())
     assert "'web' is not a local folder" in told and "['local'] are not the default" in told
     assert "s3cr3t" not in told and "operator" not in told
+
+
+def test_the_preconditions_of_forgetting_are_named_before_anything_changes(repo):
+    """What stopped the issue's batch after registering a version, found before a batch unlearns: records not in
+    id order (an older layout), ids the data does not hold, a remote that cannot take the new version."""
+    from stores.data import forgetting_problems
+
+    assert forgetting_problems(repo, "digits", [3, 5]) == []
+    records = repo / "data" / "digits" / "records.csv"
+    lines = records.read_text().splitlines()
+    records.write_text("\n".join([lines[0], lines[2], lines[1], *lines[3:]]) + "\n")  # two rows swapped
+    assert "not in sample_id order" in " ".join(forgetting_problems(repo, "digits", [3]))
+    records.write_text("\n".join(lines) + "\n")
+    assert "[5000]" in " ".join(forgetting_problems(repo, "digits", [3, 5000]))
+    (repo / "blocker").write_text("a file where the remote's folder should be")
+    dvc(repo, "remote", "modify", "local", "url", str(repo / "blocker" / "store"))
+    problems = forgetting_problems(repo, "digits", [3])
+    assert problems == [f"DVC remote 'local': {repo / 'blocker'} is not a writable folder"]
+    assert forgetting_problems(repo, "lost", [3]) == [f"{repo / 'data' / 'lost'} holds no canonical dataset "
+                                                       "(data.dataset.name is 'lost')"]

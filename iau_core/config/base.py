@@ -36,8 +36,11 @@ def describe(exc: ValidationError, prefix: str = "") -> str:
     """pydantic's report as one line per bad key, each naming the key (with `prefix`) and the value given."""
     lines = []
     for err in exc.errors():
-        if err["loc"]:
-            lines.append(f"  {prefix}{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (got {err.get('input')!r})")
+        where = prefix + ".".join(str(p) for p in err["loc"])
+        if err["loc"] and isinstance(err.get("input"), dict):  # a check across a section's keys: the message names
+            lines.append(f"  {where}: {err['msg'].removeprefix('Value error, ')}")  # them; the section is noise
+        elif err["loc"]:
+            lines.append(f"  {where}: {err['msg']} (got {err.get('input')!r})")
         else:  # a check across sections: its message names the keys, the input is the whole file
             lines.append(f"  {err['msg'].removeprefix('Value error, ')}")
     return "invalid params:\n" + "\n".join(lines)

@@ -12,6 +12,10 @@ from iau_core.config.base import ParamsError, Section, describe, kind_shorthand
 Modality = Literal["image", "table"]
 
 FOLDER_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
+# Every role holds at least this many records: accuracy then moves in steps of at most 1 point, so a 1-point
+# validation budget is at least one record, and a test or attack AUC is read on 100+ records, not a handful.
+MIN_ROLE_SIZE = 100
+AUTO = "auto"  # normalize: auto, per-feature statistics of the shadow pool (iau_core.data)
 
 class Normalization(Section):
     """x <- (x - mean) / std after loading (images first scaled to [0, 1]). One value applies to every channel
@@ -35,8 +39,9 @@ class DatasetSection(Section):
 
     modality: ClassVar[Modality] = "image"
     name: str = Field(pattern=FOLDER_NAME, description="folder under data.root; defaults to the kind")
-    normalize: Normalization | None = Field(None, description="fixed (x - mean) / std; none: images in [0, 1], "
-                                            "table features as stored")
+    normalize: Normalization | Literal["auto"] | None = Field(
+        None, description="fixed (x - mean) / std; auto: mean and std per feature (per channel for images) of "
+        "the shadow pool, never of D; none: images in [0, 1], table features as stored")
 
     @model_validator(mode="before")
     @classmethod
@@ -44,6 +49,9 @@ class DatasetSection(Section):
         if isinstance(data, dict) and "name" not in data and isinstance(data.get("kind"), str):
             data = {**data, "name": data["kind"]}
         return data
+
+TABLE_NORMALIZE = ("default auto: each feature standardized by the shadow pool's mean and std (features on "
+                   "scales from 0.001 to 4,000 otherwise leave an MLP at a constant output); fixed numbers or none")
 
 class Downloadable(DatasetSection):
     """A published dataset read from its own files under raw_root; download: true lets torchvision (or the
@@ -88,6 +96,7 @@ class DigitsTableParams(DatasetSection):
 
     modality: ClassVar[Modality] = "table"
     kind: Literal["digits_table"]
+    normalize: Normalization | Literal["auto"] | None = Field(AUTO, description=TABLE_NORMALIZE)
 
 class ImageFolderParams(DatasetSection):
     """One subfolder per class under `path` (class index = sorted folder names, as torchvision's ImageFolder).
@@ -117,6 +126,7 @@ class TableParams(DatasetSection):
 
     modality: ClassVar[Modality] = "table"
     kind: Literal["table"]
+    normalize: Normalization | Literal["auto"] | None = Field(AUTO, description=TABLE_NORMALIZE)
     path: str = Field(description="the .csv or .parquet file (relative to params.yaml)")
     sample_id_column: str = "sample_id"
     label_column: str = "label"
@@ -129,6 +139,7 @@ class Purchase100Params(Downloadable):
 
     modality: ClassVar[Modality] = "table"
     kind: Literal["purchase100"]
+    normalize: Normalization | Literal["auto"] | None = Field(AUTO, description=TABLE_NORMALIZE)
 
 DatasetParams = Annotated[
     MnistParams | CifarParams | SvhnParams | DigitsParams | DigitsTableParams | ImageFolderParams | TableParams
@@ -155,6 +166,16 @@ class DataParams(Section):
     val_size: int = Field(2000, gt=0, description="early stopping only")
     test_size: int = Field(2000, gt=0, description="utility (test_acc) and MIA non-members")
     shadow_pool_size: int = Field(16000, gt=0, description="attacker-only data, disjoint from D, val, test")
+
+    @model_validator(mode="after")
+    def _enough_records_per_role(self) -> DataParams:
+        small = {k: getattr(self, k) for k in ("train_size", "val_size", "test_size", "shadow_pool_size")
+                 if getattr(self, k) < MIN_ROLE_SIZE}
+        if small:
+            raise ValueError(", ".join(f"{k} is {v}" for k, v in small.items()) + f": every role needs at least "
+                             f"{MIN_ROLE_SIZE} records (below that a 1-point validation budget is less than one "
+                             "record, and accuracies and attack AUCs are read on a handful of records)")
+        return self
 
     @field_validator("dataset", mode="before")
     @classmethod

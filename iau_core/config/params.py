@@ -72,7 +72,8 @@ class Params(Section):
     @model_validator(mode="after")
     def _model_and_recipe_fit_the_data(self) -> Params:
         """Checks across sections, each naming both keys: a model reads the dataset's kind of input, image
-        augmentation needs images, and GR's per-record reading needs a model without batch norm."""
+        augmentation needs images, GR's per-record reading needs a model without batch norm, and a validation
+        budget is at least one validation record."""
         dataset, model, training = self.data.dataset, self.model, self.training
         if dataset.modality not in model.inputs:
             raise ValueError(f"model.name {model.name!r} reads {sorted(model.inputs)} inputs but data.dataset "
@@ -84,6 +85,12 @@ class Params(Section):
             raise ValueError(f"training.gr_reading 'per_sample' needs each record's own gradient, which batch "
                              f"norm in training mode does not have; model.name {model.name!r} has batch norm: "
                              "use gr_reading: batch")
+        for key, budget in (("eta_rule", self.unlearning.eta_rule.val_drop_budget),
+                            ("stop_rule", self.unlearning.stop_rule.val_drop_budget)):
+            if 0 < budget * self.data.val_size / 100 < 1:  # a budget no single record can spend means nothing
+                raise ValueError(f"unlearning.{key}.val_drop_budget {budget} points of data.val_size "
+                                 f"{self.data.val_size} is less than one validation record; raise val_size to at "
+                                 f"least {int(-(-100 // budget))} or the budget")
         return self
 
     @property

@@ -17,14 +17,24 @@ PURCHASE100_FEATURES = 600
 
 
 def read_table(params: TableParams, base_dir: Path) -> RawDataset:
-    """Rows keep the table's order; the ids are the table's own, so a deletion request names them as the team
-    knows them."""
+    """The ids are the table's own, so a deletion request names them as the team knows them; the row order does
+    not matter (iau_core.sources stores records sorted by id)."""
     path = base_dir / params.path
     if path.suffix.lower() not in TABLE_READERS:
         raise CanonicalDataError(f"{path}: a table must be .csv or .parquet, got {path.suffix!r}")
     if not path.is_file():
         raise DatasetSourceMissing(f"table {path} not found (data.dataset.path is relative to params.yaml)")
-    table = TABLE_READERS[path.suffix.lower()](path)
+    if path.stat().st_size == 0:
+        raise CanonicalDataError(f"{path}: the file is empty (0 bytes)")
+    try:
+        table = TABLE_READERS[path.suffix.lower()](path)
+    except Exception as exc:  # pandas and pyarrow raise many types; the first line of any says what is wrong
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise CanonicalDataError(f"{path}: not a readable {path.suffix.lstrip('.')} table ({type(exc).__name__}: "
+                                 f"{first})") from None
+    if table.empty:
+        raise CanonicalDataError(f"{path}: no rows (columns {list(table.columns)[:5]}"
+                                 f"{' ...' if table.shape[1] > 5 else ''} but no records)")
     special = [params.sample_id_column, params.label_column] + ([params.source_column] if params.source_column
                                                                  else [])
     features = list(params.feature_columns or [c for c in table.columns if c not in special])
@@ -44,6 +54,16 @@ def read_table(params: TableParams, base_dir: Path) -> RawDataset:
     for column, what in ((params.sample_id_column, "sample ids"), (params.label_column, "labels")):
         if not pd.api.types.is_integer_dtype(table[column]):
             raise CanonicalDataError(f"{path}: {what} ({column!r}) must be integers, got {table[column].dtype}")
+    duplicated = table[params.sample_id_column].duplicated(keep=False)
+    if duplicated.any():
+        dupes = sorted(table.loc[duplicated, params.sample_id_column].unique().tolist())
+        raise CanonicalDataError(f"{path}: column {params.sample_id_column!r} has {len(dupes)} duplicate id(s), e.g. "
+                                 f"{dupes[:5]}; every record needs its own id")
+    labels = np.unique(table[params.label_column].to_numpy())
+    if len(labels) and (labels[0] != 0 or labels[-1] != len(labels) - 1):
+        raise CanonicalDataError(f"{path}: column {params.label_column!r} has labels {labels[:10].tolist()}"
+                                 f"{' ...' if len(labels) > 10 else ''}; labels must be 0..K-1 with every class "
+                                 f"present: map them to 0..{len(labels) - 1} first")
     sources = table[params.source_column].astype(str).to_numpy() if params.source_column \
         else np.full(len(table), "train")
     records = records_frame(table[params.label_column].to_numpy(), sources, table[params.sample_id_column].to_numpy())
