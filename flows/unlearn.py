@@ -22,12 +22,15 @@ from typing import get_args
 import numpy as np
 import pandas as pd
 from prefect import flow, get_run_logger
+from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
+from prefect.task_runners import TaskRunner
 
 from flows.nightly import deletion_batch
+from flows.scale_out import environment_overrides, task_runner
 from iau_core.config import Params, ParamsError, Recipe, Strategy, deep_merge, load_params, parse_overrides
 from iau_core.metrics import readable
-from iau_core.recipe import run_recipe
+from iau_core.recipe import reference_count, run_recipe
 from iau_core.unlearning import MethodResult
 from reporting.tables import manifest, what_attacks_see
 from stores import tracking
@@ -35,8 +38,9 @@ from stores.artifacts import ModelRef
 from stores.project import RunContext, project_root
 from tasks.data import ensure_data_task
 from tasks.evaluation import compare_methods, gradient_norms, measure_attack_strength
+from tasks.references import reference_model
 from tasks.selection import forget_set
-from tasks.training import base_model, reference_attack
+from tasks.training import base_model, reference_attack, reused_reference_attack
 from tasks.unlearning import unlearn_with
 
 REQUESTS = "requests"  # the forget set is the ledger's queue of deletion requests: the nightly batch
@@ -58,15 +62,18 @@ def unlearn(selection: str = "outliers", params_file: str = "params.yaml", overr
     root = project_root()
     params_path = Path(params_file) if Path(params_file).is_absolute() else root / params_file
     changes = {"selection": {"strategy": selection}} | ({"seeds": list(seeds)} if seeds else {})
-    params = load_params(params_path, deep_merge(overrides or {}, changes))
+    params = load_params(params_path, deep_merge(deep_merge(overrides or {}, environment_overrides()), changes))
     data_version = ensure_data_task(str(root))
     ctx = RunContext(params, data_version, tracking.configure(root, params.tracking.experiment), root)
     lineage = {"flow": "unlearn", "selection": selection, "data_version": data_version,
                "git_commit": tracking.git_commit(tracking.REPO_ROOT), "prefect_flow_run_id": str(flow_run.id)}
-    with tracking.run(ctx.experiment_id, f"unlearn-{selection}", lineage) as parent, children(parent) as opened:
+    with (tracking.run(ctx.experiment_id, f"unlearn-{selection}", lineage) as parent, children(parent) as opened,
+          task_runner(params, root) as runner):
         tracking.log_params(parent, tracking.flatten(params))
         tracking.log_data_version(parent, params.data.dataset.name, data_version, "data.dvc")
-        comparison = run_recipe(params, FlowSteps(ctx, parent, opened))
+        steps = FlowSteps(ctx, parent, opened, runner)
+        comparison = run_recipe(params, steps)
+        comparison.results = steps.gather(comparison.results)
         tracking.log_text(parent, manifest(comparison.forget_sets), "forget_set.csv")
         summary, strength = compare_methods(comparison.results, comparison.strengths, parent, selection)
     result = {"parent_run_id": parent, "experiment_id": ctx.experiment_id, "attack_strength": strength,
@@ -79,18 +86,29 @@ def unlearn(selection: str = "outliers", params_file: str = "params.yaml", overr
 class FlowSteps:
     """The recipe's steps (iau_core.recipe.Steps) as Prefect tasks that record to MLflow: base models and the
     attacker's models are trained once and reused by content key, each method gets a nested run under `parent`
-    (left open in `opened` until the comparison has written its gaps and verdicts)."""
+    (left open in `opened` until the comparison has written its gaps and verdicts).
+
+    With a `runner` (execution: dask, flows/scale_out.py) the reference models and each (method, seed) are
+    submitted to it: `unlearn` then returns a future, and `gather` waits for all of them after the loop. The loop
+    and what each task computes are the same; only where and when the tasks run differs."""
 
     ctx: RunContext
     parent: str
     opened: list[str]
+    runner: TaskRunner | None = None  # None: every task here, in the loop's order
     forget_sha256: dict[int, str] = field(default_factory=dict)
 
     def at(self, params: Params) -> RunContext:
         return replace(self.ctx, params=params)
 
     def attacks(self) -> str:
-        return reference_attack(self.ctx)
+        if self.runner is None:
+            return reference_attack(self.ctx)
+        if reused := reused_reference_attack(self.ctx):
+            return reused
+        futures = [self.runner.submit(reference_model, {"ctx": self.ctx, "index": i})
+                   for i in range(reference_count(self.ctx.params))]
+        return reference_attack(self.ctx, [future.result() for future in futures])
 
     def base_model(self, params: Params, recipe: Recipe) -> ModelRef:
         """Trained once and then reused; only the deployed one is registered as a model version (the others are
@@ -116,10 +134,33 @@ class FlowSteps:
     def unlearn(self, method: str, params: Params, base: ModelRef, attacks: str,
                 forget_ids: np.ndarray) -> MethodResult:
         name = method if len(self.ctx.params.seeds) == 1 else f"{method} (seed {params.seed})"
-        result = unlearn_with(method, self.at(params), base, attacks, [int(i) for i in forget_ids],
-                              self.forget_sha256[params.seed], self.parent, name)
+        args = {"method": method, "ctx": self.at(params), "base": base, "attack_run_id": attacks,
+                "forget_ids": [int(i) for i in forget_ids], "forget_sha256": self.forget_sha256[params.seed],
+                "parent_run_id": self.parent, "run_name": name}
+        if self.runner is not None:
+            return self.runner.submit(unlearn_with, args)  # a future: gather() waits for it
+        result = unlearn_with(**args)
         self.opened.append(result.run_id)
         return result
+
+    def gather(self, produced: list[MethodResult | PrefectFuture]) -> list[MethodResult]:
+        """Every method's result in the loop's order, waiting for those submitted to the runner. Each finished
+        run goes into `opened` before a failure is raised, so the flow marks them all."""
+        results, failure = [], None
+        for item in produced:
+            if not isinstance(item, PrefectFuture):
+                results.append(item)
+                continue
+            try:
+                result = item.result()
+            except Exception as exc:  # noqa: BLE001 - the first failure is raised once the others are collected
+                failure = failure or exc
+                continue
+            self.opened.append(result.run_id)
+            results.append(result)
+        if failure is not None:
+            raise failure
+        return results
 
 
 @contextmanager
@@ -149,7 +190,7 @@ def main() -> None:
         overrides = parse_overrides(args.overrides)
         changes = ({"selection": {"strategy": args.selection}} if args.selection != REQUESTS else {}) | \
             ({"seeds": args.seeds} if args.seeds else {})
-        load_params(project_root() / args.params, deep_merge(overrides, changes))
+        load_params(project_root() / args.params, deep_merge(deep_merge(overrides, environment_overrides()), changes))
     except ParamsError as exc:
         parser.exit(2, f"{exc}\n")
     result = unlearn(selection=args.selection, params_file=args.params, overrides=overrides, seeds=args.seeds)
