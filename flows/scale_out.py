@@ -15,14 +15,15 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import get_args
+from typing import TYPE_CHECKING, get_args
 from urllib.parse import urlsplit
-
-from prefect_dask import DaskTaskRunner
 
 from iau_core.config import Params, ParamsError
 from iau_core.runtime import THREADS_ENV, usable_cores
 from stores import tracking
+
+if TYPE_CHECKING:  # imported when used: `execution: local` never loads dask and distributed
+    from prefect_dask import DaskTaskRunner
 
 EXECUTION_ENV = "IAU_EXECUTION"
 ADDRESS_ENV = "IAU_DASK_ADDRESS"
@@ -44,6 +45,8 @@ def environment_overrides() -> dict:
 
 def dask_runner(params: Params, root: Path) -> DaskTaskRunner:
     """The task runner of `execution: dask`: an existing scheduler, else a LocalCluster on loopback."""
+    from prefect_dask import DaskTaskRunner
+
     if params.dask.address:
         on_this_machine = urlsplit(params.dask.address).hostname in LOOPBACK
         if tracking.tracking_uri(root).startswith("sqlite:") and not on_this_machine:
