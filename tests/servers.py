@@ -82,7 +82,9 @@ def mlflow_server(home: Path, backend_store_uri: str) -> Iterator[str]:
     The backend URI travels in the server's environment (MLFLOW_BACKEND_STORE_URI), as a team's password would:
     never on its command line, where `ps` shows it."""
     port = free_port()
-    env = {**os.environ, **QUIET, "MLFLOW_BACKEND_STORE_URI": backend_store_uri}
+    # No job runner: its consumer processes serve MLflow's GenAI jobs, which this pipeline never submits.
+    env = {**os.environ, **QUIET, "MLFLOW_BACKEND_STORE_URI": backend_store_uri,
+           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     env.pop("MLFLOW_TRACKING_URI", None)
     log = home / "mlflow-server.log"
     with open(log, "w") as out:
