@@ -103,7 +103,7 @@ def test_dask_ran_the_tasks_in_the_workers_processes(runs):
 
 
 def test_the_environment_chooses_the_execution(monkeypatch):
-    from flows.scale_out import environment_overrides
+    from flows.unlearn import environment_overrides
 
     monkeypatch.setenv("IAU_EXECUTION", "dask")
     monkeypatch.setenv("IAU_DASK_ADDRESS", "tcp://10.0.0.5:8786")
@@ -116,7 +116,7 @@ def test_the_environment_chooses_the_execution(monkeypatch):
 def test_a_remote_cluster_needs_a_shared_tracking_server(monkeypatch, tmp_path):
     """Workers on other machines cannot write into this machine's SQLite file: refused in one line, before
     any cluster is contacted."""
-    from flows.scale_out import dask_runner
+    from flows.unlearn import dask_runner
     from iau_core.config import parse_params
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")

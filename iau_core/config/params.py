@@ -29,7 +29,7 @@ class TrackingParams(Section):
                                 "nightly batch register here, and the `champion` alias names the deployed version")
 
 class DaskParams(Section):
-    """Where `execution: dask` runs (flows/scale_out.py). IAU_DASK_ADDRESS overrides `address`."""
+    """Where `execution: dask` runs (flows/unlearn.py, task_runner). IAU_DASK_ADDRESS overrides `address`."""
 
     address: str | None = Field(None, description="scheduler address of an existing cluster (tcp://host:8786); "
                                 "null starts a LocalCluster on this machine for the flow's lifetime")
