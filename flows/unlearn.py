@@ -137,7 +137,7 @@ class FlowSteps:
         gradient_norms(self.at(params), bases["deployed"], no_gr, self.parent)
 
     def unlearn(self, method: str, params: Params, base: ModelRef, attacks: str,
-                forget_ids: np.ndarray) -> MethodResult:
+                forget_ids: np.ndarray) -> MethodResult | PrefectFuture:
         name = method if len(self.ctx.params.seeds) == 1 else f"{method} (seed {params.seed})"
         args = {"method": method, "ctx": self.at(params), "base": base, "attack_run_id": attacks,
                 "forget_ids": [int(i) for i in forget_ids], "forget_sha256": self.forget_sha256[params.seed],
