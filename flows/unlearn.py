@@ -32,12 +32,12 @@ from flows.nightly import deletion_batch
 from iau_core.config import Params, ParamsError, Recipe, Strategy, deep_merge, load_params, parse_overrides
 from iau_core.metrics import readable
 from iau_core.recipe import reference_count, run_recipe
-from iau_core.runtime import THREADS_ENV, usable_cores
+from iau_core.runtime import THREADS_ENV, prepare_process, usable_cores
 from iau_core.unlearning import MethodResult
 from reporting.tables import manifest, what_attacks_see
 from stores import tracking
 from stores.artifacts import ModelRef
-from stores.project import RunContext, project_root
+from stores.project import ProjectNotFound, RunContext, project_root
 from tasks.data import ensure_data_task
 from tasks.evaluation import compare_methods, gradient_norms, measure_attack_strength
 from tasks.references import reference_model
@@ -68,6 +68,7 @@ def unlearn(selection: str = "outliers", params_file: str = "params.yaml", overr
     params_path = Path(params_file) if Path(params_file).is_absolute() else root / params_file
     changes = {"selection": {"strategy": selection}} | ({"seeds": list(seeds)} if seeds else {})
     params = load_params(params_path, deep_merge(deep_merge(overrides or {}, environment_overrides()), changes))
+    prepare_process(params.threads)  # here, not in main(): a worker's flow run must take its share too
     data_version = ensure_data_task(str(root))
     ctx = RunContext(params, data_version, tracking.configure(root, params.tracking.experiment), root)
     lineage = {"flow": "unlearn", "selection": selection, "data_version": data_version,
@@ -251,7 +252,7 @@ def main() -> None:
         changes = ({"selection": {"strategy": args.selection}} if args.selection != REQUESTS else {}) | \
             ({"seeds": args.seeds} if args.seeds else {})
         load_params(project_root() / args.params, deep_merge(deep_merge(overrides, environment_overrides()), changes))
-    except ParamsError as exc:
+    except (ParamsError, ProjectNotFound) as exc:
         parser.exit(2, f"{exc}\n")
     result = unlearn(selection=args.selection, params_file=args.params, overrides=overrides, seeds=args.seeds)
     print(json.dumps(result, indent=2, default=str) if args.selection == REQUESTS else report(result))
