@@ -13,21 +13,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import get_args
+from typing import TYPE_CHECKING, get_args
+from urllib.parse import urlsplit
 
 import numpy as np
 import pandas as pd
 from prefect import flow, get_run_logger
+from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
+from prefect.task_runners import TaskRunner
 
 from flows.nightly import deletion_batch
 from iau_core.config import Params, ParamsError, Recipe, Strategy, deep_merge, load_params, parse_overrides
-from iau_core.recipe import run_recipe
-from iau_core.runtime import prepare_process
+from iau_core.recipe import reference_count, run_recipe
+from iau_core.runtime import THREADS_ENV, prepare_process, usable_cores
 from iau_core.unlearning import MethodResult
 from reporting.tables import manifest, what_attacks_see
 from reporting.verdicts import printed
@@ -36,9 +40,13 @@ from stores.artifacts import ModelRef
 from stores.project import ProjectNotFound, RunContext, project_root
 from tasks.data import ensure_data_task
 from tasks.evaluation import compare_methods, gradient_norms, measure_attack_strength
+from tasks.references import reference_model
 from tasks.selection import forget_set
-from tasks.training import base_model, reference_attack
+from tasks.training import base_model, reference_attack, reused_reference_attack
 from tasks.unlearning import unlearn_with
+
+if TYPE_CHECKING:  # imported when used: `execution: local` never loads dask and distributed
+    from prefect_dask import DaskTaskRunner
 
 REQUESTS = "requests"  # the forget set is the ledger's queue of deletion requests: the nightly batch
 SELECTIONS = (*get_args(Strategy), REQUESTS)
@@ -59,16 +67,19 @@ def unlearn(selection: str = "outliers", params_file: str = "params.yaml", overr
     root = project_root()
     params_path = Path(params_file) if Path(params_file).is_absolute() else root / params_file
     changes = {"selection": {"strategy": selection}} | ({"seeds": list(seeds)} if seeds else {})
-    params = load_params(params_path, deep_merge(overrides or {}, changes))
+    params = load_params(params_path, deep_merge(deep_merge(overrides or {}, environment_overrides()), changes))
     prepare_process(params.threads)  # here, not in main(): a worker's flow run must take its share too
     data_version = ensure_data_task(str(root))
     ctx = RunContext(params, data_version, tracking.configure(root, params.tracking.experiment), root)
     lineage = {"flow": "unlearn", "selection": selection, "data_version": data_version,
                "git_commit": tracking.git_commit(tracking.REPO_ROOT), "prefect_flow_run_id": str(flow_run.id)}
-    with tracking.run(ctx.experiment_id, f"unlearn-{selection}", lineage) as parent, children(parent) as opened:
+    with (tracking.run(ctx.experiment_id, f"unlearn-{selection}", lineage) as parent, children(parent) as opened,
+          task_runner(params, root) as runner):
         tracking.log_params(parent, tracking.flatten(params))
         tracking.log_data_version(parent, params.data.dataset.name, data_version, "data.dvc")
-        comparison = run_recipe(params, FlowSteps(ctx, parent, opened))
+        steps = FlowSteps(ctx, parent, opened, runner)
+        comparison = run_recipe(params, steps)
+        comparison.results = steps.gather(comparison.results)
         tracking.log_text(parent, manifest(comparison.forget_sets), "forget_set.csv")
         summary, strength = compare_methods(comparison.results, comparison.strengths, parent, selection,
                                             roles=comparison.role_sizes(params))
@@ -82,18 +93,29 @@ def unlearn(selection: str = "outliers", params_file: str = "params.yaml", overr
 class FlowSteps:
     """The recipe's steps (iau_core.recipe.Steps) as Prefect tasks that record to MLflow: base models and the
     attacker's models are trained once and reused by content key, each method gets a nested run under `parent`
-    (left open in `opened` until the comparison has written its gaps and verdicts)."""
+    (left open in `opened` until the comparison has written its gaps and verdicts).
+
+    With a `runner` (execution: dask, task_runner below) the reference models and each (method, seed) are
+    submitted to it: `unlearn` then returns a future, and `gather` waits for all of them after the loop. The loop
+    and what each task computes are the same; only where and when the tasks run differs."""
 
     ctx: RunContext
     parent: str
     opened: list[str]
+    runner: TaskRunner | None = None  # None: every task here, in the loop's order
     forget_sha256: dict[int, str] = field(default_factory=dict)
 
     def at(self, params: Params) -> RunContext:
         return replace(self.ctx, params=params)
 
     def attacks(self) -> str:
-        return reference_attack(self.ctx)
+        if self.runner is None:
+            return reference_attack(self.ctx)
+        if reused := reused_reference_attack(self.ctx):
+            return reused
+        futures = [self.runner.submit(reference_model, {"ctx": self.ctx, "index": i})
+                   for i in range(reference_count(self.ctx.params))]
+        return reference_attack(self.ctx, [future.result() for future in futures])
 
     def base_model(self, params: Params, recipe: Recipe) -> ModelRef:
         """Trained once and then reused; only the deployed one is registered as a model version (the others are
@@ -117,12 +139,35 @@ class FlowSteps:
         gradient_norms(self.at(params), bases["deployed"], no_gr, self.parent)
 
     def unlearn(self, method: str, params: Params, base: ModelRef, attacks: str,
-                forget_ids: np.ndarray) -> MethodResult:
+                forget_ids: np.ndarray) -> MethodResult | PrefectFuture:
         name = method if len(self.ctx.params.seeds) == 1 else f"{method} (seed {params.seed})"
-        result = unlearn_with(method, self.at(params), base, attacks, [int(i) for i in forget_ids],
-                              self.forget_sha256[params.seed], self.parent, name)
+        args = {"method": method, "ctx": self.at(params), "base": base, "attack_run_id": attacks,
+                "forget_ids": [int(i) for i in forget_ids], "forget_sha256": self.forget_sha256[params.seed],
+                "parent_run_id": self.parent, "run_name": name}
+        if self.runner is not None:
+            return self.runner.submit(unlearn_with, args)  # a future: gather() waits for it
+        result = unlearn_with(**args)
         self.opened.append(result.run_id)
         return result
+
+    def gather(self, produced: list[MethodResult | PrefectFuture]) -> list[MethodResult]:
+        """Every method's result in the loop's order, waiting for those submitted to the runner. Each finished
+        run goes into `opened` before a failure is raised, so the flow marks them all."""
+        results, failure = [], None
+        for item in produced:
+            if not isinstance(item, PrefectFuture):
+                results.append(item)
+                continue
+            try:
+                result = item.result()
+            except Exception as exc:  # noqa: BLE001 - the first failure is raised once the others are collected
+                failure = failure or exc
+                continue
+            self.opened.append(result.run_id)
+            results.append(result)
+        if failure is not None:
+            raise failure
+        return results
 
 
 @contextmanager
@@ -140,6 +185,61 @@ def children(parent: str) -> Iterator[list[str]]:
         tracking.finish(run_id, ok=True)
 
 
+# --- where the tasks run: `execution: local | dask` (docs/scale-out.md) --------------------------------------------
+# local: in the flow's process, one after another, in the recipe loop's order (what `make run` does). dask: the
+# (method, seed) pairs and the reference models are submitted to prefect-dask's DaskTaskRunner, by default on a
+# distributed.LocalCluster started for the flow run (one single-threaded worker process per core, each taking one
+# torch thread), or on the scheduler of an existing cluster (`dask.address`). The environment overrides
+# params.yaml: IAU_EXECUTION=local|dask, IAU_DASK_ADDRESS=tcp://host:8786.
+
+EXECUTION_ENV = "IAU_EXECUTION"
+ADDRESS_ENV = "IAU_DASK_ADDRESS"
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+EXECUTIONS = get_args(Params.model_fields["execution"].annotation)
+
+
+def environment_overrides() -> dict:
+    """params overrides from IAU_EXECUTION and IAU_DASK_ADDRESS, so the run's MLflow params record how it ran."""
+    changes: dict = {}
+    if execution := os.environ.get(EXECUTION_ENV):
+        if execution not in EXECUTIONS:
+            raise ParamsError(f"{EXECUTION_ENV} must be one of {list(EXECUTIONS)}, got {execution!r}")
+        changes["execution"] = execution
+    if address := os.environ.get(ADDRESS_ENV):
+        changes["dask"] = {"address": address}
+    return changes
+
+
+def dask_runner(params: Params, root: Path) -> DaskTaskRunner:
+    """The task runner of `execution: dask`: an existing scheduler, else a LocalCluster on loopback."""
+    from prefect_dask import DaskTaskRunner
+
+    if params.dask.address:
+        on_this_machine = urlsplit(params.dask.address).hostname in LOOPBACK
+        if tracking.tracking_uri(root).startswith("sqlite:") and not on_this_machine:
+            # Workers on other machines cannot write into this machine's SQLite file: they would each make their own.
+            raise ParamsError(f"dask.address {params.dask.address!r} needs MLFLOW_TRACKING_URI set to an MLflow "
+                              "server every worker reaches (docs/scale-out.md); the store here is a local SQLite file")
+        return DaskTaskRunner(address=params.dask.address)
+    workers = usable_cores() if params.dask.workers == "auto" else params.dask.workers
+    # One process per worker with one thread: torch in each takes one core (IAU_THREADS=1), so N workers never
+    # start N x cores compute threads. Loopback only, no dashboard (it would listen on every interface).
+    return DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs={
+        "n_workers": workers, "threads_per_worker": 1, "processes": True, "host": "127.0.0.1",
+        "dashboard_address": None, "env": {THREADS_ENV: "1"}})
+
+
+@contextmanager
+def task_runner(params: Params, root: Path) -> Iterator[DaskTaskRunner | None]:
+    """The started Dask task runner under `execution: dask` (stopped, with a LocalCluster it started, when the
+    block ends); None under `local`: call the tasks directly."""
+    if params.execution == "local":
+        yield None
+        return
+    with dask_runner(params, root) as runner:
+        yield runner
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Run the unlearn flow once, in this process.")
     parser.add_argument("--selection", choices=SELECTIONS, default="outliers")
@@ -152,7 +252,7 @@ def main() -> None:
         overrides = parse_overrides(args.overrides)
         changes = ({"selection": {"strategy": args.selection}} if args.selection != REQUESTS else {}) | \
             ({"seeds": args.seeds} if args.seeds else {})
-        load_params(project_root() / args.params, deep_merge(overrides, changes))
+        load_params(project_root() / args.params, deep_merge(deep_merge(overrides, environment_overrides()), changes))
     except (ParamsError, ProjectNotFound) as exc:
         parser.exit(2, f"{exc}\n")
     result = unlearn(selection=args.selection, params_file=args.params, overrides=overrides, seeds=args.seeds)

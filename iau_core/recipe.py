@@ -60,9 +60,14 @@ def train_original(params: Params, bundle: DataBundle, device: torch.device,
 def train_references(params: Params, bundle: DataBundle, device: torch.device,
                      progress: Progress | None = None) -> list[ReferenceModel]:
     """The attacker's models, from the shadow pool only: the attacker never sees D, val or test."""
-    count = max(params.lira.num_reference, params.mia.num_shadow)
-    return train_reference_models(bundle.shadow_pool, model_builder(params, bundle), params.training, count,
-                                  device, params.data.split_seed, progress, mode=params.lira.reference_training)
+    return train_reference_models(bundle.shadow_pool, model_builder(params, bundle), params.training,
+                                  reference_count(params), device, params.data.split_seed, progress,
+                                  mode=params.lira.reference_training)
+
+
+def reference_count(params: Params) -> int:
+    """How many reference models the attacks need: LiRA uses all of them, the shadow attack the first few."""
+    return max(params.lira.num_reference, params.mia.num_shadow)
 
 
 def lira_candidates(bundle: DataBundle) -> Split:

@@ -1,8 +1,9 @@
 """MLflow plumbing shared by tasks, flows and studies: where the store is, runs with lineage, models in and out.
 
 Runs are addressed by id through MlflowClient only: the fluent 'active run' is per thread (Prefect may run
-tasks on other threads), and leaving a fluent `with mlflow.start_run(...)` block marks the run FINISHED, which
-must happen only once every tag and artifact is written (cached-run lookups trust FINISHED runs).
+tasks on other threads, or on a Dask worker in another process, which `use_store` points at the same store), and
+leaving a fluent `with mlflow.start_run(...)` block marks the run FINISHED, which must happen only once every tag
+and artifact is written (cached-run lookups trust FINISHED runs).
 """
 
 from __future__ import annotations
@@ -67,6 +68,16 @@ def display_uri(uri: str) -> str:
         return uri
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def use_store(repo_root: Path) -> str:
+    """Point this process's MLflow client at the project's store and return its URI: what a task does first
+    when it may run in another process (a Dask worker), where the flow's `configure` never ran. The URI comes
+    from this process's environment, never from task parameters: a server URI may carry a password."""
+    uri = tracking_uri(repo_root)
+    if mlflow.get_tracking_uri() != uri:
+        mlflow.set_tracking_uri(uri)
+    return uri
 
 
 def configure(repo_root: Path, experiment: str) -> str:

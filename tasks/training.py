@@ -11,10 +11,12 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from iau_core.recipe import fit_attacks, train_original, train_references
+from iau_core.attacks.references import rebuild_reference_model
+from iau_core.recipe import fit_attacks, model_builder, train_original, train_references
 from stores import tracking
 from stores.artifacts import LIRA_FILE, ModelRef
 from stores.project import RunContext
@@ -50,13 +52,28 @@ def base_model(ctx: RunContext, kind: str = "base", register: bool = True) -> Mo
     return ModelRef(run_id, uri)
 
 
+def reference_attack_key(ctx: RunContext) -> str:
+    """The content key of the attacker's models: they follow the data split only, not the repeat's seed."""
+    attacker = ctx.params.for_seed(ctx.params.data.split_seed)
+    return tracking.cache_key("reference-attack", ctx.data_version, attacker,
+                              ("data", "model", "training", "mia", "lira"))
+
+
+@task(name="reused-reference-attack", cache_policy=NO_CACHE)
+def reused_reference_attack(ctx: RunContext) -> str | None:
+    """The run holding the fitted attacks of these data and params, if one finished before (else None)."""
+    return tracking.find_finished_run(ctx.experiment_id, "reference-attack", reference_attack_key(ctx))
+
+
 @task(name="reference-attack", cache_policy=NO_CACHE)
-def reference_attack(ctx: RunContext) -> str:
+def reference_attack(ctx: RunContext, trained: list[dict[str, torch.Tensor]] | None = None) -> str:
     """Train the attacker's reference models on the shadow pool and fit both attacks on them (the paper's
-    shadow attack and offline LiRA), or reuse them; returns the run id that holds the fitted attacks."""
+    shadow attack and offline LiRA), or reuse them; returns the run id that holds the fitted attacks.
+
+    `trained`: the reference models' weights in index order, trained elsewhere (tasks/references.py, one task
+    each on a Dask cluster); None trains them here, one after another."""
     attacker = ctx.params.for_seed(ctx.params.data.split_seed)  # the attacker's models follow the data split only
-    key = tracking.cache_key("reference-attack", ctx.data_version, attacker,
-                             ("data", "model", "training", "mia", "lira"))
+    key = reference_attack_key(ctx)
     log = get_run_logger()
     found = tracking.find_finished_run(ctx.experiment_id, "reference-attack", key)
     if found:
@@ -66,7 +83,12 @@ def reference_attack(ctx: RunContext) -> str:
             "git_commit": tracking.git_commit(ctx.repo_root)}
     with tracking.run(ctx.experiment_id, "reference-attack", tags) as run_id:
         bundle = ctx.bundle()
-        references = train_references(attacker, bundle, ctx.device, log.info)
+        if trained is None:
+            references = train_references(attacker, bundle, ctx.device, log.info)
+        else:
+            build = model_builder(attacker, bundle)
+            references = [rebuild_reference_model(bundle.shadow_pool, build, i, attacker.data.split_seed, state)
+                          for i, state in enumerate(trained)]
         attacks, report = fit_attacks(attacker, bundle, references, ctx.device)
         tracking.log_params(run_id, tracking.flatten(attacker))
         tracking.log_data_version(run_id, attacker.data.dataset.name, ctx.data_version, "data.dvc")
@@ -80,4 +102,3 @@ def reference_attack(ctx: RunContext) -> str:
             np.savez(path, **attacks.lira.arrays())
             tracking.MlflowClient().log_artifact(run_id, str(path))
     return run_id
-

@@ -6,6 +6,7 @@ are written onto it once every method of every seed has run, and only then is it
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 
 import numpy as np
@@ -14,6 +15,7 @@ from prefect.cache_policies import NO_CACHE
 
 from iau_core.metrics import UNLEARN_SECONDS
 from iau_core.recipe import unlearn_and_score
+from iau_core.runtime import prepare_process
 from iau_core.unlearning import MethodResult
 from stores import tracking
 from stores.artifacts import ModelRef, load_attacks, load_base_model
@@ -23,11 +25,14 @@ from stores.project import RunContext
 @task(name="unlearn", task_run_name="unlearn-{method}-seed{ctx.params.seed}", cache_policy=NO_CACHE)
 def unlearn_with(method: str, ctx: RunContext, base: ModelRef, attack_run_id: str, forget_ids: list[int],
                  forget_sha256: str, parent_run_id: str, run_name: str) -> MethodResult:
+    prepare_process(ctx.params.threads)  # execution: dask runs this in a worker process (IAU_THREADS=1 there)
+    tracking.use_store(ctx.repo_root)
     log = get_run_logger()
     original = load_base_model(ctx, base)
     attacks = load_attacks(ctx, attack_run_id)
     tags = {"method": method, "seed": str(ctx.params.seed), "base_model": base.uri,
-            "data_version": ctx.data_version, "forget_set_sha256": forget_sha256}
+            "data_version": ctx.data_version, "forget_set_sha256": forget_sha256,
+            "process": f"{os.uname().nodename}/{os.getpid()}"}  # where it ran: the flow's, or a Dask worker's
     run_id = tracking.start_run(ctx.experiment_id, run_name, tags, parent_run_id)
     bundle = ctx.bundle()
     result = unlearn_and_score(method, original, np.asarray(forget_ids), ctx.params, bundle, attacks, ctx.device,

@@ -73,3 +73,24 @@ def prefect_worker(pool: str, env: dict[str, str], log: Path, cwd: Path) -> Iter
                                    env={**os.environ, **QUIET, **env}, stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
     with stopped_at_exit(process):
         yield process
+
+
+@contextmanager
+def mlflow_server(home: Path, backend_store_uri: str) -> Iterator[str]:
+    """`mlflow server` on a free loopback port with `backend_store_uri` (e.g. PostgreSQL) and the artifacts served by
+    the server itself (--serve-artifacts) from home/artifacts; yields its tracking URI and stops it afterwards.
+    The backend URI travels in the server's environment (MLFLOW_BACKEND_STORE_URI), as a team's password would:
+    never on its command line, where `ps` shows it."""
+    port = free_port()
+    # No job runner: its consumer processes serve MLflow's GenAI jobs, which this pipeline never submits.
+    env = {**os.environ, **QUIET, "MLFLOW_BACKEND_STORE_URI": backend_store_uri,
+           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    log = home / "mlflow-server.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen([str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+                                    "--serve-artifacts", "--artifacts-destination", str(home / "artifacts"),
+                                    "--workers", "1"], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=home)
+    with stopped_at_exit(process):
+        wait_for(f"http://127.0.0.1:{port}/health", process, log, seconds=180)
+        yield f"http://127.0.0.1:{port}"

@@ -53,6 +53,15 @@ def train_reference_model(pool: Split, build_model: Callable[[int], nn.Module], 
     return ReferenceModel(model, members, nonmembers)
 
 
+def rebuild_reference_model(pool: Split, build_model: Callable[[int], nn.Module], index: int, seed: int,
+                            state: dict[str, torch.Tensor]) -> ReferenceModel:
+    """Reference model `index` from weights trained elsewhere (train_reference_model in another process)."""
+    members, nonmembers, _ = reference_halves(pool, seed, index)
+    model = build_model(seed + index + 1)
+    model.load_state_dict(state)
+    return ReferenceModel(model, members, nonmembers)
+
+
 def train_reference_models(pool: Split, build_model: Callable[[int], nn.Module], training: TrainingParams,
                            count: int, device: torch.device, seed: int, progress: Progress | None = None,
                            mode: ReferenceTraining = "sequential") -> list[ReferenceModel]:

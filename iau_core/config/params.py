@@ -28,6 +28,22 @@ class TrackingParams(Section):
     deployed_model: str = Field("iau-deployed-model", description="the production lineage: `iau train` and each "
                                 "nightly batch register here, and the `champion` alias names the deployed version")
 
+class DaskParams(Section):
+    """Where `execution: dask` runs (flows/unlearn.py, task_runner). IAU_DASK_ADDRESS overrides `address`."""
+
+    address: str | None = Field(None, description="scheduler address of an existing cluster (tcp://host:8786); "
+                                "null starts a LocalCluster on this machine for the flow's lifetime")
+    workers: Literal["auto"] | int = Field("auto", description="LocalCluster workers, each one process with one "
+                                           "thread and one torch thread; auto = one per core")
+
+    @field_validator("workers")
+    @classmethod
+    def _positive_workers(cls, workers: str | int) -> str | int:
+        if workers != "auto" and workers < 1:
+            raise ValueError(f"dask.workers must be auto or a positive integer, got {workers}")
+        return workers
+
+
 class Params(Section):
     """The whole of params.yaml."""
 
@@ -37,6 +53,11 @@ class Params(Section):
     threads: Literal["auto"] | int = Field("auto", description="torch compute threads per process: auto takes this "
                                            "process's share of the cores (cores // processes running torch here); "
                                            "IAU_THREADS overrides it (iau_core/runtime.py)")
+    execution: Literal["local", "dask"] = Field("local", description="local: the flow's tasks run one after "
+                                                "another in its process; dask: the (method, seed) pairs and the "
+                                                "reference models fan out over a Dask cluster (IAU_EXECUTION "
+                                                "overrides it)")
+    dask: DaskParams = DaskParams()
     data: DataParams = DataParams()
     model: ModelParams = Field(default_factory=lambda: LeNet5Params(name="lenet5"))
     training: TrainingParams = TrainingParams()
