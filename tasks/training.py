@@ -16,7 +16,7 @@ from prefect.cache_policies import NO_CACHE
 
 from iau_core.recipe import fit_attacks, train_original, train_references
 from stores import tracking
-from stores.artifacts import LIRA_FILE, ModelRef
+from stores.artifacts import ModelRef, attack_file
 from stores.project import RunContext
 
 
@@ -52,11 +52,12 @@ def base_model(ctx: RunContext, kind: str = "base", register: bool = True) -> Mo
 
 @task(name="reference-attack", cache_policy=NO_CACHE)
 def reference_attack(ctx: RunContext) -> str:
-    """Train the attacker's reference models on the shadow pool and fit both attacks on them (the paper's
-    shadow attack and offline LiRA), or reuse them; returns the run id that holds the fitted attacks."""
+    """Train the attacker's reference models on the shadow pool and fit every registered attack on them (the
+    paper's shadow attack, offline LiRA, offline RMIA), or reuse them; returns the run id that holds the fitted
+    attacks."""
     attacker = ctx.params.for_seed(ctx.params.data.split_seed)  # the attacker's models follow the data split only
     key = tracking.cache_key("reference-attack", ctx.data_version, attacker,
-                             ("data", "model", "training", "mia", "lira"))
+                             ("data", "model", "training", "mia", "lira", "rmia"))
     log = get_run_logger()
     found = tracking.find_finished_run(ctx.experiment_id, "reference-attack", key)
     if found:
@@ -76,8 +77,10 @@ def reference_attack(ctx: RunContext) -> str:
         tracking.log_metrics(run_id, metrics)
         tracking.log_state_dict(run_id, attacks.shadow.attack)
         with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / LIRA_FILE
-            np.savez(path, **attacks.lira.arrays())
-            tracking.MlflowClient().log_artifact(run_id, str(path))
+            for name, attack in attacks.items():  # the shadow attack's weights are the run's state_dict
+                if name != "shadow" and attack.arrays():
+                    path = Path(tmp) / attack_file(name)
+                    np.savez(path, **attack.arrays())
+                    tracking.MlflowClient().log_artifact(run_id, str(path))
     return run_id
 
