@@ -167,6 +167,8 @@ def show(
     typer.echo("history:")
     for event in events:
         typer.echo(f"  {stamp(event.at)}  {event.kind:<14} {scope(event):<9} {escaped(details(event.detail))}")
+    for line in gate_verdicts(events):
+        typer.echo(line)
     if request.status == "done":
         typer.echo(receipt(request, purge))
 
@@ -389,6 +391,23 @@ def scope(event: EventView) -> str:
     if event.sample_id is None:
         return f"batch {event.batch_id}"
     return f"batch {event.batch_id}" if event.batch_id is not None else ""
+
+
+def gate_verdicts(events: list) -> list[str]:
+    """One line per gated method of the record's batches: the privacy verdict said plainly (an inconclusive gate
+    saw nothing to remove; it did not show the record was forgotten)."""
+    lines = []
+    for event in events:
+        if event.kind != "gate" or not isinstance(event.detail, dict):
+            continue
+        for method, result in event.detail.items():
+            if not isinstance(result, dict) or "privacy_verdict" not in result:
+                continue
+            lines.append(f"privacy gate ({method}, {result.get('attack', 'lira')}): {result['privacy_verdict']}; "
+                         f"champion AUC {result['forget_auc_champion']:.3f}, after "
+                         f"{result['forget_auc_candidate']:.3f}, smallest detectable {result['auc_threshold']:.3f} "
+                         f"for {result['members']} records")
+    return lines
 
 
 def details(detail: dict[str, Any]) -> str:

@@ -117,7 +117,13 @@ def audit_report(audit: dict) -> str:
     if audit.get("resumed"):
         lines.append("- resumed after an interrupted run (steps of both runs below)")
     for name, result in audit["gates"].items():
-        verdict = "passed" if result["passed"] else "failed: " + "; ".join(result["reasons"])
+        privacy = result.get("privacy_verdict")
+        if result["passed"]:
+            verdict = "passed"
+        elif privacy == "inconclusive" and result.get("utility_ok", False):
+            verdict = "privacy inconclusive: " + "; ".join(result["reasons"])
+        else:
+            verdict = "failed: " + "; ".join(result["reasons"])
         lines += ["", f"## Gate for {name}: {verdict}", "", "| number | value |", "| --- | --- |"]
         lines += [f"| {key} | {value:.4g} |" if isinstance(value, float) else f"| {key} | {value} |"
                   for key, value in result.items() if key not in ("passed", "reasons")]
