@@ -19,6 +19,7 @@ from pathlib import Path
 from iau_core.attacks import fit_attack
 from iau_core.config import ParamsError, load_params, parse_overrides
 from iau_core.data import load_bundle
+from iau_core.deletion import chance_auc_std
 from iau_core.recipe import attack_setup, train_original, train_references
 from iau_core.runtime import prepare_process
 from iau_core.sources import materialize
@@ -64,15 +65,20 @@ def main(argv: list[str] | None = None) -> int:
           f"rmia.offline_a = {params.rmia.offline_a}, gamma = {params.rmia.gamma}.\n")
     print("| references | attack | AUC | TPR at 1% FPR |")
     print("| --- | --- | --- | --- |")
-    best: dict[int, tuple[str, float]] = {}
+    verdicts = []
     for count in counts:
+        aucs = {}
         for name in COMPARED:
             seen = fit_attack(name, references[:count], setup).roc(original, bundle.train, bundle.test, device)
             print(f"| {count} | {name} | {seen.auc:.3f} | {seen.tpr_at_1pct_fpr:.3f} |", flush=True)
-            if count not in best or seen.auc > best[count][1]:
-                best[count] = (name, seen.auc)
-    print("\nStronger by AUC: " + "; ".join(f"{name} at {count} references" for count, (name, _) in best.items())
-          + f". ({time.perf_counter() - start:.0f} s)")
+            aucs[name] = seen.auc
+        ranked = sorted(aucs, key=aucs.get, reverse=True)
+        margin = aucs[ranked[0]] - aucs[ranked[1]]
+        # below one null standard deviation of the AUC for these sizes the two cannot be told apart
+        noise = chance_auc_std(len(bundle.train), len(bundle.test))
+        verdicts.append(f"{count} references: " + (f"{ranked[0]} (+{margin:.3f} AUC)" if margin > noise else
+                                                   f"no difference beyond noise ({margin:.3f} < {noise:.3f})"))
+    print("\nStronger by AUC at " + "; ".join(verdicts) + f". ({time.perf_counter() - start:.0f} s)")
     return 0
 
 
