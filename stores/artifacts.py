@@ -1,5 +1,5 @@
 """Artifacts read back from MLflow runs, each downloaded once per process: the base models' state_dicts and the
-attacker's fitted attacks (the shadow attack's weights and LiRA's reference statistics).
+attacker's fitted attacks (the shadow attack's weights, LiRA's and RMIA's reference statistics).
 
 The unlearn flow needs the same base model and attacks in every method's task, for every seed; without this
 cache each of them downloaded the same three artifacts again (~45 times per seed).
@@ -27,7 +27,11 @@ LIRA_FILE = "lira_reference_stats.npz"
 def attack_file(name: str) -> str:
     """Where the reference-attack run keeps the attack `name`'s arrays (lira's is LIRA_FILE)."""
     return f"{name}_reference_stats.npz"
-STATELESS = ("loss",)  # attacks that learn nothing, so store nothing
+
+
+# How the reference-attack run stores each attack: the shadow attack's MLP as the run's state_dict (its artifact
+# since before the registry), attacks that learn nothing not at all, every other one as attack_file(name).
+STATELESS = ("loss",)
 # Enough for one seed's base models (deployed, the other recipes, no-GR) and the attacks; older seeds drop out.
 CACHED_RUNS = 8
 
