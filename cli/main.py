@@ -404,10 +404,15 @@ def gate_verdicts(events: list) -> list[str]:
             if not isinstance(result, dict) or "privacy_verdict" not in result:
                 continue
             lines.append(f"privacy gate ({method}, {result.get('attack', 'lira')}): {result['privacy_verdict']}; "
-                         f"champion AUC {result['forget_auc_champion']:.3f}, after "
-                         f"{result['forget_auc_candidate']:.3f}, smallest detectable {result['auc_threshold']:.3f} "
+                         f"champion AUC {auc(result['forget_auc_champion'])}, after "
+                         f"{auc(result['forget_auc_candidate'])}, smallest detectable {auc(result['auc_threshold'])} "
                          f"for {result['members']} records")
     return lines
+
+
+def auc(value: Any) -> str:
+    """An AUC from the ledger's JSON, where a value that was not finite is stored as the text 'nan'."""
+    return f"{value:.3f}" if isinstance(value, int | float) else str(value)
 
 
 def details(detail: dict[str, Any]) -> str:

@@ -208,7 +208,8 @@ def test_nan_during_unlearning_fails_the_gate_and_escalates(project):
     new = champion(project)
     assert new.tags["method"] == "retrain"
     assert_forgotten_once(project, ids)
-    assert "not finite" in iau(project, "requests", "show", str(ids[0])).stdout
+    shown = iau(project, "requests", "show", str(ids[0])).stdout
+    assert "not finite" in shown and "privacy gate (iau, lira): failed" in shown
 
 
 STAGES = ["champion", "unlearn-iau", "gate-iau", "register", "forget-data", "promote", "audit", "finish"]
