@@ -1,6 +1,10 @@
 """`iau`: the operator's command line. `iau requests ...` queues and inspects deletion requests in the ledger;
-`iau train` makes the champion, `iau nightly` runs the deletion batch, `iau purge` removes old data versions
-that still hold forgotten records and the model weights trained on them.
+`iau data ids` lists the ids a request may name, `iau train` makes the champion, `iau nightly` runs the deletion
+batch, `iau purge` removes old data versions that still hold forgotten records and the model weights trained on them.
+
+The project (params.yaml, data/, the embedded stores) is found as git and dvc find theirs: `--project PATH`, else
+IAU_PROJECT_DIR, else the current directory or its nearest parent holding params.yaml and data.dvc
+(stores/project.py). It is resolved only by the commands that need it.
 
 Exit codes: 0 done, 1 the ledger or the data could not be read, 2 bad input (nothing was written).
 The heavy imports (torch, to read the training ids) happen only in the command that needs them, so `--help`,
@@ -24,7 +28,6 @@ from ledger import TIERS, EventView, Ledger, LedgerError, ModelPurgeView, Reques
 from ledger.migrate import checked_url, masked
 from reporting.text import escaped
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 BAD_INPUT = 2
 UNAVAILABLE = 1
 
@@ -33,12 +36,24 @@ app = typer.Typer(name="iau", help="Machine unlearning in production: deletion r
 requests_app = typer.Typer(help="Deletion requests: queue them, list them, show one's history.",
                            no_args_is_help=True)
 app.add_typer(requests_app, name="requests")
+data_app = typer.Typer(help="The current data version: the ids of its roles.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
 
 
 @dataclass(frozen=True)
 class Settings:
     ledger_url: str | None
-    project_root: Path
+    project: Path | None  # --project, if given
+
+    @property
+    def project_root(self) -> Path:
+        """The project folder (stores/project.py); outside any project, one line naming what was looked for."""
+        from stores.project import ProjectNotFound, project_root
+
+        try:
+            return project_root(self.project)
+        except ProjectNotFound as exc:
+            fail(str(exc), BAD_INPUT)
 
     def url(self) -> str:
         return self.ledger_url or ledger_url(self.project_root)
@@ -51,9 +66,10 @@ def main(
         "--ledger-url", envvar="IAU_LEDGER_URL", show_default=False,
         help="Database of the ledger (sqlite:///path or postgresql://user@host/db). "
              "Default: ledger.db in the project root.")] = None,
-    project_root: Annotated[Path, typer.Option(
-        envvar="IAU_PROJECT_DIR", file_okay=False,
-        help="The project: params.yaml and data/ live here.")] = PROJECT_ROOT,
+    project: Annotated[Path | None, typer.Option(
+        "--project", "--project-root", show_default=False,
+        help="The project folder (params.yaml, data/, the embedded stores). Default: IAU_PROJECT_DIR, else the "
+             "current directory or its nearest parent holding params.yaml and data.dvc.")] = None,
 ) -> None:
     """Machine unlearning in production: deletion requests, nightly batches."""
     if ledger_url_ is not None and not ctx.resilient_parsing:
@@ -61,7 +77,7 @@ def main(
             checked_url(ledger_url_)
         except RequestError as exc:
             fail(str(exc), BAD_INPUT)
-    ctx.obj = Settings(ledger_url_, project_root.resolve())
+    ctx.obj = Settings(ledger_url_, project)
 
 
 @contextmanager
@@ -89,7 +105,8 @@ def fail(message: str, code: int) -> None:
 def add(
     ctx: typer.Context,
     ids: Annotated[list[str] | None, typer.Argument(
-        help="Sample ids of records in the current training data (a negative number needs `--` before it).",
+        help="Sample ids of records in the current training data, D (`iau data ids` lists them; a negative "
+             "number needs `--` before it).",
         show_default=False)] = None,
     file: Annotated[Path | None, typer.Option(
         "--file", "-f", help="One id per line, or a CSV with a sample_id column. No BOM, no blank lines.")] = None,
@@ -97,8 +114,9 @@ def add(
     tier: Annotated[str, typer.Option(help=f"Risk tier: {' | '.join(TIERS)}. A high request makes its batch "
                                            "retrain instead of unlearning.")] = "normal",
 ) -> None:
-    """Queue deletion requests. All or nothing: one bad id refuses the whole call and nothing is written.
-    Asking again for a pending id at a higher tier raises its tier."""
+    """Queue deletion requests for records of the training data D (`iau data ids` lists their ids). All or
+    nothing: one bad id refuses the whole call and nothing is written. Asking again for a pending id at a higher
+    tier raises its tier."""
     from cli.ids import IdFileError, parse_ids, read_ids_file, training_ids
     from iau_core.config import ParamsError, load_params
 
@@ -171,6 +189,42 @@ def show(
         typer.echo(line)
     if request.status == "done":
         typer.echo(receipt(request, purge))
+
+
+@data_app.command("ids")
+def data_ids(
+    ctx: typer.Context,
+    role: Annotated[str, typer.Option(help="train (D: the records a deletion request may name) | val | test | "
+                                           "shadow.")] = "train",
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object: role, data version, count, ids.")] = False,
+) -> None:
+    """List the sample ids of one role of the current data, one per line, ascending (what `iau requests add`
+    accepts: the train role). The count and the data version go to stderr, so the output can be a --file."""
+    from cli.ids import ROLES, role_ids
+
+    if role not in ROLES:
+        fail(f"unknown role {role!r}; known: {', '.join(ROLES)}", BAD_INPUT)
+    root = ctx.obj.project_root
+    try:
+        ids = role_ids(root, role)
+    except (OSError, ValueError) as exc:  # params.yaml invalid, data/ missing or corrupt
+        fail(f"cannot read the current data under {root}: {one_line(exc)}", UNAVAILABLE)
+    version = data_version(root)
+    if as_json:
+        typer.echo(json.dumps({"role": role, "data_version": version, "count": len(ids), "ids": ids}))
+        return
+    typer.echo("\n".join(map(str, ids)))
+    typer.echo(f"{len(ids)} ids of role {role}, data version {version or 'unversioned (no data.dvc)'}", err=True)
+
+
+def data_version(root: Path) -> str | None:
+    """The md5 data.dvc records, or None where the data is not versioned yet."""
+    from stores.data import recorded_version
+
+    try:
+        return recorded_version(root)[0]
+    except (OSError, KeyError, TypeError, IndexError):
+        return None
 
 
 Overrides = Annotated[list[str] | None, typer.Option(

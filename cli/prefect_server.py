@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+DRAIN_TIMEOUT_S = 10  # for the last log lines and events before the server stops
 STARTUP_TIMEOUT_S = 120  # a loaded 2-core machine takes tens of seconds to import the server
 
 
@@ -51,12 +52,23 @@ def owned_prefect_server() -> Iterator[str | None]:
         with temporary_settings(updates={PREFECT_API_URL: url}):
             yield url
     finally:
+        drain_prefect_workers()
         process.terminate()
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def drain_prefect_workers() -> None:
+    """Send what Prefect's background workers still hold (the flow's last log lines, its events) while the server
+    answers: drained only at exit, after the server is gone, they print '--- Error logging to API ---'."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        worker.drain_all(timeout=DRAIN_TIMEOUT_S)
 
 
 def die_with(parent: int):

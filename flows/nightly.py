@@ -31,6 +31,7 @@ from torch import nn
 
 from iau_core.config import Params, load_params
 from iau_core.deletion import Lineage, escalation_reason
+from iau_core.runtime import prepare_process
 from iau_core.selection import forget_set_sha256
 from iau_core.unlearning import MethodResult
 from ledger import Ledger, ledger_url
@@ -60,6 +61,7 @@ def deletion_batch(params_file: str = "params.yaml", overrides: dict | None = No
     """Process every pending deletion request as one batch (see the module docstring); returns what happened."""
     root = project_root(project_dir)
     params = load_params(root / params_file, overrides)
+    prepare_process(params.threads)  # here, not in a __main__: a worker's flow run must take its share too
     log = get_run_logger()
     ledger = Ledger(ledger_url(root))
     with ledger.nightly_lock(owner=f"prefect flow run {flow_run.id}"):

@@ -10,6 +10,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from iau_core.config import load_params
+from iau_core.runtime import prepare_process
 from ledger import Ledger, ledger_url
 from stores import tracking
 from stores.project import RunContext, project_root
@@ -24,6 +25,7 @@ def train(params_file: str = "params.yaml", overrides: dict | None = None, proje
     """Train the champion on all of the current D (a full retrain resets the nightly drift counters)."""
     root = project_root(project_dir)
     params = load_params(root / params_file, overrides)
+    prepare_process(params.threads)  # here, not in a __main__: a worker's flow run must take its share too
     ledger = Ledger(ledger_url(root))
     with ledger.nightly_lock(owner=f"prefect flow run {flow_run.id} (train)"):  # never beside a deletion batch
         data_version = ensure_data_task(str(root))

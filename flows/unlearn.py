@@ -26,13 +26,14 @@ from prefect.runtime import flow_run
 
 from flows.nightly import deletion_batch
 from iau_core.config import Params, ParamsError, Recipe, Strategy, deep_merge, load_params, parse_overrides
-from iau_core.metrics import readable
 from iau_core.recipe import run_recipe
+from iau_core.runtime import prepare_process
 from iau_core.unlearning import MethodResult
 from reporting.tables import manifest, what_attacks_see
+from reporting.verdicts import printed
 from stores import tracking
 from stores.artifacts import ModelRef
-from stores.project import RunContext, project_root
+from stores.project import ProjectNotFound, RunContext, project_root
 from tasks.data import ensure_data_task
 from tasks.evaluation import compare_methods, gradient_norms, measure_attack_strength
 from tasks.selection import forget_set
@@ -59,6 +60,7 @@ def unlearn(selection: str = "outliers", params_file: str = "params.yaml", overr
     params_path = Path(params_file) if Path(params_file).is_absolute() else root / params_file
     changes = {"selection": {"strategy": selection}} | ({"seeds": list(seeds)} if seeds else {})
     params = load_params(params_path, deep_merge(overrides or {}, changes))
+    prepare_process(params.threads)  # here, not in main(): a worker's flow run must take its share too
     data_version = ensure_data_task(str(root))
     ctx = RunContext(params, data_version, tracking.configure(root, params.tracking.experiment), root)
     lineage = {"flow": "unlearn", "selection": selection, "data_version": data_version,
@@ -68,7 +70,8 @@ def unlearn(selection: str = "outliers", params_file: str = "params.yaml", overr
         tracking.log_data_version(parent, params.data.dataset.name, data_version, "data.dvc")
         comparison = run_recipe(params, FlowSteps(ctx, parent, opened))
         tracking.log_text(parent, manifest(comparison.forget_sets), "forget_set.csv")
-        summary, strength = compare_methods(comparison.results, comparison.strengths, parent, selection)
+        summary, strength = compare_methods(comparison.results, comparison.strengths, parent, selection,
+                                            roles=comparison.role_sizes(params))
     result = {"parent_run_id": parent, "experiment_id": ctx.experiment_id, "attack_strength": strength,
               "summary": summary.reset_index(names="method").to_dict(orient="records")}
     get_run_logger().info("comparison (MLflow parent run %s):\n%s", parent, table_of(result))
@@ -150,7 +153,7 @@ def main() -> None:
         changes = ({"selection": {"strategy": args.selection}} if args.selection != REQUESTS else {}) | \
             ({"seeds": args.seeds} if args.seeds else {})
         load_params(project_root() / args.params, deep_merge(overrides, changes))
-    except ParamsError as exc:
+    except (ParamsError, ProjectNotFound) as exc:
         parser.exit(2, f"{exc}\n")
     result = unlearn(selection=args.selection, params_file=args.params, overrides=overrides, seeds=args.seeds)
     print(json.dumps(result, indent=2, default=str) if args.selection == REQUESTS else report(result))
@@ -158,7 +161,7 @@ def main() -> None:
 
 def table_of(result: dict) -> str:
     summary = pd.DataFrame(result["summary"]).set_index("method")
-    return f"{readable(summary)}\n{what_attacks_see(result['attack_strength'])}"
+    return f"{printed(summary)}\n{what_attacks_see(result['attack_strength'])}"
 
 
 def report(result: dict) -> str:

@@ -18,6 +18,7 @@ from iau_core.config import ParamsError, load_params, parse_overrides, schema
 from iau_core.data import load_bundle
 from iau_core.metrics import readable, summarize
 from iau_core.recipe import LocalSteps, run_recipe
+from iau_core.runtime import prepare_process
 from iau_core.sources import materialize
 from iau_core.training import resolve_device
 
@@ -37,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     except ParamsError as exc:
         print(exc, file=sys.stderr)
         return 2
+    prepare_process(params.threads)
     project = Path(args.params).resolve().parent
     root = project / params.data.root
     if not (root / params.data.dataset.name).is_dir():

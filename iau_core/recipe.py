@@ -62,7 +62,7 @@ def train_references(params: Params, bundle: DataBundle, device: torch.device,
     """The attacker's models, from the shadow pool only: the attacker never sees D, val or test."""
     count = max(params.lira.num_reference, params.mia.num_shadow)
     return train_reference_models(bundle.shadow_pool, model_builder(params, bundle), params.training, count,
-                                  device, params.data.split_seed, progress)
+                                  device, params.data.split_seed, progress, mode=params.lira.reference_training)
 
 
 def lira_candidates(bundle: DataBundle) -> Split:
@@ -141,6 +141,12 @@ class Comparison:
 
     def tables(self) -> list[pd.DataFrame]:
         return per_seed_tables(self.results)
+
+    def role_sizes(self, params: Params) -> dict[str, int]:
+        """The sizes that decide whether the verdicts mean anything: the smallest D_f over seeds, the validation
+        set (iau_core.verdicts.small_roles)."""
+        forget = min((len(ids) for ids in self.forget_sets.values()), default=0)
+        return {"forget": forget, "val": params.data.val_size}
 
 
 def per_seed_tables(results: list[MethodResult]) -> list[pd.DataFrame]:

@@ -24,6 +24,9 @@ OFFLINE_ENV = {
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "HF_HUB_OFFLINE": "1",
+    # Prefect's temporary server (python -m flows.unlearn) gets 20 s to start by default: too little on a busy
+    # 2-core machine. Read when prefect is imported: flows/__init__.py imports iau_core before it.
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
     # Must be set before torch's OpenMP runtime starts: waiting threads sleep instead of spinning.
     "OMP_WAIT_POLICY": "PASSIVE",
 }

@@ -13,14 +13,17 @@ import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call, grad, vmap
+from torch.func import functional_call, grad, grad_and_value, vmap
 
 from iau_core.config import Augment, CosineLr, GrReading, SgdParams, StepLr, TrainingParams
+from iau_core.config.training import GrHvp
 from iau_core.data import Split
+from iau_core.runtime import rebalance_threads
 
 
 def resolve_device(choice: str) -> torch.device:
@@ -63,7 +66,7 @@ def gr_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, alpha: float,
         return loss + alpha * per_sample_grad_norms_differentiable(model, x, y).mean()
     params = [p for p in model.parameters() if p.requires_grad]
     grads = torch.autograd.grad(loss, params, create_graph=True)
-    return loss + alpha * _l2(torch.stack([(g * g).sum() for g in grads]).sum())
+    return loss + alpha * floored_sqrt(torch.stack([(g * g).sum() for g in grads]).sum())
 
 
 def per_sample_grad_norms_differentiable(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -77,10 +80,161 @@ def per_sample_grad_norms_differentiable(model: nn.Module, x: torch.Tensor, y: t
         return F.cross_entropy(logits, yi.unsqueeze(0))
 
     grads = vmap(grad(loss_one), in_dims=(None, 0, 0))(params, x, y)  # each (B, *param.shape)
-    return _l2(sum(g.flatten(1).pow(2).sum(1) for g in grads.values()))
+    return floored_sqrt(sum(g.flatten(1).pow(2).sum(1) for g in grads.values()))
 
 
-def _l2(squared: torch.Tensor) -> torch.Tensor:
+# Finite-difference step along the unit direction, relative to the parameters' size. Measured on LeNet5 (GR term
+# against the double backward): 1e-3 0.9%, 1e-4 0.09%, 1e-5 0.4% (float32 rounding takes over).
+FD_RELATIVE_STEP = 1e-4
+
+
+def gr_backward(model: nn.Module, x: torch.Tensor, y: torch.Tensor, alpha: float, reading: GrReading = "batch",
+                hvp: GrHvp = "double_backward") -> torch.Tensor:
+    """Accumulate the GR loss's gradient into the parameters' .grad and return the loss (detached).
+
+    d/dtheta ||g|| = H g / ||g|| = H u, u the unit gradient: a Hessian-vector product. `double_backward` gets it
+    exactly through the graph of the gradient; `finite_difference` as (grad CE(theta + r u) - grad CE(theta)) / r,
+    one more plain gradient pass with the first pass's ReLU switches held (FrozenKinks). Measured per epoch of
+    the batch reading: 1.9x and 1.7x a plain one (docs/science.md, "GR loss")."""
+    if alpha == 0 or hvp == "double_backward":
+        loss = gr_loss(model, x, y, alpha, reading)
+        loss.backward()
+        return loss.detach()
+    if hvp != "finite_difference":
+        raise ValueError(f"unknown training.gr_hvp {hvp!r}; known: double_backward, finite_difference")
+    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        # the ResNet's blocks call torch.relu, which FrozenKinks cannot hold: the difference would cross switches
+        raise ValueError("training.gr_hvp: finite_difference is for models without batch norm (lenet5, mlp); "
+                         "set training.gr_hvp: double_backward for this model")
+    if reading == "per_sample":
+        return _gr_per_sample_finite_difference(model, x, y, alpha)
+    return _gr_batch_finite_difference(model, x, y, alpha)
+
+
+def _fd_radius(params: Iterable[torch.Tensor]) -> torch.Tensor:
+    """r for a unit direction, as a tensor (no device sync)."""
+    return FD_RELATIVE_STEP * (1.0 + torch.stack([p.detach().pow(2).sum() for p in params]).sum().sqrt())
+
+
+class FrozenKinks:
+    """Forward hooks that record, in one pass, which units of each nn.ReLU were on and where each nn.MaxPool2d
+    took its maximum, and replay those choices in the next pass. Why: a ReLU network's gradient jumps where a
+    unit switches; a finite difference across such a jump is wrong by jump / r, however small r is (measured on
+    LeNet5: errors of 100% and more). With the switches held fixed the difference sees the same linear piece the
+    double backward differentiates. Only nn.ReLU and nn.MaxPool2d modules are held; torch.relu called inside a
+    forward is not (its model's difference may still cross switches)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.patterns: dict[nn.Module, torch.Tensor] = {}
+        self.mode: Literal["record", "replay", "off"] = "record"
+        self.modules = [m for m in model.modules() if isinstance(m, nn.ReLU | nn.MaxPool2d)]
+        self.handles = [m.register_forward_hook(self._hook) for m in self.modules]
+
+    def _hook(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
+        x = inputs[0]
+        if self.mode == "record":
+            self.patterns[module] = x.detach() > 0 if isinstance(module, nn.ReLU) else F.max_pool2d(
+                x.detach(), module.kernel_size, module.stride, module.padding, module.dilation, module.ceil_mode,
+                return_indices=True)[1]
+        if self.mode != "replay":
+            return output
+        where = self.patterns[module]
+        if isinstance(module, nn.ReLU):
+            return x * where
+        return x.flatten(-2).gather(-1, where.flatten(-2)).view_as(where)
+
+    def per_record(self) -> list[torch.Tensor]:
+        """The recorded patterns in module order, each (B, ...), to vmap over records or models."""
+        return [self.patterns[m] for m in self.modules]
+
+    def use(self, patterns: list[torch.Tensor], leading: int = 0) -> None:
+        """Replay `patterns` (one record's or one model's, inside vmap), with `leading` unit dimensions added."""
+        self.patterns = {m: t.reshape((1,) * leading + tuple(t.shape)) for m, t in
+                         zip(self.modules, patterns, strict=True)}
+        self.mode = "replay"
+
+    def close(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+def _gr_batch_finite_difference(model: nn.Module, x: torch.Tensor, y: torch.Tensor, alpha: float) -> torch.Tensor:
+    params = [p for p in model.parameters() if p.requires_grad]
+    rng = _rng_state(x.device)  # the second pass must see the same dropout masks as the first
+    kinks = FrozenKinks(model)
+    try:
+        loss = F.cross_entropy(model(x), y)
+        g = torch.autograd.grad(loss, params)
+        norm = floored_sqrt(sum((t * t).sum() for t in g))
+        kept_buffers = [b.detach().clone() for b in model.buffers()]  # batch norm counts the batch once
+        saved = [p.detach().clone() for p in params]
+        r = _fd_radius(params)
+        with torch.no_grad():
+            for p, t in zip(params, g, strict=True):
+                p.add_(t * (r / norm))
+        _set_rng_state(x.device, rng)
+        kinks.mode = "replay"
+        shifted = torch.autograd.grad(F.cross_entropy(model(x), y), params)
+    finally:
+        kinks.close()
+    with torch.no_grad():
+        for p, s in zip(params, saved, strict=True):
+            p.copy_(s)
+        for b, k in zip(model.buffers(), kept_buffers, strict=True):
+            b.copy_(k)
+    _accumulate(params, [t + alpha * (t2 - t) / r for t, t2 in zip(g, shifted, strict=True)])
+    return (loss + alpha * norm).detach()
+
+
+def _gr_per_sample_finite_difference(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                                     alpha: float) -> torch.Tensor:
+    """The per-sample reading: each record's own direction u_i, so the shifted pass is vmapped over parameters
+    theta + r u_i too, each record replaying its own switches (one extra plain forward records them)."""
+    names = [k for k, v in model.named_parameters() if v.requires_grad]
+    params = {k: v.detach() for k, v in model.named_parameters() if v.requires_grad}
+    buffers = dict(model.named_buffers())
+    kinks = FrozenKinks(model)
+
+    def loss_one(p: dict, xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(functional_call(model, (p, buffers), (xi.unsqueeze(0),)), yi.unsqueeze(0))
+
+    def shifted_grad(p: dict, xi: torch.Tensor, yi: torch.Tensor, patterns: list[torch.Tensor]) -> dict:
+        kinks.use(patterns, leading=1)
+        return grad(loss_one)(p, xi, yi)
+
+    try:
+        with torch.no_grad():
+            model(x)  # records each record's switches
+        patterns = kinks.per_record()
+        kinks.mode = "off"
+        g, losses = vmap(grad_and_value(loss_one), in_dims=(None, 0, 0))(params, x, y)
+        norms = floored_sqrt(sum(t.flatten(1).pow(2).sum(1) for t in g.values()))  # (B,)
+        r = _fd_radius(params.values())
+        shifted_params = {k: params[k] + (r / norms).view(-1, *[1] * params[k].dim()) * g[k] for k in names}
+        shifted = vmap(shifted_grad, in_dims=(0, 0, 0, 0))(shifted_params, x, y, patterns)
+    finally:
+        kinks.close()
+    _accumulate([dict(model.named_parameters())[k] for k in names],
+                [(g[k] + alpha * (shifted[k] - g[k]) / r).mean(0) for k in names])
+    return (losses.mean() + alpha * norms.mean()).detach()
+
+
+def _accumulate(params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
+    for p, g in zip(params, grads, strict=True):
+        p.grad = g.detach().clone() if p.grad is None else p.grad + g.detach()
+
+
+def _rng_state(device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+
+
+def _set_rng_state(device: torch.device, state: tuple[torch.Tensor, torch.Tensor | None]) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], device)
+
+
+def floored_sqrt(squared: torch.Tensor) -> torch.Tensor:
     """sqrt with a floor, so a zero gradient (a perfectly fitted record) gives no NaN in the backward pass."""
     return squared.clamp_min(1e-12).sqrt()
 
@@ -112,9 +266,14 @@ def make_optimizer(kind: str, parameters: Iterable[nn.Parameter], lr: float, wei
 
 def recipe_optimizer(model: nn.Module, params: TrainingParams) -> torch.optim.Optimizer:
     """The training recipe's optimizer, from its section (training.optimizer, training.lr)."""
+    return recipe_optimizer_over(model.parameters(), params)
+
+
+def recipe_optimizer_over(parameters: Iterable[torch.Tensor], params: TrainingParams) -> torch.optim.Optimizer:
+    """The recipe's optimizer over any parameter tensors (models trained together stack theirs)."""
     opt = params.optimizer
     sgd = {"momentum": opt.momentum, "nesterov": opt.nesterov} if isinstance(opt, SgdParams) else {}
-    return make_optimizer(opt.kind, model.parameters(), params.lr, opt.weight_decay, **sgd)
+    return make_optimizer(opt.kind, parameters, params.lr, opt.weight_decay, **sgd)
 
 
 def lr_factor(params: TrainingParams, epoch: int) -> float:
@@ -159,6 +318,7 @@ def train_model(model: nn.Module, train: Split, val: Split, params: TrainingPara
     augment_generator = torch.Generator().manual_seed(seed + 1)
     best_acc, best_epoch, best_state, epoch = -1.0, 0, None, 0
     for epoch in range(1, params.max_epochs + 1):
+        rebalance_threads()  # peers may have started or ended since the last epoch
         for group in optimizer.param_groups:
             group["lr"] = params.lr * lr_factor(params, epoch - 1)
         model.train()
@@ -167,9 +327,8 @@ def train_model(model: nn.Module, train: Split, val: Split, params: TrainingPara
             x = train.x[idx]
             if params.augment is not None:
                 x = augment_batch(x, params.augment, augment_generator)
-            loss = gr_loss(model, x, train.y[idx], params.gr_alpha, params.gr_reading)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            gr_backward(model, x, train.y[idx], params.gr_alpha, params.gr_reading, params.gr_hvp)
             optimizer.step()
         acc = accuracy(model, val, device)
         if acc > best_acc:
@@ -179,7 +338,8 @@ def train_model(model: nn.Module, train: Split, val: Split, params: TrainingPara
                      f"{best_epoch}), {time.perf_counter() - start:.0f}s")
         if epoch - best_epoch >= params.patience:
             break
-    model.load_state_dict(best_state)
+    if params.keep == "best":  # "last": the final epoch's weights, however much they have overfitted
+        model.load_state_dict(best_state)
     synchronize(device)
     stopped_early = epoch < params.max_epochs
     return TrainReport(epoch, best_epoch, best_acc, time.perf_counter() - start, stopped_early)

@@ -51,14 +51,16 @@ def decimals(metric: str) -> int:
     return 2
 
 
-def _cell(row: pd.Series, metric: str, floor: float | None) -> str:
-    """'mean ± std' (mean_std), '–' where the metric has no value, plus the noise-floor marker of a gap column."""
+def _cell(row: pd.Series, metric: str, floor: float | None, unchanged: bool = False) -> str:
+    """'mean ± std' (mean_std), '–' where the metric has no value, plus the noise-floor marker of a gap column;
+    a method that returned the deployed model gets '(no change)' instead of a marker: it forgot nothing, however
+    close doing nothing happens to be to retrain."""
     mean = row.get(f"{metric}_mean")
     text = mean_std(mean, row.get(f"{metric}_std"), decimals(metric))
     if not text:
         return MISSING
     if floor is not None:
-        text += " " + (WITHIN if mean <= floor else ABOVE)
+        text += " (no change)" if unchanged else " " + (WITHIN if mean <= floor else ABOVE)
     return text
 
 
@@ -68,14 +70,17 @@ def _legend(floors: dict[str, float], shown: list[str]) -> str:
             f"vs retrain); {ABOVE} = above it. Floors: {values}.")
 
 
-def summary_markdown(summary: pd.DataFrame, floors: dict[str, float], columns: list[str]) -> str:
+def summary_markdown(summary: pd.DataFrame, floors: dict[str, float], columns: list[str],
+                     unchanged: frozenset[str] | set[str] = frozenset()) -> str:
     """A GitHub-markdown table, one row per method (summary's index), one column per metric in `columns`,
     from summary columns '<metric>_mean' and '<metric>_std'. A gap column ('<x>_gap') with a floor in
-    `floors` marks each cell within (✓) or above (✗) the noise floor; a legend line below gives the floors."""
+    `floors` marks each cell within (✓) or above (✗) the noise floor, except for the `unchanged` methods (those
+    that returned the deployed model: '(no change)'); a legend line below gives the floors."""
     marked = [m for m in columns if m.endswith("_gap") and m in floors]
     lines = ["| method | " + " | ".join(columns) + " |", "| --- |" + " ---: |" * len(columns)]
     for method, row in summary.iterrows():
-        cells = [_cell(row, metric, floors.get(metric) if metric in marked else None) for metric in columns]
+        cells = [_cell(row, metric, floors.get(metric) if metric in marked else None, method in unchanged)
+                 for metric in columns]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     table = "\n".join(lines) + "\n"
     return table + ("\n" + _legend(floors, marked) + "\n" if marked else "")
@@ -90,10 +95,13 @@ def artifact_key(key: str) -> str:
     return clean
 
 
-def comparison_records(summary: pd.DataFrame, columns: list[str]) -> list[dict]:
-    """One row per method, each metric as 'mean ± std': the rows of the comparison's table artifact."""
-    return [{"method": m, **{c: mean_std(summary.loc[m, f"{c}_mean"], summary.loc[m, f"{c}_std"]) for c in columns}}
-            for m in summary.index]
+def comparison_records(summary: pd.DataFrame, columns: list[str], verdicts: pd.Series | None = None) -> list[dict]:
+    """One row per method, each metric as 'mean ± std' (after the method's verdict, when given): the rows of the
+    comparison's table artifact."""
+    def verdict(m: str) -> dict:
+        return {} if verdicts is None else {"verdict": str(verdicts.get(m, ""))}
+    return [{"method": m, **verdict(m), **{c: mean_std(summary.loc[m, f"{c}_mean"], summary.loc[m, f"{c}_std"])
+                                           for c in columns}} for m in summary.index]
 
 
 def what_attacks_see(strength: dict[str, float]) -> str:

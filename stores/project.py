@@ -1,5 +1,14 @@
-"""What every task of one flow run shares (the project folder, the run's context), and the data loaded once per
-process."""
+"""Which project a process works on, what every task of one flow run shares (the project folder, the run's
+context), and the data loaded once per process.
+
+A project is a folder holding params.yaml and data.dvc (and, beside them, data/ and the embedded stores). It is
+found as git and dvc find theirs: an explicit folder (`iau --project PATH`, a flow's `project_dir`), else the
+environment's IAU_PROJECT_DIR, else the current directory or its nearest parent holding both files. So `iau`, a
+flow started by hand and a flow run by a Prefect worker (whose working directory prefect.yaml sets) agree, and an
+installed package never takes its own site-packages for the project.
+
+Light to import (no torch at module level): `iau --help` and `iau requests list` resolve the project too.
+"""
 
 from __future__ import annotations
 
@@ -7,21 +16,53 @@ import os
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from iau_core.config import DataParams, Params, Recipe
-from iau_core.data import DataBundle, load_bundle
-from iau_core.recipe import recipe_params
-from iau_core.training import resolve_device
 
+if TYPE_CHECKING:
+    import torch
+
+    from iau_core.data import DataBundle
+
+# The checkout this code lives in: studies/ and benchmarks/ work on it (they run from a clone, never installed).
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ENV = "IAU_PROJECT_DIR"
+MARKERS = ("params.yaml", "data.dvc")  # what makes a folder a project when searching upwards
+
+
+class ProjectNotFound(RuntimeError):
+    """No project where one was looked for; the message names what was looked for and where."""
 
 
 def project_root(override: str | Path | None = None) -> Path:
-    """The folder holding params.yaml, data.dvc, data/ and the embedded stores: `override`, else the environment's
-    IAU_PROJECT_DIR, else this checkout. The code never moves; a deployment can point it at another project."""
-    return Path(override or os.environ.get("IAU_PROJECT_DIR") or PROJECT_ROOT).resolve()
+    """The project folder: `override`, else IAU_PROJECT_DIR, else the current directory or its nearest parent
+    holding params.yaml and data.dvc. An explicit folder must exist and hold params.yaml (data.dvc may still be
+    missing: the data is materialized and `dvc add`ed there first)."""
+    if override:
+        return explicit(Path(override), "the project folder")
+    if named := os.environ.get(PROJECT_ENV):
+        return explicit(Path(named), PROJECT_ENV)
+    return find_project(Path.cwd())
+
+
+def explicit(folder: Path, source: str) -> Path:
+    folder = folder.expanduser().resolve()
+    if not folder.is_dir():
+        raise ProjectNotFound(f"{source} {folder} is not a folder")
+    if not (folder / "params.yaml").is_file():
+        raise ProjectNotFound(f"{source} {folder} holds no params.yaml")
+    return folder
+
+
+def find_project(start: Path) -> Path:
+    """The nearest folder from `start` upwards holding every file of MARKERS."""
+    start = start.resolve()
+    for folder in (start, *start.parents):
+        if all((folder / name).is_file() for name in MARKERS):
+            return folder
+    raise ProjectNotFound(f"no iau project here: neither {start} nor a parent holds both {' and '.join(MARKERS)}; "
+                          f"run from a project folder, or give one with --project PATH or {PROJECT_ENV}")
 
 
 @dataclass(frozen=True)
@@ -33,6 +74,8 @@ class RunContext:
 
     @property
     def device(self) -> torch.device:
+        from iau_core.training import resolve_device
+
         return resolve_device(self.params.device)
 
     def bundle(self) -> DataBundle:
@@ -47,10 +90,14 @@ class RunContext:
 
     def for_recipe(self, recipe: Recipe) -> RunContext:
         """The context whose params train `recipe`'s base model (a method's declared starting point)."""
+        from iau_core.recipe import recipe_params
+
         return replace(self, params=recipe_params(self.params, recipe))
 
 
 @lru_cache(maxsize=2)
 def _bundle(root: Path, data: DataParams, data_version: str) -> DataBundle:
     """Tasks of one run share the decoded tensors; data_version is in the key so new data is never stale."""
+    from iau_core.data import load_bundle
+
     return load_bundle(data, root)

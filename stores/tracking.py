@@ -343,3 +343,20 @@ def log_data_version(run_id: str, name: str, data_version: str, source: str, con
     dataset = Dataset(name=name, digest=data_version, source_type="local", source=json.dumps({"uri": source}))
     entry = DatasetInput(dataset, tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])
     MlflowClient().log_inputs(run_id, datasets=[entry])
+
+
+NOTE = "mlflow.note.content"  # the run page's Description, and the runs list's tooltip
+MAX_TAG_VALUE = 8000  # MLflow refuses a longer tag value (mlflow.utils.validation.MAX_TAG_VAL_LENGTH, 3.x)
+
+
+def describe_comparison(parent_run_id: str, description: str, tags: dict[str, str], metrics: dict[str, float],
+                        children: dict[str, tuple[str, dict[str, str]]]) -> None:
+    """The answer where people look in the MLflow UI: the parent run's description (the verdicts and the compact
+    table), its tags (best method, each method's verdict) and metrics; and each child run's one-line description
+    and tags. `children`: run id -> (description, tags)."""
+    if len(description) > MAX_TAG_VALUE:  # the answer comes first, so what is cut is the end of the table
+        description = description[:MAX_TAG_VALUE - 40] + "\n… (cut: see comparison.md)"
+    set_tags(parent_run_id, {NOTE: description, **tags})
+    log_metrics(parent_run_id, metrics)
+    for run_id, (text, child_tags) in children.items():
+        set_tags(run_id, {NOTE: text, **child_tags})

@@ -26,7 +26,9 @@ from iau_core.metrics import (
 from iau_core.recipe import per_seed_tables
 from iau_core.training import per_sample_grad_norms
 from iau_core.unlearning import MethodResult
+from iau_core.verdicts import assess, unchanged_methods
 from reporting import plots
+from reporting import verdicts as verdict_text
 from reporting.tables import (
     SHOWN,
     artifact_key,
@@ -68,31 +70,57 @@ def gradient_norms(ctx: RunContext, base: ModelRef, no_gr: ModelRef, parent_run_
 
 @task(name="compare-methods", cache_policy=NO_CACHE)
 def compare_methods(outcomes: list[MethodResult], strengths: list[dict[str, float]], parent_run_id: str,
-                    selection: str) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Per seed, every gap to that seed's gold model; over seeds, mean ± std and the noise floors. Gaps and
-    floor verdicts go onto each method's run, the tables and plots onto the parent run."""
+                    selection: str, roles: dict[str, int] | None = None) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Per seed, every gap to that seed's gold model; over seeds, mean ± std, the noise floors and the paired
+    verdicts (iau_core.verdicts). Gaps, floor marks and verdicts go onto each method's run; the tables, plots, the
+    answer (as the parent's description and tags) onto the parent run. `roles`: the smallest D_f over seeds
+    ('forget') and the validation set's size ('val'), so a table on too little data says so."""
     tables = per_seed_tables(outcomes)
     log_gaps(outcomes, tables)
-    summary = summarize([t.drop(columns="seed") for t in tables])
+    plain = [t.drop(columns="seed") for t in tables]
+    summary = summarize(plain)
     floors = noise_floors(summary)
+    kept: dict[str, list[bool]] = {}
+    for o in outcomes:
+        kept.setdefault(o.method, []).append(o.method in unchanged_methods({o.method: o.choices}))
+    roles = roles or {}
+    found = assess(plain, summary, floors, kept, roles.get("forget"), roles.get("val"))
+    unchanged = {m for m, v in found.verdicts.items() if v == "no change"}
     verdicts = within_floor(summary, floors)
     for o in outcomes:
-        tracking.log_metrics(o.run_id, {f"{gap}_within_floor": float(verdicts.loc[o.method, gap]) for gap in floors})
+        tracking.log_metrics(o.run_id, {f"{gap}_within_floor": float(verdicts.loc[o.method, gap] and
+                                                                     o.method not in unchanged) for gap in floors})
     strength = pd.DataFrame(strengths).mean().to_dict()
     tracking.log_metrics(parent_run_id, {**{f"floor_{gap}": v for gap, v in floors.items()}, **strength,
                                          "seeds": len(tables)})
     title = f"unlearn ({selection}), {len(tables)} seed(s)"
     tracking.log_text(parent_run_id, pd.concat(tables).to_csv(float_format="%.5f"), "comparison_by_seed.csv")
-    tracking.log_text(parent_run_id, summary.to_csv(float_format="%.5f"), "comparison.csv")
-    tracking.log_text(parent_run_id, f"# {title}\n\n{summary_markdown(summary, floors, SHOWN)}\n\n"
-                      f"{what_attacks_see(strength)}\n", "comparison.md")
-    for artifact_file, figure in plots.comparison_figures(outcomes, summary).items():
+    with_verdicts = summary.join(found.wide())
+    tracking.log_text(parent_run_id, with_verdicts.to_csv(float_format="%.5f"), "comparison.csv")
+    attacks_see = what_attacks_see(strength)
+    full = summary_markdown(summary, floors, SHOWN, unchanged)
+    tracking.log_text(parent_run_id, verdict_text.comparison_document(title, summary, floors, found, full,
+                                                                      attacks_see), "comparison.md")
+    by_seed = {int(t["seed"].iloc[0]): t for t in tables}
+    tracking.describe_comparison(
+        parent_run_id, verdict_text.parent_description(title, summary, floors, found, attacks_see),
+        parent_tags(found), {"methods_forgetting": float((found.verdicts.drop(index="retrain_alt", errors="ignore")
+                                                          == "forgets").sum())},
+        {o.run_id: (verdict_text.child_description(o.method, o.seed, by_seed[o.seed], found),
+                    {"verdict": found.verdicts.get(o.method, o.method)}) for o in outcomes if o.run_id})
+    for artifact_file, figure in plots.comparison_figures(outcomes, summary, found).items():
         tracking.log_figure(parent_run_id, figure, artifact_file)
-    publish_table_artifact(comparison_records(summary, SHOWN), key=f"unlearn-{selection}-comparison",
+    publish_table_artifact(comparison_records(summary, SHOWN, found.verdicts), key=f"unlearn-{selection}-comparison",
                            description=f"{title}: mean ± std; gaps are to retrain; retrain_alt's gaps are "
-                                       "the noise floor.")
+                                       "the noise floor; verdict on " + found.headline + " with 95% CIs.")
     shown = summary[[c for c in summary.columns if c.removesuffix("_mean").removesuffix("_std") in COLUMNS]]
-    return shown, strength
+    return shown.join(found.wide()), strength
+
+
+def parent_tags(found) -> dict[str, str]:
+    """What the runs list can show as columns: the best method within every floor and each method's verdict."""
+    return {"best_method": found.best or "none", "verdict_metric": found.headline,
+            **{f"verdict.{m}": v for m, v in found.verdicts.items()}}
 
 
 def log_gaps(outcomes: list[MethodResult], tables: list[pd.DataFrame]) -> None:

@@ -99,7 +99,7 @@ def test_flow_leaves_the_promised_record(two_runs):
     markdown = Path(client.download_artifacts(parent.info.run_id, "comparison.md")).read_text()
     assert "±" in markdown and "noise floor" in markdown and "What the attacks see" in markdown
     plots = {f.path for f in client.list_artifacts(parent.info.run_id, "plots")}
-    assert plots == {"plots/mu_vs_ue.png", "plots/grad_norms.png", "plots/lira_roc.png"}
+    assert plots == {"plots/mu_vs_ue.png", "plots/grad_norms.png", "plots/lira_roc.png", "plots/verdicts.png"}
     from flows.unlearn import report
 
     printed = report(first)  # what `make run` prints last: the table, what the attacks see, how to browse
@@ -155,7 +155,9 @@ def test_the_flow_and_the_bare_recipe_compute_the_same_comparison(two_runs):
     timed = {UNLEARN_SECONDS, SPEEDUP, AVG_RANK}
     flow = {row["method"]: row for row in first["summary"]}
     assert set(flow) == set(bare.index)
-    compared = [c for c in next(iter(flow.values())) if c != "method" and c.rsplit("_", 1)[0] not in timed]
+    # the flow adds the verdict columns (iau_core.verdicts); every number both have must agree
+    compared = [c for c in next(iter(flow.values())) if c in bare.columns and c.rsplit("_", 1)[0] not in timed]
+    assert {"verdict", "verdict_rank", "lira_auc_vs_original_lo"} <= set(next(iter(flow.values())))
     assert len(compared) > 20
     for method, row in flow.items():
         for column in compared:

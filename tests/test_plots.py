@@ -14,7 +14,9 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 from mlflow import MlflowClient
 from sklearn.metrics import roc_auc_score, roc_curve
 
@@ -246,3 +248,53 @@ def test_publish_inside_a_flow_run(prefect_api):
     data = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
     assert data == [{"method": "iau", "mu_gap": 0.31, "ue_gap": None, "seeds": 3},
                     {"method": "retrain", "mu_gap": 0.0, "ue_gap": 0.0, "seeds": 3}]
+
+
+def test_roc_plot_with_fifteen_methods_reuses_no_style_and_keeps_the_legend_off_the_curves(tmp_path: Path):
+    rng = np.random.default_rng(2)
+    labels = np.r_[np.ones(200), np.zeros(500)]
+    curves = {}
+    for i in range(15):
+        scores = np.r_[rng.normal(0.05 * i, 1, 200), rng.normal(0, 1, 500)]
+        fpr, tpr, _ = roc_curve(labels, scores)
+        curves[f"method_{i}"] = (fpr, tpr, roc_auc_score(labels, scores))
+    fig = plots.roc_plot(curves, "LiRA on D_f")
+    png(fig, tmp_path / "roc.png")
+    ax = fig.axes[0]
+    styles = [(line.get_color(), line.get_linestyle()) for line in ax.get_lines()[:15]]
+    assert len(set(styles)) == 15
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    legend_box, axes_box = ax.get_legend().get_window_extent(renderer), ax.get_window_extent(renderer)
+    assert legend_box.x0 >= axes_box.x1  # beside the axes, covering no curve
+
+
+def test_mu_ue_plot_labels_of_fifteen_close_methods_do_not_overlap(tmp_path: Path):
+    rng = np.random.default_rng(3)
+    names = ["original", "retrain", "retrain_alt", *[f"method_{i}" for i in range(12)]]
+    table = pd.DataFrame({"mu_gap_mean": rng.uniform(0.3, 0.5, 15), "ue_gap_mean": rng.uniform(0.9, 1.1, 15),
+                          "mu_gap_std": 0.1, "ue_gap_std": 0.1}, index=names)
+    fig = plots.mu_ue_plot(table, seeds=3)
+    png(fig, tmp_path / "mu_ue.png")
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    boxes = [Text.get_window_extent(label, renderer) for label in fig.axes[0].texts]  # the text, not its leader
+    assert len(boxes) == 14
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert not a.overlaps(b)
+
+
+def test_verdict_plot_draws_one_panel_per_metric_with_the_floor(tmp_path: Path):
+    from iau_core.verdicts import verdict_table
+
+    seeds = []
+    for shift in (0.0, 0.01, -0.01):
+        seeds.append(pd.DataFrame({"lira_auc": {"original": 0.75 + shift, "retrain": 0.55, "retrain_alt": 0.56,
+                                                "iau": 0.58 + shift},
+                                   "mia_forget_asr": {"original": 70 + shift, "retrain": 60, "retrain_alt": 61,
+                                                      "iau": 62}}))
+    fig = plots.verdict_plot(verdict_table(seeds), {"lira_auc_gap": 0.01, "ue_gap": 1.0},
+                             ["mia_forget_asr", "lira_auc"], "verdicts")
+    png(fig, tmp_path / "verdicts.png")
+    assert [ax.get_title() for ax in fig.axes] == ["mia_forget_asr", "lira_auc"]
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["retrain_alt", "iau"]
+    assert all(ax.patches for ax in fig.axes)  # the noise-floor band

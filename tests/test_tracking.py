@@ -273,3 +273,19 @@ def test_runs_carry_source_tags(experiment_id: str, git_repo: Path):
     assert tags["mlflow.source.git.commit"] == git(tracking.REPO_ROOT, "rev-parse", "HEAD")
     assert tags["mlflow.source.type"] == "LOCAL"
     assert status(default_run) == "FINISHED"
+
+
+def test_the_comparison_answer_is_the_parent_description_and_each_child_gets_a_line(experiment_id: str):
+    client = MlflowClient()
+    parent = tracking.start_run(experiment_id, "unlearn-random", {"kind": "test"})
+    child = tracking.start_run(experiment_id, "iau", {"kind": "test"}, parent)
+    long_table = "**Best method within every noise floor: iau**\n" + "| row |\n" * 2000  # beyond MLflow's 8000
+    tracking.describe_comparison(parent, long_table, {"best_method": "iau", "verdict.iau": "forgets"},
+                                 {"methods_forgetting": 1.0},
+                                 {child: ("**iau**, seed 0: forgets", {"verdict": "forgets"})})
+    got = client.get_run(parent).data
+    assert got.tags[tracking.NOTE].startswith("**Best method") and len(got.tags[tracking.NOTE]) <= 8000
+    assert got.tags[tracking.NOTE].endswith("(cut: see comparison.md)")
+    assert got.tags["best_method"] == "iau" and got.metrics["methods_forgetting"] == 1.0
+    kid = client.get_run(child).data.tags
+    assert kid[tracking.NOTE] == "**iau**, seed 0: forgets" and kid["verdict"] == "forgets"

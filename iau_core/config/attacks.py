@@ -4,6 +4,8 @@ attack <name> (see iau_core/attacks/__init__.py); every attack learns from the s
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator
 
 from iau_core.config.base import Section
@@ -37,6 +39,10 @@ class LiraParams(Section):
 
     num_reference: int = Field(4, gt=0, description="reference models; the shadow attack uses the first "
                                "mia.num_shadow of the same models, RMIA all of them")
+    reference_training: Literal["sequential", "ensemble"] = Field(
+        "sequential", description="sequential: the reference models one after another; ensemble: all at once, "
+        "stacked with torch.func (the same models; batch-norm or dropout models still go one by one). "
+        "Measured slower than sequential on one CPU thread (docs/science.md, 'Attacks')")
     per_example_variance: bool = Field(False, description="fit each record's own variance (needs many "
                                        "references); false pools one variance over all records, as Carlini et "
                                        "al. advise below ~64 models")

@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 from iau_core.config.base import Section, kind_shorthand
 
 GrReading = Literal["batch", "per_sample"]
+GrHvp = Literal["double_backward", "finite_difference"]
 
 class AdamParams(Section):
     kind: Literal["adam"]
@@ -59,10 +60,16 @@ class TrainingParams(Section):
     batch_size: int = Field(64, gt=0)
     max_epochs: int = Field(20, gt=0)
     patience: int = Field(5, gt=0, description="epochs without validation-accuracy gain before stopping")
+    keep: Literal["best", "last"] = Field("best", description="which weights training ends with: best (the "
+                                          "best validation epoch's) or last (the final epoch's: a model that "
+                                          "memorizes, as the leaking setting of studies/leaking.yaml needs)")
     gr_alpha: float = Field(0.005, ge=0, description="GR loss weight (paper Eq. 7); 0 = plain cross-entropy")
     gr_reading: GrReading = Field("batch", description="batch: norm of the batch-mean loss gradient (the paper's "
                                   "public code); per_sample: batch mean of each record's gradient norm (Eq. 7 "
                                   "as written)")
+    gr_hvp: GrHvp = Field("double_backward", description="how GR's gradient gets its Hessian-vector product: "
+                          "finite_difference (a second gradient pass at theta + r * direction, about 2x a plain "
+                          "step) | double_backward (exact, through the graph of the gradient, about 3x)")
 
     @field_validator("optimizer", "lr_schedule", mode="before")
     @classmethod

@@ -131,6 +131,61 @@ class L1SparseSettings(Section):
     optimizer: Optimizer = "sgd"
     weight_decay: float = Field(5e-4, ge=0)
 
+class ImuSettings(Section):
+    """Fan et al. 2025, IMU ('Influence-guided machine unlearning', arXiv 2508.01620), written from the paper's
+    description (its public code has no licence): each D_f record's influence on D_f's loss, computed on the
+    classifier (last linear) layer only with the diagonal Fisher over D_f standing in for the Hessian, weighs
+    a gradient ascent on D_f alone that updates that layer only. No retained data.
+
+    Choices the paper leaves open, made here: influence I_i = mean_{D_f} g^T (F + damping * mean(F))^-1 g_i
+    (how much D_f's mean loss would rise without record i); `keep_fraction` keeps the most influential share
+    (1: every record, as the public code's default); weight transform w = |kept| * softmax(standardized
+    I / temperature) over the kept records (positive, mean 1: the same total ascent as uniform GA); batch
+    norm in eval mode (features computed once, running statistics untouched). The paper's ascent schedule
+    was not readable offline, so it runs the schedule of the project's GA baseline (neggrad, Jia et al.
+    2023: 5 epochs, SGD lr 1e-4): the two then differ only by IMU's weighting and its classifier-only
+    update."""
+
+    epochs: int = Field(5, gt=0)
+    lr: float = Field(1e-4, gt=0)
+    optimizer: Optimizer = "sgd"
+    weight_decay: float = Field(5e-4, ge=0)
+    keep_fraction: float = Field(1.0, gt=0, le=1, description="share of D_f, most influential first, that the "
+                                 "ascent uses (the public code's top_data; 1 keeps every record)")
+    temperature: float = Field(1.0, gt=0, description="weights = |kept| * softmax(standardized influence / "
+                               "temperature): small sharpens toward the most influential records")
+    damping: float = Field(1e-3, gt=0, description="added to the diagonal Fisher, times its mean, before "
+                           "dividing by it")
+
+class SsdSettings(Section):
+    """Foster et al. 2024 (AAAI), Selective Synaptic Dampening: importance = diagonal (empirical) Fisher, the
+    squared gradient of the batch-mean loss averaged over batches, on D_f and on D (the training set, D_r
+    plus D_f). Every parameter whose D_f importance exceeds alpha times its D importance is multiplied by
+    beta = min(lambda * I_D / I_Df, 1). Their values for every ResNet18/CIFAR task: alpha 10, lambda 1,
+    loaders of batch 128. No training loop, no schedule."""
+
+    alpha: float = Field(10.0, gt=0, description="selection: dampen where I_Df > alpha * I_D")
+    dampening: float = Field(1.0, gt=0, description="lambda: beta = min(lambda * I_D / I_Df, 1)")
+    batch_size: int = Field(128, gt=0, description="batch of the importance passes (the public code's loaders)")
+
+class UsgdSettings(Section):
+    """Thudi et al. 2022 ('Unrolling SGD: understanding factors influencing machine unlearning'). USGD
+    unlearns a model trained by its own recipe, which it declares: plain SGD (no momentum) from initial
+    weights w_0 that are kept, on CE plus `sd_weight` times the standard-deviation (SD) loss term (each
+    record's std of its logits over classes, divided by the number of classes), counting how often each record
+    is sampled. Single-gradient unlearning then adds back each D_f record's first-order contribution:
+    w_T + sum_{i in D_f} sum over its batches t of lr_t / |batch_t| * grad loss_i(w_0). Their CIFAR
+    values: lr 0.1, batch 128, SD weight 1, weight decay 5e-4, 50 epochs."""
+
+    epochs: int = Field(50, gt=0, description="epochs of the USGD recipe's training from w_0")
+    lr: float = Field(0.1, gt=0)
+    batch_size: int = Field(128, gt=0)
+    sd_weight: float = Field(1.0, ge=0, description="weight of the SD loss term; 0 is plain cross-entropy")
+    weight_decay: float = Field(5e-4, ge=0)
+    checkpoint_every: int = Field(0, ge=0, description="0: every gradient at the initial weights (single-"
+                                  "gradient unlearning as defined); k: weights also recorded every k epochs and "
+                                  "each step unrolled around the last one before it (the paper's checkpointing)")
+
 class MethodSections(Section):
     """One typed section per baseline, under `unlearning:` in params.yaml (unlearning.finetune.lr, ...). The
     field names are the baselines' registry names."""
@@ -144,6 +199,9 @@ class MethodSections(Section):
     scrub: ScrubSettings = ScrubSettings()
     salun: SalunSettings = SalunSettings()
     l1_sparse: L1SparseSettings = L1SparseSettings()
+    imu: ImuSettings = ImuSettings()
+    ssd: SsdSettings = SsdSettings()
+    usgd: UsgdSettings = UsgdSettings()
 
 
 # The paper's Fig. 2 ablation shares IAU's step settings (unlearning.reduction, eta, eta_rule):
@@ -171,8 +229,9 @@ class EtaRule(Section):
     the validation set. Never the test set, never a retrained model.
 
     Scan eta = start * growth^k upwards and take the first step at which D_f's mean loss reaches the
-    validation set's mean loss (D_f then looks like data the model never saw), or, if the validation accuracy
-    would drop more than `val_drop_budget` points first, the last step within the budget."""
+    validation set's mean loss (D_f then looks like data the model never saw), or, if that step costs more than
+    `val_drop_budget` validation-accuracy points, the last one below it within the budget. The scan reads D_f
+    at every candidate and the whole validation set at most 3 times (iau_core.unlearning.gradients.choose_eta)."""
 
     start: float = Field(1e-6, gt=0, description="smallest eta tried")
     growth: float = Field(2.0, gt=1, description="factor between consecutive candidates")

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from iau_core.config import ParamsError, load_params, parse_overrides
+from iau_core.runtime import prepare_process
 from iau_core.sources import CanonicalDataError, DatasetSourceMissing, materialize, read_canonical
 
 
@@ -26,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     except ParamsError as exc:
         print(exc, file=sys.stderr)
         return 2
+    prepare_process(params.threads)  # decoding and writing the arrays run torch/numpy threads
     project = Path(args.params).resolve().parent
     try:
         folder = materialize(params.data.dataset, project / params.data.root, project)

@@ -1,0 +1,57 @@
+"""The attacker's reference models trained together (torch.func over stacked parameters) against one by one."""
+
+import pytest
+import torch
+from conftest import training
+
+from iau_core.attacks.references import train_reference_model, train_reference_models
+from iau_core.ensemble_training import can_train_together
+from iau_core.recipe import model_builder
+from iau_core.training import accuracy
+
+CPU = torch.device("cpu")
+
+
+@pytest.mark.parametrize("changes", [
+    {"gr_alpha": 0.05, "gr_reading": "batch", "gr_hvp": "double_backward"},
+    {"gr_alpha": 0.05, "gr_reading": "per_sample", "gr_hvp": "finite_difference", "optimizer": "sgd"},
+], ids=["adam-gr-batch", "sgd-gr-per-sample-fd"])
+def test_together_gives_the_one_by_one_models(digits_bundle, digits_params, changes):
+    """Same initial weights, same batches, same recipe: each model trained in the ensemble equals the one
+    train_reference_model gives alone, weight by weight within float tolerance, and stops at the same epoch.
+    Patience 2 over 8 epochs, so early stopping (and models leaving the stack) happens."""
+    pool = digits_bundle.shadow_pool.take(torch.arange(240))
+    recipe = training(max_epochs=8, patience=2, lr=0.005, **changes)
+    build = model_builder(digits_params, digits_bundle)
+    lines = []
+    together = train_reference_models(pool, build, recipe, 3, CPU, 0, progress=lines.append, mode="ensemble")
+    assert "3 models training" in lines[0] and ("2 models" in lines[-1] or "1 models" in lines[-1] or
+                                                 len(lines) < 8), lines  # some stopped early
+    for i, ref in enumerate(together):
+        alone = train_reference_model(pool, build, recipe, i, 3, CPU, 0)
+        assert torch.equal(ref.members.ids, alone.members.ids) and torch.equal(ref.nonmembers.ids,
+                                                                                alone.nonmembers.ids)
+        for (name, a), b in zip(ref.model.named_parameters(), alone.model.parameters(), strict=True):
+            assert torch.allclose(a, b, rtol=1e-3, atol=1e-4), (i, name, (a - b).abs().max().item())
+        assert accuracy(ref.model, ref.nonmembers, CPU) == accuracy(alone.model, alone.nonmembers, CPU)
+
+
+def test_models_with_batch_norm_or_dropout_are_trained_one_by_one(digits_bundle, digits_params):
+    """The ensemble mode falls back for a model vmap cannot train (batch norm's running statistics): the models
+    are exactly the one-by-one ones."""
+    assert can_train_together(model_builder(digits_params, digits_bundle)(0))  # LeNet5: no buffers, no dropout
+    assert not can_train_together(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.5)))
+
+    def build(seed):
+        torch.manual_seed(seed)
+        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16), torch.nn.BatchNorm1d(16),
+                                   torch.nn.ReLU(), torch.nn.Linear(16, 10))
+
+    assert not can_train_together(build(0))
+    pool = digits_bundle.shadow_pool.take(torch.arange(200))
+    recipe = training(max_epochs=2, patience=2)
+    together = train_reference_models(pool, build, recipe, 2, CPU, 0, mode="ensemble")
+    alone = train_reference_models(pool, build, recipe, 2, CPU, 0, mode="sequential")
+    for a, b in zip(together, alone, strict=True):
+        for (name, ta), tb in zip(a.model.state_dict().items(), b.model.state_dict().values(), strict=True):
+            assert torch.equal(ta, tb), name
