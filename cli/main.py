@@ -185,6 +185,8 @@ def show(
     typer.echo("history:")
     for event in events:
         typer.echo(f"  {stamp(event.at)}  {event.kind:<14} {scope(event):<9} {escaped(details(event.detail))}")
+    for line in gate_verdicts(events):
+        typer.echo(line)
     if request.status == "done":
         typer.echo(receipt(request, purge))
 
@@ -443,6 +445,28 @@ def scope(event: EventView) -> str:
     if event.sample_id is None:
         return f"batch {event.batch_id}"
     return f"batch {event.batch_id}" if event.batch_id is not None else ""
+
+
+def gate_verdicts(events: list) -> list[str]:
+    """One line per gated method of the record's batches: the privacy verdict said plainly (an inconclusive gate
+    saw nothing to remove; it did not show the record was forgotten)."""
+    lines = []
+    for event in events:
+        if event.kind != "gate" or not isinstance(event.detail, dict):
+            continue
+        for method, result in event.detail.items():
+            if not isinstance(result, dict) or "privacy_verdict" not in result:
+                continue
+            lines.append(f"privacy gate ({method}, {result.get('attack', 'lira')}): {result['privacy_verdict']}; "
+                         f"champion AUC {auc(result['forget_auc_champion'])}, after "
+                         f"{auc(result['forget_auc_candidate'])}, smallest detectable {auc(result['auc_threshold'])} "
+                         f"for {result['members']} records")
+    return lines
+
+
+def auc(value: Any) -> str:
+    """An AUC from the ledger's JSON, where a value that was not finite is stored as the text 'nan'."""
+    return f"{value:.3f}" if isinstance(value, int | float) else str(value)
 
 
 def details(detail: dict[str, Any]) -> str:

@@ -200,12 +200,18 @@ def unlearn_and_gate(ctx: RunContext, ledger: Ledger, batch, champion: Champion,
         with steps(f"gate-{method}"):
             result = gate(ctx, champion, candidate, ids, run_id)
         gates[method] = result.as_dict()
-        if result.passed:
+        # an inconclusive privacy verdict promotes only by policy (nightly.gate.when_inconclusive), and the
+        # retrained model, which has no stronger fallback, always; the verdict stays in gates.json and the audit
+        if result.accepts(ctx.params.nightly.gate.when_inconclusive, method):
+            if not result.passed:
+                log.warning("batch %d: %s promoted with privacy verdict %s: %s", batch.id, method,
+                            result.privacy_verdict, "; ".join(result.reasons))
             return candidate, gates
         if method == "retrain":
             raise GateFailed(f"batch {batch.id}: the model retrained on the retained data failed the gate too ("
                              f"{'; '.join(result.reasons)}). Nothing was promoted; the requests are pending again.")
-        reason = "gate failed: " + "; ".join(result.reasons)
+        reason = ("gate inconclusive, policy retrain: " if result.privacy_verdict == "inconclusive" and
+                  result.utility_ok else "gate failed: ") + "; ".join(result.reasons)
         ledger.escalate(batch.id, reason)
         log.warning("batch %d escalated: %s", batch.id, reason)
         method = "retrain"

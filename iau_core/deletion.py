@@ -4,10 +4,15 @@ tasks/ and flows/; this module only decides and measures.
 
 The gate reads two numbers, from data a real batch has (never a retrained model):
 - utility: the validation-accuracy drop against the champion;
-- privacy: offline LiRA (iau_core.attacks) on the deleted records against held-out non-members of the same
-  label mix. A model that forgot them should see them as it sees records it never trained on: AUC near 0.5. A
-  small batch gives a noisy AUC, so the threshold is 0.5 + max_attack_advantage + noise_z standard deviations
-  of the AUC of two same-distribution samples of these sizes (the Mann-Whitney null).
+- privacy: the headline attack (attacks.headline: offline LiRA or RMIA, iau_core.attacks) on the deleted records
+  against held-out non-members of the same label mix. A model that forgot them should see them as it sees records
+  it never trained on: AUC near 0.5. A small batch gives a noisy AUC, so the threshold is 0.5 +
+  max_attack_advantage + noise_z standard deviations of the AUC of two same-distribution samples of these sizes
+  (the Mann-Whitney null).
+The gate knows its power: the threshold is also the smallest AUC it can detect at this batch size. If the
+champion's own AUC on the batch is not above it, there is nothing visible to remove and the privacy verdict is
+"inconclusive", never "passed"; so is a candidate identical to the champion. nightly.gate.when_inconclusive says
+whether such a batch promotes (verdict recorded) or retrains.
 A parameter or validation loss that is not finite fails the gate outright.
 """
 
@@ -20,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from iau_core.attacks import LiraAttack, label_matched
+from iau_core.attacks import Attack, label_matched
 from iau_core.config import DriftParams, GateParams
 from iau_core.data import Split
 from iau_core.training import logits_accuracy, predict_logits
@@ -58,25 +63,59 @@ def chance_auc_std(members: int, nonmembers: int) -> float:
     return math.sqrt((members + nonmembers + 1) / (12 * members * nonmembers))
 
 
+# The privacy verdict: "passed" (the gate could see membership on the champion and the candidate no longer shows it),
+# "failed" (the candidate still shows it), "inconclusive" (the champion itself shows no more than the gate accepts:
+# nothing visible to remove, so passing would say nothing).
+PASSED, FAILED, INCONCLUSIVE = "passed", "failed", "inconclusive"
+
+
+def smallest_detectable_auc(members: int, nonmembers: int, gate: GateParams) -> float:
+    """The gate's threshold for a batch of this size: 0.5 + max_attack_advantage + noise_z * (the AUC's standard
+    deviation under the null). An attack AUC at or below it cannot be told from an acceptable model, so only a
+    champion above it has membership the gate could see being removed (the smallest shift it can detect is this
+    minus 0.5)."""
+    return 0.5 + gate.max_attack_advantage + gate.noise_z * chance_auc_std(members, nonmembers)
+
+
 @dataclass(frozen=True)
 class GateResult:
-    passed: bool
-    reasons: list[str]  # why it failed (empty when it passed)
+    passed: bool  # the utility check held and the privacy verdict is "passed"
+    reasons: list[str]  # why it did not pass (empty when it passed)
+    privacy_verdict: str  # passed, failed or inconclusive (see above)
+    utility_ok: bool  # finite, and the validation accuracy dropped no more than allowed
+    attack: str  # the attack the gate judged by (attacks.headline)
     val_acc_champion: float
     val_acc_candidate: float
     val_acc_drop: float
-    forget_auc_champion: float  # LiRA AUC of the deleted records before unlearning...
+    forget_auc_champion: float  # the attack's AUC of the deleted records before unlearning...
     forget_auc_candidate: float  # ...and after; non-members label-matched to them
-    auc_threshold: float
+    auc_threshold: float  # = the smallest AUC the gate can detect for this batch's size (smallest_detectable_auc)
+    detectable_shift: float  # auc_threshold - 0.5
+    unchanged: bool  # the candidate's parameters equal the champion's (no step taken)
     members: int
     nonmembers: int
+
+    def accepts(self, when_inconclusive: str, method: str) -> bool:
+        """Whether the batch may promote this candidate: it passed, or the privacy verdict is inconclusive, the
+        utility check held, and the policy promotes then (or the candidate is already the retrained model, which
+        there is no stronger fallback to)."""
+        if self.passed:
+            return True
+        return (self.privacy_verdict == INCONCLUSIVE and self.utility_ok
+                and (when_inconclusive == "promote" or method == "retrain"))
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
+def same_parameters(a: nn.Module, b: nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k].cpu(), sb[k].cpu()) for k in sa)
+
+
 def evaluate_gate(champion: nn.Module, candidate: nn.Module, forget: Split, val: Split, heldout: Split,
-                  lira: LiraAttack, gate: GateParams, device: torch.device, seed: int) -> GateResult:
+                  attack: Attack, gate: GateParams, device: torch.device, seed: int,
+                  attack_name: str = "lira") -> GateResult:
     """Score the candidate against the champion on the batch's records; see the module docstring."""
     nonmembers = label_matched(heldout, forget, seed)
     champ_logits, cand_logits = predict_logits(champion, val, device), predict_logits(candidate, val, device)
@@ -84,17 +123,33 @@ def evaluate_gate(champion: nn.Module, candidate: nn.Module, forget: Split, val:
     acc_champion, acc_candidate = logits_accuracy(champ_logits, val_y), logits_accuracy(cand_logits, val_y)
     finite = all(torch.isfinite(p).all() for p in candidate.parameters()) and \
         math.isfinite(F.cross_entropy(cand_logits, val_y).item())
-    threshold = 0.5 + gate.max_attack_advantage + gate.noise_z * chance_auc_std(len(forget), len(nonmembers))
-    auc_champion = lira.roc(champion, forget, nonmembers, device).auc
-    auc_candidate = lira.roc(candidate, forget, nonmembers, device).auc if finite else float("nan")
+    threshold = smallest_detectable_auc(len(forget), len(nonmembers), gate)
+    auc_champion = attack.roc(champion, forget, nonmembers, device).auc
+    auc_candidate = attack.roc(candidate, forget, nonmembers, device).auc if finite else float("nan")
+    unchanged = same_parameters(champion, candidate)
     reasons = []
     if not finite:
         reasons.append("the model's parameters or validation loss are not finite")
     drop = acc_champion - acc_candidate
     if not drop <= gate.max_val_acc_drop:  # also catches NaN
         reasons.append(f"validation accuracy dropped {drop:.2f} points (limit {gate.max_val_acc_drop})")
-    if finite and not auc_candidate <= threshold:
-        reasons.append(f"LiRA still tells the deleted records from non-members: AUC {auc_candidate:.3f} > "
+    utility_ok = not reasons
+    if not finite:
+        verdict = FAILED  # nothing to measure privacy on; the utility reason says why
+    elif not auc_candidate <= threshold:
+        verdict = FAILED
+        reasons.append(f"{attack_name} still tells the deleted records from non-members: AUC {auc_candidate:.3f} > "
                        f"{threshold:.3f}")
-    return GateResult(not reasons, reasons, acc_champion, acc_candidate, drop, auc_champion, auc_candidate,
-                      threshold, len(forget), len(nonmembers))
+    elif unchanged:  # checked before the champion's AUC: a model nobody changed never 'passes'
+        verdict = INCONCLUSIVE
+        reasons.append("privacy inconclusive: the candidate is the champion unchanged (no step taken)")
+    elif not auc_champion > threshold:
+        verdict = INCONCLUSIVE
+        reasons.append(f"privacy inconclusive: the champion's own {attack_name} AUC on these {len(forget)} records "
+                       f"is {auc_champion:.3f}, not above the smallest AUC the gate can detect at this batch size "
+                       f"({threshold:.3f}): nothing visible to remove")
+    else:
+        verdict = PASSED
+    return GateResult(utility_ok and verdict == PASSED, reasons, verdict, utility_ok, attack_name, acc_champion,
+                      acc_candidate, drop, auc_champion, auc_candidate, threshold, threshold - 0.5, unchanged,
+                      len(forget), len(nonmembers))

@@ -10,8 +10,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from iau_core.attacks import LiraAttack, Roc, ShadowAttack, label_matched, loss_attack
-from iau_core.config import DO_NOTHING, FLOOR, GOLD, REFERENCE_METHODS
+from iau_core.attacks import Attacks, Roc, label_matched
+from iau_core.config import DO_NOTHING, FLOOR, GOLD, REFERENCE_METHODS, calibrated_attacks
 from iau_core.data import Split
 from iau_core.training import accuracy
 
@@ -22,22 +22,43 @@ MIA_FORGET_ASR, SHADOW_AUC = "mia_forget_asr", "shadow_auc"
 MIA_AUC, TPR_AT_1PCT_FPR = "mia_auc", "tpr_at_1pct_fpr"
 LIRA_AUC, LIRA_TPR = "lira_auc", "lira_tpr_at_1pct_fpr"
 LIRA_AUC_MATCHED, LIRA_TPR_MATCHED = "lira_auc_label_matched", "lira_tpr_at_1pct_fpr_label_matched"
+RMIA_AUC, RMIA_TPR, RMIA_AUC_GAP = "rmia_auc", "rmia_tpr_at_1pct_fpr", "rmia_auc_gap"
 UNLEARN_SECONDS, SPEEDUP, AVG_RANK = "unlearn_seconds", "speedup_vs_retrain", "avg_rank"
 # On the parent run: what the attacks can see at all, on the original model (all of D against held-out data).
 ATTACK_STRENGTH, ATTACK_STRENGTH_AUC = "attack_strength", "attack_strength_auc"
 LIRA_STRENGTH, LIRA_STRENGTH_TPR = "lira_strength", "lira_strength_tpr_at_1pct_fpr"
+RMIA_STRENGTH, RMIA_STRENGTH_TPR = "rmia_strength", "rmia_strength_tpr_at_1pct_fpr"
 
+
+# Every per-record calibrated attack (lira, rmia, ...) writes the same family of keys, named after it.
+def auc_key(attack: str) -> str:
+    return f"{attack}_auc"
+
+
+def tpr_key(attack: str) -> str:
+    return f"{attack}_tpr_at_1pct_fpr"
+
+
+def gap_key(attack: str) -> str:
+    return f"{attack}_auc_gap"
+
+
+def strength_key(attack: str) -> str:
+    return f"{attack}_strength"
+
+
+def matched(key: str) -> str:
+    return f"{key}_label_matched"
+
+
+CALIBRATED = calibrated_attacks()
 RANKED = (MU_GAP, UNLEARN_SECONDS, UE_GAP)
-GAPS = {MU_GAP: TEST_ACC, UE_GAP: MIA_FORGET_ASR, LIRA_AUC_GAP: LIRA_AUC}  # gap key -> the metric it compares
-COLUMNS = [MU_GAP, UNLEARN_SECONDS, UE_GAP, LIRA_AUC_GAP, AVG_RANK, SPEEDUP, TEST_ACC, RETAIN_ACC, FORGET_ACC,
-           MIA_FORGET_ASR, SHADOW_AUC, LIRA_AUC, LIRA_TPR, LIRA_AUC_MATCHED, LIRA_TPR_MATCHED, MIA_AUC,
-           TPR_AT_1PCT_FPR]
-
-
-@dataclass(frozen=True)
-class Attacks:
-    shadow: ShadowAttack
-    lira: LiraAttack
+# gap key -> the metric it compares
+GAPS = {MU_GAP: TEST_ACC, UE_GAP: MIA_FORGET_ASR, **{gap_key(a): auc_key(a) for a in CALIBRATED}}
+COLUMNS = [MU_GAP, UNLEARN_SECONDS, UE_GAP, *(gap_key(a) for a in CALIBRATED), AVG_RANK, SPEEDUP, TEST_ACC,
+           RETAIN_ACC, FORGET_ACC, MIA_FORGET_ASR, SHADOW_AUC,
+           *(k for a in CALIBRATED for k in (auc_key(a), tpr_key(a), matched(auc_key(a)), matched(tpr_key(a)))),
+           MIA_AUC, TPR_AT_1PCT_FPR]
 
 
 @dataclass(frozen=True)
@@ -59,13 +80,12 @@ def make_eval_sets(retain: Split, forget: Split, test: Split, seed: int) -> Eval
 class Scores:
     values: dict[str, float]
     lira_roc: Roc  # D_f against held-out non-members, for the ROC plot
+    rocs: dict[str, Roc] | None = None  # every calibrated attack's, by name
 
 
 def score_model(model: nn.Module, sets: EvalSets, attacks: Attacks, device: torch.device) -> Scores:
     """Everything measured on one model alone (the gaps need the retrained model: see compare)."""
-    loss = loss_attack(model, sets.forget, sets.test, device)
-    lira = attacks.lira.roc(model, sets.forget, sets.test, device)
-    matched = attacks.lira.roc(model, sets.forget, sets.matched_nonmembers, device)
+    loss = attacks.loss.roc(model, sets.forget, sets.test, device)
     values = {
         TEST_ACC: accuracy(model, sets.test, device),
         RETAIN_ACC: accuracy(model, sets.retain, device),
@@ -73,10 +93,14 @@ def score_model(model: nn.Module, sets: EvalSets, attacks: Attacks, device: torc
         MIA_FORGET_ASR: attacks.shadow.member_rate(model, sets.forget, device),
         SHADOW_AUC: attacks.shadow.roc(model, sets.forget, sets.test, device).auc,
         MIA_AUC: loss.auc, TPR_AT_1PCT_FPR: loss.tpr_at_1pct_fpr,
-        LIRA_AUC: lira.auc, LIRA_TPR: lira.tpr_at_1pct_fpr,
-        LIRA_AUC_MATCHED: matched.auc, LIRA_TPR_MATCHED: matched.tpr_at_1pct_fpr,
     }
-    return Scores(values, lira)
+    rocs = {}
+    for name in CALIBRATED:
+        rocs[name] = attacks[name].roc(model, sets.forget, sets.test, device)
+        label_mix = attacks[name].roc(model, sets.forget, sets.matched_nonmembers, device)
+        values |= {auc_key(name): rocs[name].auc, tpr_key(name): rocs[name].tpr_at_1pct_fpr,
+                   matched(auc_key(name)): label_mix.auc, matched(tpr_key(name)): label_mix.tpr_at_1pct_fpr}
+    return Scores(values, rocs["lira"], rocs)
 
 
 def attack_strengths(model: nn.Module, train: Split, test: Split, attacks: Attacks,
@@ -86,10 +110,12 @@ def attack_strengths(model: nn.Module, train: Split, test: Split, attacks: Attac
     gen = torch.Generator().manual_seed(seed)
     k = min(len(train), len(test))
     members = train.take(torch.randperm(len(train), generator=gen)[:k])
-    lira = attacks.lira.roc(model, train, test, device)
-    return {ATTACK_STRENGTH: attacks.shadow.balanced_accuracy(model, members, test, device),
-            ATTACK_STRENGTH_AUC: attacks.shadow.roc(model, train, test, device).auc,
-            LIRA_STRENGTH: lira.auc, LIRA_STRENGTH_TPR: lira.tpr_at_1pct_fpr}
+    strengths = {ATTACK_STRENGTH: attacks.shadow.balanced_accuracy(model, members, test, device),
+                 ATTACK_STRENGTH_AUC: attacks.shadow.roc(model, train, test, device).auc}
+    for name in CALIBRATED:
+        seen = attacks[name].roc(model, train, test, device)
+        strengths |= {strength_key(name): seen.auc, f"{strength_key(name)}_tpr_at_1pct_fpr": seen.tpr_at_1pct_fpr}
+    return strengths
 
 
 def compare(scores: dict[str, dict[str, float]], seconds: dict[str, float]) -> pd.DataFrame:
@@ -141,7 +167,8 @@ def within_floor(summary: pd.DataFrame, floors: dict[str, float]) -> pd.DataFram
     return pd.DataFrame({gap: summary[f"{gap}_mean"] <= floor + 1e-12 for gap, floor in floors.items()})
 
 
-READABLE = [MU_GAP, UE_GAP, LIRA_AUC_GAP, UNLEARN_SECONDS, TEST_ACC, FORGET_ACC, LIRA_AUC, MIA_AUC]
+READABLE = [MU_GAP, UE_GAP, LIRA_AUC_GAP, RMIA_AUC_GAP, UNLEARN_SECONDS, TEST_ACC, FORGET_ACC, LIRA_AUC, RMIA_AUC,
+            MIA_AUC]
 
 
 def mean_std(mean: object, std: object, places: int = 3) -> str:

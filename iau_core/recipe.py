@@ -18,10 +18,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-from iau_core.attacks import ReferenceModel, ShadowReport, fit_lira, fit_shadow_attack, train_reference_models
+from iau_core.attacks import Attacks, AttackSetup, ReferenceModel, ShadowReport, fit_all, train_reference_models
 from iau_core.config import REFERENCE_METHODS, Params, Recipe, base_recipe
 from iau_core.data import DataBundle, Split
-from iau_core.metrics import Attacks, attack_strengths, compare, make_eval_sets, score_model
+from iau_core.metrics import attack_strengths, compare, make_eval_sets, score_model
 from iau_core.models import build_model
 from iau_core.selection import select_forget_set
 from iau_core.training import Progress, TrainReport, train_model
@@ -71,16 +71,23 @@ def reference_count(params: Params) -> int:
 
 
 def lira_candidates(bundle: DataBundle) -> Split:
-    """The records LiRA needs reference statistics for: D (members, and any D_f) and the held-out test set."""
+    """The records the per-record attacks need reference statistics for: D (members, and any D_f) and the held-out
+    test set."""
     train, test = bundle.train, bundle.test
     return Split(torch.cat([train.x, test.x]), torch.cat([train.y, test.y]), torch.cat([train.ids, test.ids]))
 
 
+def attack_setup(params: Params, bundle: DataBundle, device: torch.device) -> AttackSetup:
+    """What every attack may use besides the reference models; the attacker follows the data split only."""
+    return AttackSetup(params, lira_candidates(bundle), bundle.shadow_pool, bundle.num_classes, device,
+                       params.data.split_seed)
+
+
 def fit_attacks(params: Params, bundle: DataBundle, references: list[ReferenceModel],
                 device: torch.device) -> tuple[Attacks, ShadowReport]:
-    shadow, report = fit_shadow_attack(references, params.mia, bundle.num_classes, device, params.data.split_seed)
-    lira = fit_lira(references, lira_candidates(bundle), params.lira, device)
-    return Attacks(shadow, lira), report
+    """Every registered attack on the same reference models, and how the shadow attack's fit went."""
+    attacks = fit_all(references, attack_setup(params, bundle, device))
+    return attacks, attacks.shadow.report
 
 
 def unlearn_and_score(method: str, original: nn.Module, forget_ids: np.ndarray, params: Params,

@@ -23,6 +23,11 @@ from iau_core.metrics import (
     MIA_AUC,
     MIA_FORGET_ASR,
     MU_GAP,
+    RMIA_AUC,
+    RMIA_AUC_GAP,
+    RMIA_STRENGTH,
+    RMIA_STRENGTH_TPR,
+    RMIA_TPR,
     SPEEDUP,
     TEST_ACC,
     UE_GAP,
@@ -32,8 +37,8 @@ from iau_core.metrics import (
 from reporting.text import escaped, markdown_cell
 
 # The comparison's columns, in the order a reader weighs them: the gaps to retrain first.
-SHOWN = [MU_GAP, UE_GAP, LIRA_AUC_GAP, UNLEARN_SECONDS, SPEEDUP, AVG_RANK, TEST_ACC, FORGET_ACC, MIA_FORGET_ASR,
-         LIRA_AUC, LIRA_TPR, LIRA_AUC_MATCHED, MIA_AUC]
+SHOWN = [MU_GAP, UE_GAP, LIRA_AUC_GAP, RMIA_AUC_GAP, UNLEARN_SECONDS, SPEEDUP, AVG_RANK, TEST_ACC, FORGET_ACC,
+         MIA_FORGET_ASR, LIRA_AUC, LIRA_TPR, LIRA_AUC_MATCHED, RMIA_AUC, RMIA_TPR, MIA_AUC]
 WITHIN, ABOVE = "✓", "✗"
 MISSING = "–"
 
@@ -103,7 +108,10 @@ def what_attacks_see(strength: dict[str, float]) -> str:
     """One sentence on how much membership the attacks see at all, so no gap is read as more than it is."""
     return (f"What the attacks see on the original model (all of D against held-out records; chance: AUC 0.5, "
             f"TPR 1% at 1% FPR, 50% balanced accuracy): LiRA AUC {strength[LIRA_STRENGTH]:.3f}, TPR at 1% FPR "
-            f"{100 * strength[LIRA_STRENGTH_TPR]:.1f}%; shadow attack balanced accuracy "
+            f"{100 * strength[LIRA_STRENGTH_TPR]:.1f}%; "
+            + (f"RMIA AUC {strength[RMIA_STRENGTH]:.3f}, TPR at 1% FPR {100 * strength[RMIA_STRENGTH_TPR]:.1f}%; "
+               if RMIA_STRENGTH in strength else "")
+            + "shadow attack balanced accuracy "
             f"{strength[ATTACK_STRENGTH]:.1f}%, AUC {strength[ATTACK_STRENGTH_AUC]:.3f}.")
 
 
@@ -125,7 +133,13 @@ def audit_report(audit: dict) -> str:
     if audit.get("resumed"):
         lines.append("- resumed after an interrupted run (steps of both runs below)")
     for name, result in audit["gates"].items():
-        verdict = "passed" if result["passed"] else "failed: " + "; ".join(result["reasons"])
+        privacy = result.get("privacy_verdict")
+        if result["passed"]:
+            verdict = "passed"
+        elif privacy == "inconclusive" and result.get("utility_ok", False):
+            verdict = "privacy inconclusive: " + "; ".join(result["reasons"])
+        else:
+            verdict = "failed: " + "; ".join(result["reasons"])
         lines += ["", f"## Gate for {name}: {verdict}", "", "| number | value |", "| --- | --- |"]
         lines += [f"| {key} | {value:.4g} |" if isinstance(value, float) else f"| {key} | {value} |"
                   for key, value in result.items() if key not in ("passed", "reasons")]

@@ -1,5 +1,5 @@
 """Artifacts read back from MLflow runs, each downloaded once per process: the base models' state_dicts and the
-attacker's fitted attacks (the shadow attack's weights and LiRA's reference statistics).
+attacker's fitted attacks (the shadow attack's weights, LiRA's and RMIA's reference statistics).
 
 The unlearn flow needs the same base model and attacks in every method's task, for every seed; without this
 cache each of them downloaded the same three artifacts again (~45 times per seed).
@@ -16,13 +16,22 @@ import numpy as np
 import torch
 from torch import nn
 
-from iau_core.attacks import AttackMLP, LiraAttack, ShadowAttack
-from iau_core.metrics import Attacks
-from iau_core.recipe import model_builder
+from iau_core.attacks import ATTACK_NAMES, Attacks, restore_attack
+from iau_core.recipe import attack_setup, model_builder
 from stores import tracking
 from stores.project import RunContext
 
 LIRA_FILE = "lira_reference_stats.npz"
+
+
+def attack_file(name: str) -> str:
+    """Where the reference-attack run keeps the attack `name`'s arrays (lira's is LIRA_FILE)."""
+    return f"{name}_reference_stats.npz"
+
+
+# How the reference-attack run stores each attack: the shadow attack's MLP as the run's state_dict (its artifact
+# since before the registry), attacks that learn nothing not at all, every other one as attack_file(name).
+STATELESS = ("loss",)
 # Enough for one seed's base models (deployed, the other recipes, no-GR) and the attacks; older seeds drop out.
 CACHED_RUNS = 8
 
@@ -41,12 +50,12 @@ def _state_dict(run_id: str) -> dict[str, torch.Tensor]:
     return tracking.load_state_dict(run_id)
 
 
-@lru_cache(maxsize=CACHED_RUNS)
-def _lira_arrays(run_id: str, artifact_path: str = LIRA_FILE) -> dict[str, np.ndarray]:
+@lru_cache(maxsize=4 * CACHED_RUNS)
+def _attack_arrays(run_id: str, artifact_path: str) -> dict[str, np.ndarray]:
     with tempfile.TemporaryDirectory() as tmp:
         path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path, dst_path=tmp)
         with np.load(path) as arrays:
-            return {name: arrays[name] for name in ("ids", "mean", "std")}
+            return {name: arrays[name] for name in arrays.files}
 
 
 def load_base_model(ctx: RunContext, ref: ModelRef) -> nn.Module:
@@ -57,16 +66,22 @@ def load_base_model(ctx: RunContext, ref: ModelRef) -> nn.Module:
 
 
 def load_attacks(ctx: RunContext, run_id: str) -> Attacks:
-    """Fresh attacks over the cached weights and statistics (copies: no caller can alter the cache)."""
-    num_classes = ctx.bundle().num_classes
-    mlp = AttackMLP(2 * num_classes, ctx.params.mia.hidden, ctx.params.mia.dropout)
-    mlp.load_state_dict(_state_dict(run_id))
-    arrays = _lira_arrays(run_id)
-    lira = LiraAttack(arrays["ids"].copy(), arrays["mean"].copy(), arrays["std"].copy())
-    return Attacks(ShadowAttack(mlp.eval(), num_classes), lira)
+    """Fresh attacks over the cached statistics (each attack's restore copies them: no caller alters the cache).
+    The shadow attack's weights are the run's state_dict; an attack that stores nothing is rebuilt as it is."""
+    setup = attack_setup(ctx.params, ctx.bundle(), ctx.device)
+    attacks = Attacks()
+    for name in ATTACK_NAMES:
+        if name == "shadow":
+            arrays = {k: v.numpy() for k, v in _state_dict(run_id).items()}
+        elif name in STATELESS:
+            arrays = {}
+        else:
+            arrays = _attack_arrays(run_id, attack_file(name))
+        attacks[name] = restore_attack(name, arrays, setup)
+    return attacks
 
 
 def clear() -> None:
     """Forget every cached artifact (tests that rebuild a store under the same process)."""
     _state_dict.cache_clear()
-    _lira_arrays.cache_clear()
+    _attack_arrays.cache_clear()

@@ -13,7 +13,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from iau_core.deletion import GateResult, evaluate_gate
+from iau_core.deletion import INCONCLUSIVE, GateResult, evaluate_gate
 from iau_core.recipe import model_builder
 from iau_core.unlearning import MethodResult, UnlearningTask, run_method
 from reporting.tables import audit_report
@@ -51,19 +51,29 @@ def unlearn_batch(ctx: RunContext, champion: Champion, forget_ids: list[int], me
 @task(name="gate", task_run_name="gate-{candidate.method}", cache_policy=NO_CACHE)
 def gate(ctx: RunContext, champion: Champion, candidate: MethodResult, forget_ids: list[int],
          run_id: str) -> GateResult:
-    """The new model against the champion on the batch's records (iau_core.deletion.evaluate_gate)."""
+    """The new model against the champion on the batch's records (iau_core.deletion.evaluate_gate), judged by the
+    headline attack (attacks.headline) of the champion's reference-attack run."""
     bundle = ctx.bundle()
     forget, _ = bundle.train.partition(np.asarray(forget_ids))
-    lira = load_attacks(ctx, champion.attack_run_id).lira
-    result = evaluate_gate(champion.model, candidate.model, forget, bundle.val, bundle.test, lira,
-                           ctx.params.nightly.gate, ctx.device, ctx.params.seed)
+    name = ctx.params.attacks.headline
+    attack = load_attacks(ctx, champion.attack_run_id)[name]
+    result = evaluate_gate(champion.model, candidate.model, forget, bundle.val, bundle.test, attack,
+                           ctx.params.nightly.gate, ctx.device, ctx.params.seed, name)
     prefix = f"gate.{candidate.method}"
-    tracking.log_metrics(run_id, {f"{prefix}.passed": float(result.passed), f"{prefix}.val_acc_drop":
-                                  result.val_acc_drop, f"{prefix}.forget_lira_auc": result.forget_auc_candidate,
-                                  f"{prefix}.forget_lira_auc_champion": result.forget_auc_champion,
-                                  f"{prefix}.lira_auc_threshold": result.auc_threshold})
+    metrics = {f"{prefix}.passed": float(result.passed), f"{prefix}.val_acc_drop": result.val_acc_drop,
+               f"{prefix}.forget_auc": result.forget_auc_candidate,
+               f"{prefix}.forget_auc_champion": result.forget_auc_champion,
+               f"{prefix}.auc_threshold": result.auc_threshold, f"{prefix}.detectable_shift": result.detectable_shift,
+               f"{prefix}.privacy_inconclusive": float(result.privacy_verdict == INCONCLUSIVE)}
+    if name == "lira":  # the keys the gate wrote before the attack became a setting (docs/metrics.md)
+        metrics |= {f"{prefix}.forget_lira_auc": result.forget_auc_candidate,
+                    f"{prefix}.forget_lira_auc_champion": result.forget_auc_champion,
+                    f"{prefix}.lira_auc_threshold": result.auc_threshold}
+    tracking.log_metrics(run_id, metrics)
+    tracking.set_tags(run_id, {f"{prefix}.privacy_verdict": result.privacy_verdict, f"{prefix}.attack": name})
     log = get_run_logger()
-    log.info("gate for %s: %s", candidate.method, "passed" if result.passed else "; ".join(result.reasons))
+    log.info("gate for %s: %s (privacy %s)", candidate.method, "passed" if result.passed else "; ".join(result.reasons),
+             result.privacy_verdict)
     return result
 
 

@@ -18,7 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from iau_core.attacks.references import rebuild_reference_model
 from iau_core.recipe import fit_attacks, model_builder, train_original, train_references
 from stores import tracking
-from stores.artifacts import LIRA_FILE, ModelRef
+from stores.artifacts import ModelRef, attack_file
 from stores.project import RunContext
 
 
@@ -56,7 +56,7 @@ def reference_attack_key(ctx: RunContext) -> str:
     """The content key of the attacker's models: they follow the data split only, not the repeat's seed."""
     attacker = ctx.params.for_seed(ctx.params.data.split_seed)
     return tracking.cache_key("reference-attack", ctx.data_version, attacker,
-                              ("data", "model", "training", "mia", "lira"))
+                              ("data", "model", "training", "mia", "lira", "rmia"))
 
 
 @task(name="reused-reference-attack", cache_policy=NO_CACHE)
@@ -67,8 +67,8 @@ def reused_reference_attack(ctx: RunContext) -> str | None:
 
 @task(name="reference-attack", cache_policy=NO_CACHE)
 def reference_attack(ctx: RunContext, trained: list[dict[str, torch.Tensor]] | None = None) -> str:
-    """Train the attacker's reference models on the shadow pool and fit both attacks on them (the paper's
-    shadow attack and offline LiRA), or reuse them; returns the run id that holds the fitted attacks.
+    """Train the attacker's reference models on the shadow pool and fit every registered attack on them (the
+    paper's shadow attack, offline LiRA, offline RMIA), or reuse them; returns the run id that holds the fitted attacks.
 
     `trained`: the reference models' weights in index order, trained elsewhere (tasks/references.py, one task
     each on a Dask cluster); None trains them here, one after another."""
@@ -98,7 +98,9 @@ def reference_attack(ctx: RunContext, trained: list[dict[str, torch.Tensor]] | N
         tracking.log_metrics(run_id, metrics)
         tracking.log_state_dict(run_id, attacks.shadow.attack)
         with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / LIRA_FILE
-            np.savez(path, **attacks.lira.arrays())
-            tracking.MlflowClient().log_artifact(run_id, str(path))
+            for name, attack in attacks.items():  # the shadow attack's weights are the run's state_dict
+                if name != "shadow" and attack.arrays():
+                    path = Path(tmp) / attack_file(name)
+                    np.savez(path, **attack.arrays())
+                    tracking.MlflowClient().log_artifact(run_id, str(path))
     return run_id

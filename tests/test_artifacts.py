@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from iau_core.attacks import AttackMLP
+from iau_core.attacks import ATTACK_NAMES, AttackMLP
 from iau_core.recipe import model_builder
 from stores import artifacts
-from stores.artifacts import LIRA_FILE, ModelRef
+from stores.artifacts import LIRA_FILE, ModelRef, attack_file
 from stores.project import RunContext
 
 
@@ -41,21 +41,28 @@ def test_a_state_dict_is_downloaded_once_and_each_model_is_fresh(ctx, monkeypatc
 
 def test_the_attacks_are_downloaded_once_and_built_fresh(ctx, monkeypatch, digits_bundle, tmp_path):
     mlp = AttackMLP(2 * digits_bundle.num_classes, ctx.params.mia.hidden, ctx.params.mia.dropout)
-    stats = {"ids": np.arange(5), "mean": np.linspace(0, 1, 5), "std": np.ones(5)}
+    pool_ids = np.sort(digits_bundle.shadow_pool.ids.numpy())[:4]
+    stored = {LIRA_FILE: {"ids": np.arange(5), "mean": np.linspace(0, 1, 5), "std": np.ones(5)},
+              attack_file("rmia"): {"ids": np.arange(5), "p_out": np.full(5, 0.5), "population_ids": pool_ids,
+                                    "population_p_out": np.full(4, 0.4)}}
     downloads = []
 
     def download(run_id, artifact_path, dst_path):
         downloads.append((run_id, artifact_path))
         path = f"{dst_path}/{artifact_path}"
-        np.savez(path, **stats)
+        np.savez(path, **stored[artifact_path])
         return path
 
     monkeypatch.setattr(artifacts.tracking, "load_state_dict", lambda run_id: downloads.append((run_id, "sd"))
                         or mlp.state_dict())
     monkeypatch.setattr(mlflow.artifacts, "download_artifacts", download)
     first, second = artifacts.load_attacks(ctx, "attack-run"), artifacts.load_attacks(ctx, "attack-run")
-    assert sorted(downloads) == [("attack-run", LIRA_FILE), ("attack-run", "sd")]
+    assert sorted(downloads) == [("attack-run", LIRA_FILE), ("attack-run", attack_file("rmia")), ("attack-run", "sd")]
+    assert list(first) == list(ATTACK_NAMES)
     assert first.shadow.attack is not second.shadow.attack
     first.lira.mean[:] = 7.0  # a caller's change stays its own
-    assert np.array_equal(second.lira.mean, stats["mean"])
-    assert np.array_equal(artifacts.load_attacks(ctx, "attack-run").lira.mean, stats["mean"])
+    first.rmia.p_out[:] = 7.0
+    assert np.array_equal(second.lira.mean, stored[LIRA_FILE]["mean"])
+    assert np.array_equal(artifacts.load_attacks(ctx, "attack-run").lira.mean, stored[LIRA_FILE]["mean"])
+    assert np.array_equal(second.rmia.p_out, np.full(5, 0.5))
+    assert np.array_equal(np.sort(second.rmia.population.ids.numpy()), pool_ids)  # z's inputs found by id

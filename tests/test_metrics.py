@@ -23,21 +23,22 @@ def test_avg_rank_reproduces_paper_table_ii_lenet5_cifar10():
     assert math.isnan(ranks["retrain"])
 
 
-def scores(test_acc, asr, lira=0.5):
+def scores(test_acc, asr, lira=0.5, rmia=0.5):
     return {"test_acc": test_acc, "retain_acc": 99.0, "forget_acc": 90.0, "mia_forget_asr": asr,
-            "mia_auc": 0.5, "tpr_at_1pct_fpr": 0.01, "lira_auc": lira}
+            "mia_auc": 0.5, "tpr_at_1pct_fpr": 0.01, "lira_auc": lira, "rmia_auc": rmia}
 
 
 def test_compare_measures_gaps_against_retrain():
     table = compare(
-        {"original": scores(90.0, 70.0, 0.70), "retrain": scores(88.0, 40.0, 0.55),
-         "retrain_alt": scores(88.4, 41.0, 0.56), "iau": scores(87.5, 45.0, 0.60)},
+        {"original": scores(90.0, 70.0, 0.70), "retrain": scores(88.0, 40.0, 0.55, 0.58),
+         "retrain_alt": scores(88.4, 41.0, 0.56), "iau": scores(87.5, 45.0, 0.60, 0.50)},
         {"original": 0.0, "retrain": 100.0, "retrain_alt": 90.0, "iau": 2.0},
     )
     assert table.loc["retrain", "mu_gap"] == 0 and table.loc["retrain", "ue_gap"] == 0
     assert table.loc["iau", "mu_gap"] == pytest.approx(0.5)
     assert table.loc["iau", "ue_gap"] == pytest.approx(5.0)
     assert table.loc["iau", "lira_auc_gap"] == pytest.approx(0.05)
+    assert table.loc["iau", "rmia_auc_gap"] == pytest.approx(0.08)  # a gap is absolute: below retrain counts too
     assert table.loc["original", "ue_gap"] == pytest.approx(30.0)
     assert table.loc["iau", "speedup_vs_retrain"] == pytest.approx(50.0)
     assert table.loc["iau", "avg_rank"] == 0

@@ -161,11 +161,31 @@ def test_a_batch_is_unlearned_gated_promoted_forgotten_and_audited(project):
     batch_id = run_.data.tags["batch_id"]
     files = {f.path for f in MlflowClient().list_artifacts(new.run_id, "audit")}
     assert files == {f"audit/batch-{batch_id}.md", f"audit/batch-{batch_id}.json"}
-    assert run_.data.metrics["gate.iau.passed"] == 1.0
+    # five records of a champion that barely leaks: the gate cannot see a removal, so its privacy verdict is
+    # inconclusive, never passed; the default policy promotes with that verdict recorded
+    assert run_.data.metrics["gate.iau.passed"] == 0.0
+    assert run_.data.metrics["gate.iau.privacy_inconclusive"] == 1.0
+    assert run_.data.tags["gate.iau.privacy_verdict"] == "inconclusive"
+    audit = MlflowClient().download_artifacts(new.run_id, f"audit/batch-{batch_id}.md")
+    assert "## Gate for iau: privacy inconclusive" in Path(audit).read_text()
     assert run_.info.status == "FINISHED"
-    # the history of one record tells when and how it was removed
+    # the history of one record tells when and how it was removed, and what the gate could (not) see
     shown = iau(project, "requests", "show", str(ids[0])).stdout
     assert "done" in shown and f"model version {new.version}" in shown and "gate" in shown
+    assert "privacy gate (iau, lira): inconclusive" in shown
+
+
+def test_an_inconclusive_gate_escalates_when_the_policy_says_retrain(project):
+    """nightly.gate.when_inconclusive: retrain: a gate that cannot see a removal sends the batch to retraining,
+    whose model is then promoted (no stronger fallback), its verdict recorded."""
+    ids = pick(project, 3)
+    add(project, ids)
+    iau(project, "nightly", "--set", "nightly.gate.when_inconclusive=retrain")
+    new = champion(project)
+    assert new.tags["method"] == "retrain"
+    assert_forgotten_once(project, ids)
+    shown = iau(project, "requests", "show", str(ids[0])).stdout
+    assert "gate inconclusive, policy retrain" in shown and "privacy gate (retrain, lira): inconclusive" in shown
 
 
 def test_a_high_tier_request_escalates_to_retraining(project):
@@ -188,7 +208,8 @@ def test_nan_during_unlearning_fails_the_gate_and_escalates(project):
     new = champion(project)
     assert new.tags["method"] == "retrain"
     assert_forgotten_once(project, ids)
-    assert "not finite" in iau(project, "requests", "show", str(ids[0])).stdout
+    shown = iau(project, "requests", "show", str(ids[0])).stdout
+    assert "not finite" in shown and "privacy gate (iau, lira): failed" in shown
 
 
 STAGES = ["champion", "unlearn-iau", "gate-iau", "register", "forget-data", "promote", "audit", "finish"]

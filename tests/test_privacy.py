@@ -128,3 +128,51 @@ def test_label_matching_skips_labels_with_no_heldout_records(digits_bundle):
     assert set(matched.y.tolist()) == {2} and len(matched) == (without_sevens.y == 2).sum().item()
     with pytest.raises(ValueError, match="nothing to match"):
         label_matched(without_sevens, Split(test.x[:2], torch.tensor([7, 7]), test.ids[:2]), seed=0)
+
+
+def overfit_setup(digits_params, digits_bundle, members, nonmembers, **rmia):
+    from iau_core.attacks import AttackSetup
+
+    params = digits_params.model_copy(update={"rmia": digits_params.rmia.model_copy(update=rmia)})
+    candidates = Split(torch.cat([members.x, nonmembers.x]), torch.cat([members.y, nonmembers.y]),
+                       torch.cat([members.ids, nonmembers.ids]))
+    return AttackSetup(params, candidates, digits_bundle.shadow_pool.take(torch.arange(120)),
+                       digits_bundle.num_classes, CPU, 0)
+
+
+def test_rmia_sees_membership_on_an_overfit_model(overfit_setting, digits_bundle, digits_params):
+    """Offline RMIA on LiRA's 4 reference models: far above chance on the overfit victim, chance on a model that
+    never saw the members; its population records are pool records some reference did not train on."""
+    from iau_core.attacks import fit_attack
+
+    victim, members, nonmembers, references = overfit_setting
+    setup = overfit_setup(digits_params, digits_bundle, members, nonmembers)
+    rmia = fit_attack("rmia", references, setup)
+    trained_by_all = np.all([np.isin(rmia.population.ids.numpy(), r.members.ids.numpy()) for r in references], 0)
+    assert not trained_by_all.any() and len(rmia.population) > 100
+    seen = rmia.roc(victim, members, nonmembers, CPU)
+    assert seen.auc > 0.65, seen.auc
+    outsider = model_builder(Params_for(digits_bundle), digits_bundle)(1)
+    train_model(outsider, digits_bundle.train.take(torch.arange(60, 120)), digits_bundle.val, OVERFIT, CPU, 1)
+    assert abs(rmia.roc(outsider, members, nonmembers, CPU).auc - 0.5) < 0.1
+    with pytest.raises(ValueError, match="no reference statistics"):
+        rmia.scores(victim, digits_bundle.val.take(torch.arange(3)), CPU)
+
+
+def test_every_registered_attack_fits_scores_and_restores(overfit_setting, digits_bundle, digits_params):
+    """The registry's contract, for each name in ATTACK_NAMES: fitted on reference models, one score per record,
+    higher for the overfit victim's members on average, and rebuilt from its stored arrays to the same scores."""
+    from iau_core.attacks import ATTACK_NAMES, fit_all, restore_attack
+
+    victim, members, nonmembers, references = overfit_setting
+    setup = overfit_setup(digits_params, digits_bundle, members, nonmembers)
+    attacks = fit_all(references, setup)
+    assert tuple(attacks) == ATTACK_NAMES
+    for name, attack in attacks.items():
+        scores = attack.scores(victim, members, CPU)
+        assert scores.shape == (len(members),) and np.isfinite(scores).all(), name
+        assert attack.roc(victim, members, nonmembers, CPU).auc > 0.55, name
+        again = restore_attack(name, {k: np.array(v) for k, v in attack.arrays().items()}, setup)
+        assert np.array_equal(again.scores(victim, members, CPU), scores), name
+    with pytest.raises(ValueError, match="unknown attack"):
+        restore_attack("nope", {}, setup)

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from iau_core.attacks.base import Attack, AttackSetup, positions
 from iau_core.attacks.references import ReferenceModel
-from iau_core.attacks.roc import Roc, roc
 from iau_core.config import LiraParams
 from iau_core.data import Split
 from iau_core.training import predict_logits
@@ -26,7 +26,7 @@ def logit_confidence(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class LiraAttack:
+class LiraAttack(Attack):
     """Each candidate record's confidence when it is not a member: mean and standard deviation over the
     reference models. `ids` are the sample ids the statistics are for (D and the held-out test records)."""
 
@@ -37,15 +37,9 @@ class LiraAttack:
     def scores(self, target: nn.Module, split: Split, device: torch.device) -> np.ndarray:
         """(len(split),) the one-sided test statistic (phi - mean) / std: large when `target` is more confident
         on a record than models that never saw it. Refuses records it has no statistics for."""
-        pos = np.searchsorted(self.ids, split.ids.cpu().numpy())
-        pos = np.minimum(pos, len(self.ids) - 1)
-        if not np.array_equal(self.ids[pos], split.ids.cpu().numpy()):
-            raise ValueError("LiRA has no reference statistics for some of these records; fit it on them first")
+        pos = positions(self.ids, split.ids.cpu().numpy(), "LiRA")
         phi = logit_confidence(predict_logits(target, split, device), split.y.cpu()).numpy()
         return (phi - self.mean[pos]) / self.std[pos]
-
-    def roc(self, target: nn.Module, members: Split, nonmembers: Split, device: torch.device) -> Roc:
-        return roc(self.scores(target, members, device), self.scores(target, nonmembers, device))
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"ids": self.ids, "mean": self.mean, "std": self.std}
@@ -67,3 +61,13 @@ def fit_lira(references: list[ReferenceModel], candidates: Split, params: LiraPa
         pooled = np.sqrt(((phi - mean) ** 2).sum() / max(1, phi.size - phi.shape[1]))
         std = np.full(phi.shape[1], pooled if pooled > 0 else 1.0)
     return LiraAttack(candidates.ids.cpu().numpy(), mean, np.maximum(std, 1e-6))
+
+
+def fit(references: list[ReferenceModel], setup: AttackSetup) -> LiraAttack:
+    """The registry's entry: statistics for every candidate record (D and the held-out test set), from every
+    reference model given."""
+    return fit_lira(references, setup.candidates, setup.params.lira, setup.device)
+
+
+def restore(arrays: dict[str, np.ndarray], setup: AttackSetup) -> LiraAttack:
+    return LiraAttack(arrays["ids"].copy(), arrays["mean"].copy(), arrays["std"].copy())

@@ -1,5 +1,5 @@
 """The attacker's reference models: trained like the victim on halves of the shadow pool (disjoint from D,
-validation and test), so they never saw any record of D. The shadow attack and LiRA both learn from them."""
+validation and test), so they never saw any record of D. Every registered attack learns from them."""
 
 from __future__ import annotations
 

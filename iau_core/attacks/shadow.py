@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from iau_core.attacks.base import Attack, AttackSetup
 from iau_core.attacks.references import ReferenceModel
-from iau_core.attacks.roc import Roc, roc
 from iau_core.config import MiaParams
 from iau_core.data import Split
 from iau_core.training import accuracy, batches, predict_logits
@@ -38,10 +39,25 @@ class AttackMLP(nn.Module):
         return self.net(features).squeeze(1)
 
 
+@dataclass(frozen=True)
+class ShadowReport:
+    shadow_train_acc: list[float]
+    shadow_val_acc: list[float]
+    attack_train_acc: float
+
+
 @dataclass
-class ShadowAttack:
+class ShadowAttack(Attack):
     attack: AttackMLP
     num_classes: int
+    report: ShadowReport | None = None  # how its fit went (only when fitted in this process)
+
+    def scores(self, target: nn.Module, split: Split, device: torch.device) -> np.ndarray:
+        """The attack's member probability, without its 0.5 threshold (shadow_auc ranks by it)."""
+        return self.member_probability(target, split, device).numpy()
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {name: value.detach().cpu().numpy() for name, value in self.attack.state_dict().items()}
 
     @torch.no_grad()
     def member_probability(self, target: nn.Module, split: Split, device: torch.device) -> torch.Tensor:
@@ -61,17 +77,16 @@ class ShadowAttack:
         tnr = 100.0 - self.member_rate(target, nonmembers, device)
         return (tpr + tnr) / 2
 
-    def roc(self, target: nn.Module, members: Split, nonmembers: Split, device: torch.device) -> Roc:
-        """The same attack without its 0.5 threshold: how well its probabilities rank members first."""
-        return roc(self.member_probability(target, members, device).numpy(),
-                   self.member_probability(target, nonmembers, device).numpy())
+
+def fit(references: list[ReferenceModel], setup: AttackSetup) -> ShadowAttack:
+    attack, report = fit_shadow_attack(references, setup.params.mia, setup.num_classes, setup.device, setup.seed)
+    return ShadowAttack(attack.attack, attack.num_classes, report)
 
 
-@dataclass(frozen=True)
-class ShadowReport:
-    shadow_train_acc: list[float]
-    shadow_val_acc: list[float]
-    attack_train_acc: float
+def restore(arrays: dict[str, np.ndarray], setup: AttackSetup) -> ShadowAttack:
+    mlp = AttackMLP(2 * setup.num_classes, setup.params.mia.hidden, setup.params.mia.dropout)
+    mlp.load_state_dict({name: torch.from_numpy(np.array(value)) for name, value in arrays.items()})
+    return ShadowAttack(mlp.eval(), setup.num_classes)
 
 
 def fit_shadow_attack(references: list[ReferenceModel], mia: MiaParams, num_classes: int, device: torch.device,

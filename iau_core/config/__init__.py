@@ -4,7 +4,15 @@ a key or a bad value fails here, naming the key, before any data is loaded or a 
 
 `from iau_core.config import X` works for every public name of the package's modules."""
 
-from iau_core.config.attacks import LiraParams, MiaParams
+from iau_core.config.attacks import (
+    ATTACK_NAMES,
+    PRE_REGISTRY_KEYS,
+    AttacksParams,
+    LiraParams,
+    MiaParams,
+    RmiaParams,
+    calibrated_attacks,
+)
 from iau_core.config.base import KIND_SHORTHANDS, ParamsError, Section, describe, kind_shorthand
 from iau_core.config.data import (
     FOLDER_NAME,
@@ -25,7 +33,7 @@ from iau_core.config.data import (
     dataset_params,
 )
 from iau_core.config.models import LeNet5Params, MlpParams, ModelParams, ModelSection, ResNet18Params, Vgg19BnParams
-from iau_core.config.nightly import DriftParams, GateParams, NightlyParams
+from iau_core.config.nightly import DriftParams, GateParams, NightlyParams, WhenInconclusive
 from iau_core.config.params import (
     Params,
     TrackingParams,

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator
 
 from iau_core.config.base import Section
+
+# What a batch does when its gate cannot see anything to remove (the champion's own attack AUC on the batch's records is
+# already within what the gate accepts): promote with the verdict "inconclusive" recorded, or retrain on D_r.
+WhenInconclusive = Literal["promote", "retrain"]
 
 
 class GateParams(Section):
@@ -12,11 +18,16 @@ class GateParams(Section):
 
     max_val_acc_drop: float = Field(1.0, ge=0, description="validation-accuracy points the new model may lose "
                                     "against the champion")
-    max_attack_advantage: float = Field(0.05, ge=0, lt=0.5, description="LiRA AUC of the deleted records "
+    max_attack_advantage: float = Field(0.05, ge=0, lt=0.5, description="the headline attack's AUC (attacks."
+                                        "headline) of the deleted records "
                                         "against held-out non-members (label-matched) may exceed 0.5 by this much, "
                                         "beyond chance")
     noise_z: float = Field(2.0, ge=0, description="chance allowance: this many standard deviations of the AUC "
                            "of two same-distribution samples of the batch's sizes (Mann-Whitney null)")
+    when_inconclusive: WhenInconclusive = Field("promote", description="the champion itself shows no more "
+                                                "membership on the batch than the gate accepts, so the gate cannot "
+                                                "see a removal: promote with the privacy verdict 'inconclusive' "
+                                                "recorded, or retrain on the retained data")
 
 class DriftParams(Section):
     """When approximate unlearning has gone on long enough: the next batch retrains on the retained data."""

@@ -11,7 +11,7 @@ from typing import Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from iau_core.config.attacks import LiraParams, MiaParams
+from iau_core.config.attacks import AttacksParams, LiraParams, MiaParams, RmiaParams
 from iau_core.config.base import KIND_SHORTHANDS, ParamsError, Section, describe, kind_shorthand
 from iau_core.config.data import DataParams
 from iau_core.config.models import LeNet5Params, ModelParams
@@ -65,6 +65,8 @@ class Params(Section):
     unlearning: UnlearningParams = UnlearningParams()
     mia: MiaParams = MiaParams()
     lira: LiraParams = LiraParams()
+    rmia: RmiaParams = RmiaParams()
+    attacks: AttacksParams = AttacksParams()
     tracking: TrackingParams = TrackingParams()
     nightly: NightlyParams = NightlyParams()
     requests: RequestsParams = RequestsParams()
