@@ -71,7 +71,10 @@ def run(mode: Mode, overrides: dict, gpu_only: bool = False, cifar_on_cpu: bool 
         else:
             figures += [unavailable(key, f"skipped in --{mode.name} (starts processes)")
                         for key in ("concurrent_slowdown", "peak_memory_ratio")]
-        figures.append(orchestration.orchestration_overhead())
+        if mode.processes:
+            progress(f"iau nightly of {mode.nightly_requests} requests through a deployment on a warm worker ...")
+        figures.append(orchestration.orchestration_overhead(mode.nightly_requests, mode.process_reps,
+                                                            enabled=mode.processes))
         result |= {f.key: f.as_json() for f in figures}
         result["make_run"] = orchestration.make_run_walls(params, mode.make_run)
     progress("GPU rows ...")

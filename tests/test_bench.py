@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from benchmarks import concurrency, memory, report
+from benchmarks import concurrency, memory, orchestration, report
 from benchmarks.__main__ import main
 from benchmarks.figures import KEYS, TARGETS
 from benchmarks.modes import TINY
@@ -98,3 +98,20 @@ def test_process_figures_at_toy_sizes():
     peak = memory.measure(params, model, bundle.train, bundle.val, (200, 400), reps=1)
     assert positive_finite(peak.value)
     assert all(v > 0 for v in peak.detail["process_peak_mib"].values())
+
+
+@pytest.mark.slow
+def test_orchestration_overhead_through_a_deployment():
+    """A real Prefect server, process worker and deployment run (5 requests, one repetition; minutes): the ratio is
+    (wall - science) / wall of the run it reports, its science is the ledger's unlearn/gate steps, and the cold CLI
+    batch is timed the same way."""
+    fig = orchestration.orchestration_overhead(requests=5, reps=1)
+    assert fig.status == "measured", fig.status
+    (run,) = fig.detail["runs"]
+    assert fig.value == pytest.approx((run["wall_seconds"] - run["science_seconds"]) / run["wall_seconds"])
+    assert run["science_seconds"] == pytest.approx(run["steps"]["unlearn-iau"] + run["steps"]["gate-iau"])
+    assert 0 < run["science_seconds"] < sum(run["steps"].values()) <= run["wall_seconds"]
+    assert 0 < run["pickup_seconds"] < run["wall_seconds"]
+    cold = fig.detail["cold_cli_run"]
+    assert cold["batch_id"] == run["batch_id"] + 1 and 0 < cold["overhead"] < 1
+    assert fig.as_json()["met"] == (fig.value <= 0.10)
