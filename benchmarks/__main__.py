@@ -1,6 +1,6 @@
 """make bench: every speed figure of issue 15 as a ratio measured in this run on this device, against its target.
 
-    python -m benchmarks            # quick: |D| = 8,000 (params.yaml's default), at most 15 min on 2 cores alone
+    python -m benchmarks            # quick: |D| = 8,000 (params.yaml's default), 21 min on 2 idle cores (target: 15)
     python -m benchmarks --full     # |D| = 60,000 (Fashion-MNIST's whole training split), scaling with retraining
     python -m benchmarks --gpu-only # the CIFAR-shaped GPU rows alone (< 8 min on one H200)
 
