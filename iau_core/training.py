@@ -318,11 +318,11 @@ def train_model(model: nn.Module, train: Split, val: Split, params: TrainingPara
     augment_generator = torch.Generator().manual_seed(seed + 1)
     best_acc, best_epoch, best_state, epoch = -1.0, 0, None, 0
     for epoch in range(1, params.max_epochs + 1):
-        rebalance_threads()  # peers may have started or ended since the last epoch
         for group in optimizer.param_groups:
             group["lr"] = params.lr * lr_factor(params, epoch - 1)
         model.train()
         for idx in batches(len(train), params.batch_size, generator):
+            rebalance_threads()  # peers may have started or ended (reads the registry at most once a second)
             idx = idx.to(device)
             x = train.x[idx]
             if params.augment is not None:

@@ -44,7 +44,8 @@ PEER = textwrap.dedent("""
 def start_peers(tmp_path: Path, count: int, env: dict[str, str]) -> list[dict]:
     barrier = tmp_path / "barrier"
     barrier.mkdir()
-    clean = {k: v for k, v in os.environ.items() if k not in ("IAU_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("IAU_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY")}
     clean.update({"IAU_THREAD_REGISTRY": str(tmp_path / "registry"), **env})
     processes = [subprocess.Popen([sys.executable, "-c", PEER, str(barrier), f"p{i}", str(count)], cwd=REPO,
                                   env=clean, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -63,8 +64,30 @@ def test_two_processes_started_together_share_the_cores(tmp_path):
     for report in reports:
         assert report["shared"] == report["torch"] == max(1, cores // 2)
         assert report["first"] in {cores, max(1, cores // 2)}  # alone for a moment, or already two
-        assert report["omp_wait_policy"] == "PASSIVE"  # set before torch's OpenMP runtime started
+        assert report["omp_wait_policy"] in (None, "PASSIVE")  # PASSIVE if it saw the other one registered
     assert not list((tmp_path / "registry").glob("*.pid"))  # each removed its pid file at exit
+
+
+def wait_policy_at_start(registry: Path, **env: str) -> str | None:
+    """OMP_WAIT_POLICY as a fresh process sees it once iau_core is imported (torch not yet loaded)."""
+    clean = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    clean.update({"IAU_THREAD_REGISTRY": str(registry), **env})
+    out = subprocess.run([sys.executable, "-c", "import os, iau_core; print(os.environ.get('OMP_WAIT_POLICY'))"],
+                         cwd=REPO, env=clean, capture_output=True, text=True, check=True, timeout=120).stdout
+    return None if out.strip() == "None" else out.strip()
+
+
+def test_openmp_sleeps_only_when_started_beside_a_peer(tmp_path):
+    """Alone, OpenMP keeps its spinning default (faster); started while a live process is registered, its waiting
+    threads sleep (oversubscribed spinning collapses); a value the user set is never replaced."""
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    assert wait_policy_at_start(registry) is None
+    (registry / "999999999.pid").touch()  # a process that has ended: not a peer
+    assert wait_policy_at_start(registry) is None
+    (registry / f"{os.getpid()}.pid").touch()  # this test process: alive
+    assert wait_policy_at_start(registry) == "PASSIVE"
+    assert wait_policy_at_start(registry, OMP_WAIT_POLICY="ACTIVE") == "ACTIVE"
 
 
 def test_iau_threads_overrides_the_share(tmp_path):
