@@ -9,11 +9,11 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from iau_core.config import load_params
+from iau_core.config import ParamsError, load_params
 from iau_core.runtime import prepare_process
 from ledger import Ledger, ledger_url
 from stores import tracking
-from stores.project import RunContext, project_root
+from stores.project import ProjectNotFound, RunContext, project_root
 from stores.reconcile import RegistryDiverged, check
 from tasks.champion import train_champion
 from tasks.data import ensure_data_task
@@ -42,5 +42,13 @@ def train(params_file: str = "params.yaml", overrides: dict | None = None, proje
             "run_id": version.run_id}
 
 
-if __name__ == "__main__":
+def main() -> None:
+    try:  # outside a project (or with bad params): one line, before a flow run starts
+        load_params(project_root() / "params.yaml")
+    except (ParamsError, ProjectNotFound) as exc:
+        raise SystemExit(f"{exc}")
     print(train())
+
+
+if __name__ == "__main__":
+    main()

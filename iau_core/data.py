@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from iau_core.config import DataParams, Normalization
-from iau_core.config.data import AUTO
+from iau_core.config.data import AUTO, MIN_ROLE_SIZE
 from iau_core.sources import CanonicalDataError, read_canonical, read_forgotten
 
 
@@ -107,12 +107,15 @@ def as_inputs(features: np.ndarray, normalize: Normalization | None) -> torch.Te
     return x.sub_(mean).div_(std)
 
 
-def assign_roles(source: np.ndarray, params: DataParams) -> tuple[np.ndarray, ...]:
-    """Positions for (train, val, test, shadow_pool), pairwise disjoint.
+def assign_roles(source: np.ndarray, ids: np.ndarray, params: DataParams) -> tuple[np.ndarray, ...]:
+    """Positions for (train, val, test, shadow_pool), pairwise disjoint, over records in sample_id order.
 
-    Test comes from the dataset's own test records when it has them (Fashion-MNIST), otherwise from the
-    shuffled pool after the other roles (digits has no official test split).
+    Counts: a permutation drawn by split_seed, cut at the sizes (exact sizes; the shipped datasets' roles). Test
+    comes from the dataset's own test records when it has them (Fashion-MNIST), otherwise from the shuffled pool
+    after the other roles (digits has no official test split). Shares: hash_roles.
     """
+    if params.shares:
+        return hash_roles(source, ids, params)
     rng = np.random.default_rng(params.split_seed)
     train_like = rng.permutation(np.flatnonzero(source == "train"))
     official_test = rng.permutation(np.flatnonzero(source == "test"))
@@ -132,6 +135,41 @@ def assign_roles(source: np.ndarray, params: DataParams) -> tuple[np.ndarray, ..
     return train, val, test, shadow
 
 
+def keyed_uniform(ids: np.ndarray, key: int) -> np.ndarray:
+    """A number in [0, 1) per id from a keyed hash (BLAKE2b keyed by `key`) of that id alone: the same id and key
+    give the same number on every machine, whatever other records exist or their order."""
+    key_bytes = int(key).to_bytes(8, "little", signed=True)
+    words = [int.from_bytes(hashlib.blake2b(int(i).to_bytes(8, "little", signed=True), digest_size=8,
+                                            key=key_bytes).digest(), "little") for i in ids]
+    return np.array(words, dtype=np.float64) / 2.0**64
+
+
+def hash_roles(source: np.ndarray, ids: np.ndarray, params: DataParams) -> tuple[np.ndarray, ...]:
+    """Roles from shares: each record's role is the band its keyed_uniform(id, split_seed) falls in: train
+    [0, train), val, shadow pool, then test (records of the dataset's own test split, when it has one, by their
+    own number below test_size). A record's role therefore depends on its id and split_seed only: re-sorting or
+    appending rows never moves one, and role sizes are the shares give or take sampling noise. Each role must
+    hold at least MIN_ROLE_SIZE records."""
+    u = keyed_uniform(ids, params.split_seed)
+    official = source == "test"
+    cuts = np.cumsum([params.train_size, params.val_size, params.shadow_pool_size])
+    band = np.searchsorted(cuts, u, side="right")  # 0 train, 1 val, 2 shadow, 3 the rest
+    train_like = ~official
+    train, val, shadow = (np.flatnonzero(train_like & (band == b)) for b in range(3))
+    if official.any():
+        test = np.flatnonzero(official & (u < params.test_size))
+    else:
+        test = np.flatnonzero(train_like & (u >= cuts[-1]) & (u < cuts[-1] + params.test_size))
+    roles = {"train_size": train, "val_size": val, "test_size": test, "shadow_pool_size": shadow}
+    small = {k: len(v) for k, v in roles.items() if len(v) < MIN_ROLE_SIZE}
+    if small:
+        shares = {k: getattr(params, k) for k in small}
+        raise ValueError(", ".join(f"{k} {shares[k]:g} draws {n} records" for k, n in small.items()) +
+                         f" of {params.dataset.name!r}: every role needs at least {MIN_ROLE_SIZE}; raise those "
+                         "shares or add records")
+    return train, val, test, shadow
+
+
 def roles_fingerprint(records: pd.DataFrame, forgotten: pd.DataFrame, params: DataParams) -> str:
     """sha256 of which record plays which role, drawn over every record the dataset ever held: a deletion leaves
     it unchanged, re-sorted rows leave it unchanged, and anything that moves a record between roles (new rows,
@@ -140,7 +178,7 @@ def roles_fingerprint(records: pd.DataFrame, forgotten: pd.DataFrame, params: Da
     everyone = pd.concat([records[["sample_id", "source"]], forgotten]).sort_values("sample_id")
     ever_ids = everyone["sample_id"].to_numpy(np.int64)
     digest = hashlib.sha256()
-    for positions in assign_roles(everyone["source"].to_numpy(), params):
+    for positions in assign_roles(everyone["source"].to_numpy(), ever_ids, params):
         digest.update(np.sort(ever_ids[positions]).tobytes())
         digest.update(b"|")
     return digest.hexdigest()
@@ -165,6 +203,6 @@ def roles_after_forgetting(records: pd.DataFrame, forgotten: pd.DataFrame,
         raise CanonicalDataError(f"{params.dataset.name}: records are not in sample_id order (materialize again)")
     everyone = pd.concat([records[["sample_id", "source"]], forgotten]).sort_values("sample_id")
     ever_ids = everyone["sample_id"].to_numpy()
-    roles = assign_roles(everyone["source"].to_numpy(), params)
+    roles = assign_roles(everyone["source"].to_numpy(), ever_ids, params)
     kept = [ever_ids[positions][np.isin(ever_ids[positions], present)] for positions in roles]
     return tuple(np.searchsorted(present, ids) for ids in kept)  # present is sorted: id -> its row

@@ -147,11 +147,11 @@ class Comparison:
     def tables(self) -> list[pd.DataFrame]:
         return per_seed_tables(self.results)
 
-    def role_sizes(self, params: Params) -> dict[str, int]:
+    def role_sizes(self, val_records: int) -> dict[str, int]:
         """The sizes that decide whether the verdicts mean anything: the smallest D_f over seeds, the validation
         set (iau_core.verdicts.small_roles)."""
         forget = min((len(ids) for ids in self.forget_sets.values()), default=0)
-        return {"forget": forget, "val": params.data.val_size}
+        return {"forget": forget, "val": val_records}
 
 
 def per_seed_tables(results: list[MethodResult]) -> list[pd.DataFrame]:

@@ -154,23 +154,53 @@ def dataset_params(value: str | dict) -> DatasetSection:
     except ValidationError as exc:
         raise ParamsError(describe(exc, prefix="data.")) from None
 
+ROLE_KEYS = ("train_size", "val_size", "test_size", "shadow_pool_size")
+ROLE_SIZES = ("a count (an integer, at least " + str(MIN_ROLE_SIZE) + ") or a share of the records (a number "
+              "between 0 and 1)")
+
+
 class DataParams(Section):
-    """Which dataset and how many records play each role (docs/metrics.md, 'Data roles')."""
+    """Which dataset and how many records play each role (docs/metrics.md, 'Data roles').
+
+    Sizes are counts or shares, all four alike. Counts draw exact role sizes by a permutation over the ids; a
+    dataset that gains rows may then move records between roles (a nightly batch refuses such a data version).
+    Shares give each record its role from a keyed hash of its own id and split_seed alone, so re-sorting or
+    appending rows never moves a record: the way for a team's own table or image folder, which grows."""
 
     dataset: DatasetParams = Field(default_factory=lambda: MnistParams(kind="fashion_mnist", name="fashion_mnist"),
                                    description="a kind name (every default) or a section {kind: ..., ...}")
     root: str = "data"
     split_seed: int = Field(0, description="which records play which role; fixed across `seeds`, so the "
                             "attacker's reference models (trained on the shadow pool) serve every repeat")
-    train_size: int = Field(8000, gt=0, description="|D|: the deployed model's training set")
-    val_size: int = Field(2000, gt=0, description="early stopping only")
-    test_size: int = Field(2000, gt=0, description="utility (test_acc) and MIA non-members")
-    shadow_pool_size: int = Field(16000, gt=0, description="attacker-only data, disjoint from D, val, test")
+    train_size: int | float = Field(8000, gt=0, description="|D|: the deployed model's training set; " + ROLE_SIZES)
+    val_size: int | float = Field(2000, gt=0, description="early stopping only")
+    test_size: int | float = Field(2000, gt=0, description="utility (test_acc) and MIA non-members; a share is of "
+                                   "the dataset's own test records when it has them")
+    shadow_pool_size: int | float = Field(16000, gt=0, description="attacker-only data, disjoint from D, val, test")
+
+    @property
+    def shares(self) -> bool:
+        """Role sizes given as shares of the records (hash roles), not counts."""
+        return isinstance(self.train_size, float)
 
     @model_validator(mode="after")
     def _enough_records_per_role(self) -> DataParams:
-        small = {k: getattr(self, k) for k in ("train_size", "val_size", "test_size", "shadow_pool_size")
-                 if getattr(self, k) < MIN_ROLE_SIZE}
+        sizes = {k: getattr(self, k) for k in ROLE_KEYS}
+        kinds = {type(v) for v in sizes.values()}
+        if len(kinds) > 1:
+            raise ValueError(", ".join(f"{k} is {v}" for k, v in sizes.items()) + ": give every role size as a "
+                             "count (an integer) or every one as a share (a number between 0 and 1), not a mix")
+        if self.shares:
+            bad = {k: v for k, v in sizes.items() if not 0 < v < 1}
+            if bad:
+                raise ValueError(", ".join(f"{k} is {v}" for k, v in bad.items()) + ": a share of the records "
+                                 "lies between 0 and 1 (or give counts, as integers)")
+            drawn = self.train_size + self.val_size + self.shadow_pool_size
+            if drawn > 1:
+                raise ValueError(f"train_size + val_size + shadow_pool_size is {drawn:g}: shares of the same "
+                                 "records add up to at most 1")
+            return self  # each role's size is known once the records are: iau_core.data checks it then
+        small = {k: v for k, v in sizes.items() if v < MIN_ROLE_SIZE}
         if small:
             raise ValueError(", ".join(f"{k} is {v}" for k, v in small.items()) + f": every role needs at least "
                              f"{MIN_ROLE_SIZE} records (below that a 1-point validation budget is less than one "

@@ -13,7 +13,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from iau_core.config.attacks import AttacksParams, LiraParams, MiaParams, RmiaParams
 from iau_core.config.base import KIND_SHORTHANDS, ParamsError, Section, describe, kind_shorthand
-from iau_core.config.data import DataParams
+from iau_core.config.data import MIN_ROLE_SIZE, DataParams
 from iau_core.config.models import LeNet5Params, ModelParams
 from iau_core.config.nightly import NightlyParams
 from iau_core.config.requests import RequestsParams
@@ -110,6 +110,11 @@ class Params(Section):
                              "use gr_reading: batch")
         for key, budget in (("eta_rule", self.unlearning.eta_rule.val_drop_budget),
                             ("stop_rule", self.unlearning.stop_rule.val_drop_budget)):
+            if self.data.shares:  # val holds at least MIN_ROLE_SIZE records (checked once they are drawn)
+                if 0 < budget < 100 / MIN_ROLE_SIZE:
+                    raise ValueError(f"unlearning.{key}.val_drop_budget {budget} points may be less than one "
+                                     f"validation record when data.val_size is a share; give val_size as a count")
+                continue
             if 0 < budget * self.data.val_size / 100 < 1:  # a budget no single record can spend means nothing
                 raise ValueError(f"unlearning.{key}.val_drop_budget {budget} points of data.val_size "
                                  f"{self.data.val_size} is less than one validation record; raise val_size to at "
