@@ -4,7 +4,7 @@ A job is a fresh process that does what every pipeline step does first (iau_core
 share of the cores) and then trains the default model with the GR recipe for a fixed number of epochs:
 `python -m benchmarks.concurrency DATA.pt EPOCHS` (the records come as a tensor file: no decoding). "after" runs
 the jobs as the pipeline runs them (threads: auto); "before" gives each process every core (IAU_THREADS = cores),
-as torch does by itself. The jobs register in a thread registry of their own, so only they count as peers.
+as torch does by itself (measured once: it is the comparison, not the figure). The jobs register in a thread registry of their own, so only they count as peers.
 """
 
 from __future__ import annotations
@@ -56,7 +56,8 @@ def measure(train: Split, epochs: int, reps: int) -> Figure:
         base = {k: v for k, v in os.environ.items() if k not in (THREADS_ENV, "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
         base[REGISTRY_ENV] = registry
         for case, env in (("after", base), ("before", {**base, THREADS_ENV: str(cores)})):
-            pairs = [_pair(data, epochs, env) for _ in range(reps)]
+            # "before" is context, not the figure, and oversubscribed jobs may collapse: one pair bounds its cost
+            pairs = [_pair(data, epochs, env) for _ in range(reps if case == "after" else 1)]
             sequence, together = median_of([p[0] for p in pairs]), median_of([p[1] for p in pairs])
             rows[case] = {"sequence_seconds": sequence, "together_seconds": together,
                           "slowdown": median_of([t / s for s, t in pairs])}

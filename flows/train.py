@@ -46,7 +46,7 @@ def main() -> None:
     try:  # outside a project (or with bad params): one line, before a flow run starts
         load_params(project_root() / "params.yaml")
     except (ParamsError, ProjectNotFound) as exc:
-        raise SystemExit(f"{exc}")
+        raise SystemExit(str(exc)) from None
     print(train())
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from iau_core.config import DataParams, Params, TrainingParams, parse_params
 from iau_core.data import DataBundle, load_bundle
@@ -42,3 +43,15 @@ def digits_bundle(digits_root, digits_params) -> DataBundle:
 def training(**changes) -> TrainingParams:
     base = {"lr": 0.002, "batch_size": 32, "max_epochs": 15, "patience": 4, "gr_alpha": 0.0}
     return TrainingParams(**{**base, **changes})
+
+
+@pytest.fixture(scope="session")
+def trained(digits_bundle, digits_params):
+    """(deployed model, D_f, D_r) on digits, trained once for every method test; tests must not change it."""
+    from iau_core.recipe import train_original
+    from iau_core.selection import select_forget_set
+
+    model, _ = train_original(digits_params, digits_bundle, torch.device("cpu"))
+    ids = select_forget_set(digits_bundle.train, digits_params.selection, seed=0)
+    forget, retain = digits_bundle.train.partition(ids)
+    return model, forget, retain

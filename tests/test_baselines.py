@@ -12,8 +12,7 @@ import torch.nn.functional as F
 
 import iau_core.unlearning
 from iau_core.config import BASE_RECIPES, METHOD_NAMES, MethodSections, base_recipe, parse_params
-from iau_core.recipe import model_builder, recipe_params, train_original
-from iau_core.selection import select_forget_set
+from iau_core.recipe import model_builder, recipe_params
 from iau_core.training import accuracy, per_sample_losses, predict_logits
 from iau_core.unlearning import ALL_METHODS, UnlearningTask, get_method, run_method
 from iau_core.unlearning.fisher import fisher_diagonal
@@ -24,14 +23,6 @@ from iau_core.unlearning.scrub import distill_kl
 CPU = torch.device("cpu")
 REPO = Path(__file__).resolve().parents[1]
 NO_STOP = {"stop_at_heldout_loss": False, "val_drop_budget": 100.0}  # run each method's whole schedule
-
-
-@pytest.fixture(scope="module")
-def trained(digits_bundle, digits_params):
-    model, _ = train_original(digits_params, digits_bundle, CPU)
-    ids = select_forget_set(digits_bundle.train, digits_params.selection, seed=0)
-    forget, retain = digits_bundle.train.partition(ids)
-    return model, forget, retain
 
 
 def make_task(trained, bundle, params, method=None, stop_rule=None, **settings):

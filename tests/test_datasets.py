@@ -410,7 +410,7 @@ def test_roles_given_as_shares_never_move_a_record_when_rows_are_appended_or_reo
     before = roles_by_id(load_bundle(params, tmp_path / "before"))
     counts = pd.Series(before).value_counts()
     assert all(abs(counts[role] / 900 - share) < 0.05 for role, share in
-               zip(("train", "val", "test", "shadow_pool"), SHARES.values()))
+               zip(("train", "val", "test", "shadow_pool"), SHARES.values(), strict=True))
     new = patients(300).assign(patient_id=np.arange(300) * 5 + 1002)  # between the old ids (1000, 1005, ...)
     new.loc[:9, "patient_id"] = np.arange(10) - 50  # and below them
     grown = pd.concat([old, new]).sample(frac=1.0, random_state=4)
@@ -442,7 +442,8 @@ def test_a_share_that_draws_too_few_records_is_refused_naming_the_role(tmp_path)
     patients(600).to_csv(tmp_path / "patients.csv", index=False)
     params = DataParams.model_validate({"dataset": section, **SHARES, "val_size": 0.1})
     materialize(params.dataset, tmp_path / "data", tmp_path)
-    with pytest.raises(ValueError, match=r"val_size 0.1 draws \d+ records of 'patients': every role needs at least 100"):
+    with pytest.raises(ValueError, match=r"val_size 0.1 draws \d+ records of 'patients': every role needs at "
+                       "least 100"):
         load_bundle(params, tmp_path / "data")
 
 

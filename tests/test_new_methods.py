@@ -10,8 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from iau_core.data import Split
-from iau_core.recipe import model_builder, train_original
-from iau_core.selection import select_forget_set
+from iau_core.recipe import model_builder
 from iau_core.training import accuracy, per_sample_losses
 from iau_core.unlearning import UnlearningTask, get_method
 from iau_core.unlearning.imu import classifier_inputs, classifier_layer, influence_scores, influence_weights
@@ -21,14 +20,6 @@ from iau_core.unrolled_sgd import sd_losses, single_gradient_unlearn, train_unro
 
 CPU = torch.device("cpu")
 NO_STOP = {"stop_at_heldout_loss": False, "val_drop_budget": 100.0}
-
-
-@pytest.fixture(scope="module")
-def trained(digits_bundle, digits_params):
-    model, _ = train_original(digits_params, digits_bundle, CPU)
-    ids = select_forget_set(digits_bundle.train, digits_params.selection, seed=0)
-    forget, retain = digits_bundle.train.partition(ids)
-    return model, forget, retain
 
 
 def make_task(trained, bundle, params, method, retain=None, stop_rule=None, **settings):

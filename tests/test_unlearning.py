@@ -18,14 +18,6 @@ from studies.eta_rule import choose_eta_by_full_scan
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(scope="module")
-def trained(digits_bundle, digits_params):
-    model, _ = train_original(digits_params, digits_bundle, CPU)
-    ids = select_forget_set(digits_bundle.train, digits_params.selection, seed=0)
-    forget, retain = digits_bundle.train.partition(ids)
-    return model, forget, retain
-
-
 def make_task(model, forget, retain, bundle, params, eta, reduction="mean", **rule):
     unlearning = params.unlearning.model_copy(update={
         "eta": eta, "reduction": reduction,
