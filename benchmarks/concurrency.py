@@ -4,7 +4,8 @@ A job is a fresh process that does what every pipeline step does first (iau_core
 share of the cores) and then trains the default model with the GR recipe for a fixed number of epochs:
 `python -m benchmarks.concurrency DATA.pt EPOCHS` (the records come as a tensor file: no decoding). "after" runs
 the jobs as the pipeline runs them (threads: auto); "before" gives each process every core (IAU_THREADS = cores),
-as torch does by itself (measured once: it is the comparison, not the figure). The jobs register in a thread registry of their own, so only they count as peers.
+as torch does by itself (measured once: the comparison, not the figure). The jobs register in a thread registry
+of their own, so only they count as peers.
 """
 
 from __future__ import annotations
