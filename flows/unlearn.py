@@ -82,7 +82,8 @@ def unlearn(selection: str = "outliers", params_file: str = "params.yaml", overr
         comparison.results = steps.gather(comparison.results)
         tracking.log_text(parent, manifest(comparison.forget_sets), "forget_set.csv")
         summary, strength = compare_methods(comparison.results, comparison.strengths, parent, selection,
-                                            roles=comparison.role_sizes(len(ctx.bundle().val)))
+                                            roles=comparison.role_sizes(len(ctx.bundle().val)),
+                                            headline=params.attacks.headline)
     result = {"parent_run_id": parent, "experiment_id": ctx.experiment_id, "attack_strength": strength,
               "summary": summary.reset_index(names="method").to_dict(orient="records")}
     get_run_logger().info("comparison (MLflow parent run %s):\n%s", parent, table_of(result))

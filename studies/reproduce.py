@@ -185,16 +185,22 @@ def fmt(mean: float, std: float, places: int = 2) -> str:
     return f"{mean:.{places}f}" + (f" ± {std:.{places}f}" if std is not None and math.isfinite(std) else "")
 
 
+def headline_of(raw: dict) -> str:
+    """The metric the verdicts are read on: the headline attack's AUC on D_f (attacks.headline of the run)."""
+    return f"{raw['params'].get('attacks', {}).get('headline', 'lira')}_auc"
+
+
 def comparison_table(tables: list[pd.DataFrame], paper: dict | None, paper_label: str,
-                     kept: dict[str, list[bool]] | None = None) -> str:
-    """The paper's table shape, led by each method's verdict on LiRA's AUC with its paired 95% CI against original
-    (iau_core.verdicts); a method that kept the deployed model is 'no change' and never marked ✓."""
+                     kept: dict[str, list[bool]] | None = None, headline: str = "lira_auc") -> str:
+    """The paper's table shape, led by each method's verdict on the headline attack's AUC with its paired 95% CI
+    against original (iau_core.verdicts); a method that kept the deployed model is 'no change', never marked ✓."""
     summary = summarize(tables)
     floors = noise_floors(summary)
     paper_rank = paper_set_rank(tables)
-    found = assess(tables, summary, floors, kept)
-    head = ("| method | verdict | LiRA AUC − original [95% CI] | MU gap (pts) | seconds | UE gap (pts) "
-            "| avg rank (all) | avg rank (paper's set) | LiRA AUC gap | forget acc | test acc "
+    found = assess(tables, summary, floors, kept, headline=headline)
+    attack = found.headline.removesuffix("_auc").upper().replace("LIRA", "LiRA")
+    head = (f"| method | verdict | {attack} AUC − original [95% CI] | MU gap (pts) | seconds | UE gap (pts) "
+            f"| avg rank (all) | avg rank (paper's set) | {attack} AUC gap | forget acc | test acc "
             f"| paper {paper_label}: MU / s / UE / rank |")
     lines = [head, "| --- | --- |" + " ---: |" * 10]
     for method in summary.index:
@@ -315,7 +321,7 @@ def ablation_plot(raw: dict) -> Figure:
 def verdicts_of(raw: dict, selection: str) -> pd.Series:
     tables = tables_of(raw, selection)
     summary = summarize(tables)
-    return assess(tables, summary, noise_floors(summary), kept_of(raw, selection)).verdicts
+    return assess(tables, summary, noise_floors(summary), kept_of(raw, selection), headline=headline_of(raw)).verdicts
 
 
 def figures(raw: dict) -> dict[str, Figure]:
@@ -357,6 +363,7 @@ def render(raw: dict, command: str) -> str:
     paper_ii = {m: v[0] for m, v in PAPER_TABLE_II.items()}
     paper_ii_svhn = {m: v[1] for m, v in PAPER_TABLE_II.items()}
     verdicts = "\n".join(f"| {c} | {e} | **{v}** | {w} |" for c, e, v, w in claims(raw))
+    head = headline_of(raw)
     missing = [m for m in ("usgd",) if m not in METHOD_NAMES]
     measured = raw.get("measured_on", "an earlier date (not recorded in the data)")
     model = p["model"]["name"] if isinstance(p.get("model"), dict) else "LeNet5"
@@ -385,7 +392,7 @@ tuned on these numbers.
 
 ## Table II-style: random 5% deletion, all methods
 
-{comparison_table(tables_of(raw, 'random'), paper_ii, 'Table II LeNet5 CIFAR-10', kept_of(raw, 'random'))}
+{comparison_table(tables_of(raw, 'random'), paper_ii, 'Table II LeNet5 CIFAR-10', kept_of(raw, 'random'), head)}
 
 The paper's Table II LeNet5 on SVHN (MU / s / UE / rank), for the same rows: {paper_row(paper_ii_svhn)}.
 
@@ -393,7 +400,8 @@ The paper's Table II LeNet5 on SVHN (MU / s / UE / rank), for the same rows: {pa
 
 ## Table V-style: isolation-forest outliers (1% contamination)
 
-{comparison_table(tables_of(raw, 'outliers'), PAPER_TABLE_V, 'Table V LeNet5 SVHN', kept_of(raw, 'outliers'))}
+{comparison_table(tables_of(raw, 'outliers'), PAPER_TABLE_V, 'Table V LeNet5 SVHN', kept_of(raw, 'outliers'),
+                   head)}
 
 ![MU vs UE, outliers](reproduction_table5_mu_ue.png)
 
@@ -403,12 +411,12 @@ The paper's Table II LeNet5 on SVHN (MU / s / UE / rank), for the same rows: {pa
 GR model; all three choose eta by the same rule. The rows are those of the two tables above:
 
 {comparison_table([t.loc[[*REFERENCE_METHODS, *ABLATION]] for t in tables_of(raw, 'random')],
-                  None, '')}
+                  None, '', headline=head)}
 
 (random 5%) and
 
 {comparison_table([t.loc[[*REFERENCE_METHODS, *ABLATION]] for t in tables_of(raw, 'outliers')],
-                  None, '')}
+                  None, '', headline=head)}
 
 (outliers). The paper gives Fig. 2 as a plot only, without numbers.
 
@@ -458,9 +466,12 @@ def strength_line(raw: dict) -> str:
         return "(What the attacks see on the original model was not recorded in this data.)"
     lira = t_interval([r["lira_strength"] for r in rows])
     shadow = t_interval([r["attack_strength"] for r in rows])
+    rmia = (f"RMIA AUC {t.mean:.3f} [{t.lo:.3f}, {t.hi:.3f}], " if all("rmia_strength" in r for r in rows)
+            and (t := t_interval([r["rmia_strength"] for r in rows])) else "")
     return (f"**What the attacks see on the original model** (all of D against held-out records, over "
             f"{lira.n} seeds; chance is AUC 0.5 and 50%): LiRA AUC {lira.mean:.3f} [{lira.lo:.3f}, {lira.hi:.3f}] "
-            f"(mean [95% CI]), shadow attack balanced accuracy {shadow.mean:.1f}%.")
+            f"(mean [95% CI]), {rmia}shadow attack balanced accuracy {shadow.mean:.1f}%. Verdicts are read on "
+            f"{headline_of(raw)} (attacks.headline).")
 
 
 def publish(raw: dict, doc: str) -> str:

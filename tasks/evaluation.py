@@ -19,6 +19,7 @@ from iau_core.metrics import (
     GAPS,
     SPEEDUP,
     attack_strengths,
+    auc_key,
     noise_floors,
     summarize,
     within_floor,
@@ -70,11 +71,13 @@ def gradient_norms(ctx: RunContext, base: ModelRef, no_gr: ModelRef, parent_run_
 
 @task(name="compare-methods", cache_policy=NO_CACHE)
 def compare_methods(outcomes: list[MethodResult], strengths: list[dict[str, float]], parent_run_id: str,
-                    selection: str, roles: dict[str, int] | None = None) -> tuple[pd.DataFrame, dict[str, float]]:
+                    selection: str, roles: dict[str, int] | None = None,
+                    headline: str = "lira") -> tuple[pd.DataFrame, dict[str, float]]:
     """Per seed, every gap to that seed's gold model; over seeds, mean ± std, the noise floors and the paired
     verdicts (iau_core.verdicts). Gaps, floor marks and verdicts go onto each method's run; the tables, plots, the
     answer (as the parent's description and tags) onto the parent run. `roles`: the smallest D_f over seeds
-    ('forget') and the validation set's size ('val'), so a table on too little data says so."""
+    ('forget') and the validation set's size ('val'), so a table on too little data says so. `headline`: the
+    attack (attacks.headline) whose AUC on D_f each verdict is read on."""
     tables = per_seed_tables(outcomes)
     log_gaps(outcomes, tables)
     plain = [t.drop(columns="seed") for t in tables]
@@ -84,7 +87,7 @@ def compare_methods(outcomes: list[MethodResult], strengths: list[dict[str, floa
     for o in outcomes:
         kept.setdefault(o.method, []).append(o.method in unchanged_methods({o.method: o.choices}))
     roles = roles or {}
-    found = assess(plain, summary, floors, kept, roles.get("forget"), roles.get("val"))
+    found = assess(plain, summary, floors, kept, roles.get("forget"), roles.get("val"), headline=auc_key(headline))
     unchanged = {m for m, v in found.verdicts.items() if v == "no change"}
     verdicts = within_floor(summary, floors)
     for o in outcomes:
