@@ -165,3 +165,25 @@ def test_the_comparison_leads_with_the_answer_and_never_marks_a_kept_model():
     printed = text.printed(summary.join(found.wide()))
     assert "forgets" in printed and "overshoots" in printed and "[" in printed
     assert "Best method within every noise floor" in text.answer(found, summary) or found.best is None
+
+
+def test_the_verdict_is_read_on_the_headline_attack():
+    """attacks.headline: rmia reads each verdict on rmia_auc. Here RMIA sees iau move while LiRA does not."""
+    from iau_core.metrics import compare, noise_floors, summarize
+
+    rng = np.random.default_rng(1)
+    tables = []
+    for _ in range(5):
+        scores = {}
+        for method, lira, rmia in (("original", 0.70, 0.75), ("retrain", 0.70, 0.55), ("retrain_alt", 0.70, 0.56),
+                                   ("iau", 0.70, 0.57)):
+            scores[method] = {"test_acc": 85 + rng.normal(0, 0.3), "forget_acc": 90.0, "mia_forget_asr": 60.0,
+                              "lira_auc": lira + rng.normal(0, 0.01), "rmia_auc": rmia + rng.normal(0, 0.01)}
+        tables.append(compare(scores, {"original": 0.0, "retrain": 30.0, "retrain_alt": 31.0, "iau": 0.5}))
+    summary = summarize(tables)
+    floors = noise_floors(summary)
+    by_rmia = assess(tables, summary, floors, headline="rmia_auc")
+    by_lira = assess(tables, summary, floors, headline="lira_auc")
+    assert by_rmia.headline == "rmia_auc" and by_rmia.verdicts["iau"] == FORGETS
+    assert by_lira.verdicts["iau"] != FORGETS
+    assert by_rmia.wide().loc["iau", "verdict_metric"] == "rmia_auc"
