@@ -60,7 +60,8 @@ def load_bundle(params: DataParams, root: str | Path | None = None) -> DataBundl
     root = Path(root or params.root)
     features, records = read_canonical(root, params.dataset.name)
     forgotten = read_forgotten(root, params.dataset.name)
-    train_pos, val_pos, test_pos, shadow_pos = roles_after_forgetting(records, forgotten, params)
+    ever_ids, drawn = roles_ever_held(records, forgotten, params)  # drawn once: positions and fingerprint
+    train_pos, val_pos, test_pos, shadow_pos = present_positions(records, ever_ids, drawn)
     normalize = params.dataset.normalize
     if normalize == AUTO:  # the shadow pool: outside D, and never shrunk by a deletion, so never refitted
         normalize = fitted_normalization(features[shadow_pos])
@@ -75,7 +76,7 @@ def load_bundle(params: DataParams, root: str | Path | None = None) -> DataBundl
         shadow_pool=everything.take(shadow_pos),
         num_classes=int(y.max()) + 1,
         input_shape=tuple(x.shape[1:]),
-        roles_fingerprint=roles_fingerprint(records, forgotten, params),
+        roles_fingerprint=roles_fingerprint(ever_ids, drawn),
         normalization=normalize,
     )
 
@@ -170,18 +171,40 @@ def hash_roles(source: np.ndarray, ids: np.ndarray, params: DataParams) -> tuple
     return train, val, test, shadow
 
 
-def roles_fingerprint(records: pd.DataFrame, forgotten: pd.DataFrame, params: DataParams) -> str:
-    """sha256 of which record plays which role, drawn over every record the dataset ever held: a deletion leaves
-    it unchanged, re-sorted rows leave it unchanged, and anything that moves a record between roles (new rows,
-    other sizes or split_seed) changes it. Recorded with every model version, so a batch never unlearns a model
-    with roles its data no longer has."""
-    everyone = pd.concat([records[["sample_id", "source"]], forgotten]).sort_values("sample_id")
-    ever_ids = everyone["sample_id"].to_numpy(np.int64)
+def roles_fingerprint(ever_ids: np.ndarray, drawn: tuple[np.ndarray, ...]) -> str:
+    """sha256 of which record plays which role, over every record the dataset ever held (roles_ever_held): a
+    deletion leaves it unchanged, re-sorted rows leave it unchanged, and anything that moves a record between roles
+    (new rows, other sizes or split_seed) changes it. Recorded with every model version, so a batch never unlearns
+    a model with roles its data no longer has."""
     digest = hashlib.sha256()
-    for positions in assign_roles(everyone["source"].to_numpy(), ever_ids, params):
+    for positions in drawn:
         digest.update(np.sort(ever_ids[positions]).tobytes())
         digest.update(b"|")
     return digest.hexdigest()
+
+
+def roles_ever_held(records: pd.DataFrame, forgotten: pd.DataFrame,
+                    params: DataParams) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """(every id the dataset ever held, in sample_id order; assign_roles' positions into it), present and
+    tombstoned records together, so that a deletion moves no other record between roles."""
+    present = records["sample_id"].to_numpy()
+    both = np.intersect1d(present, forgotten["sample_id"].to_numpy())
+    if both.size:
+        raise CanonicalDataError(f"{params.dataset.name}: records {both[:10].tolist()} are both present and forgotten "
+                                 "(a deletion was interrupted): run the deletion again to finish it")
+    if not records["sample_id"].is_monotonic_increasing:  # read_canonical refuses this; a caller's own frame
+        raise CanonicalDataError(f"{params.dataset.name}: records are not in sample_id order (materialize again)")
+    everyone = pd.concat([records[["sample_id", "source"]], forgotten]).sort_values("sample_id")
+    ever_ids = everyone["sample_id"].to_numpy(np.int64)
+    return ever_ids, assign_roles(everyone["source"].to_numpy(), ever_ids, params)
+
+
+def present_positions(records: pd.DataFrame, ever_ids: np.ndarray,
+                      drawn: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+    """Positions in ``records`` (sorted by id) of each role's records that are still present."""
+    present = records["sample_id"].to_numpy()
+    kept = [ever_ids[positions][np.isin(ever_ids[positions], present)] for positions in drawn]
+    return tuple(np.searchsorted(present, ids) for ids in kept)  # present is sorted: id -> its row
 
 
 def roles_after_forgetting(records: pd.DataFrame, forgotten: pd.DataFrame,
@@ -194,15 +217,5 @@ def roles_after_forgetting(records: pd.DataFrame, forgotten: pd.DataFrame,
     shrinks by exactly its forgotten records. With no tombstones this is ``assign_roles`` on the records as they
     are, so data versions from before any deletion (and every model trained on them) keep their roles.
     """
-    present = records["sample_id"].to_numpy()
-    both = np.intersect1d(present, forgotten["sample_id"].to_numpy())
-    if both.size:
-        raise CanonicalDataError(f"{params.dataset.name}: records {both[:10].tolist()} are both present and forgotten "
-                                 "(a deletion was interrupted): run the deletion again to finish it")
-    if not records["sample_id"].is_monotonic_increasing:  # read_canonical refuses this; a caller's own frame
-        raise CanonicalDataError(f"{params.dataset.name}: records are not in sample_id order (materialize again)")
-    everyone = pd.concat([records[["sample_id", "source"]], forgotten]).sort_values("sample_id")
-    ever_ids = everyone["sample_id"].to_numpy()
-    roles = assign_roles(everyone["source"].to_numpy(), ever_ids, params)
-    kept = [ever_ids[positions][np.isin(ever_ids[positions], present)] for positions in roles]
-    return tuple(np.searchsorted(present, ids) for ids in kept)  # present is sorted: id -> its row
+    ever_ids, drawn = roles_ever_held(records, forgotten, params)
+    return present_positions(records, ever_ids, drawn)

@@ -466,8 +466,10 @@ def strength_line(raw: dict) -> str:
         return "(What the attacks see on the original model was not recorded in this data.)"
     lira = t_interval([r["lira_strength"] for r in rows])
     shadow = t_interval([r["attack_strength"] for r in rows])
-    rmia = (f"RMIA AUC {t.mean:.3f} [{t.lo:.3f}, {t.hi:.3f}], " if all("rmia_strength" in r for r in rows)
-            and (t := t_interval([r["rmia_strength"] for r in rows])) else "")
+    rmia = ""
+    if all("rmia_strength" in r for r in rows):  # data from before RMIA has none
+        t = t_interval([r["rmia_strength"] for r in rows])
+        rmia = f"RMIA AUC {t.mean:.3f} [{t.lo:.3f}, {t.hi:.3f}], "
     return (f"**What the attacks see on the original model** (all of D against held-out records, over "
             f"{lira.n} seeds; chance is AUC 0.5 and 50%): LiRA AUC {lira.mean:.3f} [{lira.lo:.3f}, {lira.hi:.3f}] "
             f"(mean [95% CI]), {rmia}shadow attack balanced accuracy {shadow.mean:.1f}%. Verdicts are read on "
