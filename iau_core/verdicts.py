@@ -168,7 +168,8 @@ def verdict_rank(summary: pd.DataFrame, verdicts: pd.Series, floors: dict[str, f
     each group fastest first. A method with no detectable change, no change, overshooting or moving away is not
     ranked (NaN): a fast method that forgot nothing must not head the list. With one seed no method has a
     verdict; those that changed the model are ranked the same way, so a one-seed run still orders them."""
-    one_seed = (verdicts == ONE_SEED).all()
+    # No interval anywhere in the run (one seed): "no change" methods are no verdict, so they must not hide it.
+    one_seed = (verdicts == ONE_SEED).any() and verdicts.isin([ONE_SEED, NO_CHANGE]).all()
     eligible = [m for m in verdicts.index if m != FLOOR and m in summary.index
                 and (verdicts[m] == FORGETS or (one_seed and verdicts[m] == ONE_SEED))]
     key = sorted(eligible, key=lambda m: (not all_within(summary.loc[m], floors),

@@ -100,6 +100,16 @@ def test_one_seed_gives_no_verdict_but_a_kept_model_is_still_no_change():
     assert verdicts["good"] == ONE_SEED and verdicts["past"] == ONE_SEED
 
 
+def test_one_seed_still_ranks_the_methods_that_changed_the_model_beside_one_that_did_not():
+    verdicts = method_verdicts(verdict_table(SEEDS[:1], unchanged={"same"}, metrics=("lira_auc",)))
+    summary = pd.DataFrame({"lira_auc_gap_mean": [0.2, 0.0, 0.01, 0.2, 0.02, 0.25, 0.03],
+                            "unlearn_seconds_mean": [0, 9, 9, 0.1, 0.2, 0.3, 5.0]},
+                           index=["original", "retrain", "retrain_alt", "same", "good", "past", "slow"])
+    ranks = verdict_rank(summary, verdicts, {"lira_auc_gap": 0.05})
+    assert math.isnan(ranks["same"]) and math.isnan(ranks["retrain_alt"])
+    assert (ranks["good"], ranks["slow"], ranks["past"]) == (1, 2, 3)  # within the floor fastest first, then the rest
+
+
 def test_small_roles_and_blind_floors_are_said():
     assert small_roles(20, 69) and len(small_roles(20, 69)) == 2
     assert small_roles(400, 1000) == []
