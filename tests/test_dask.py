@@ -125,3 +125,34 @@ def test_a_remote_cluster_needs_a_shared_tracking_server(monkeypatch, tmp_path):
         dask_runner(params, tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.internal:5000")
     assert dask_runner(params, tmp_path).address == "tcp://10.0.0.5:8786"
+
+
+@pytest.mark.slow
+def test_the_workers_report_their_task_runs_to_the_flows_prefect_api(runs):
+    """Without the flow's PREFECT_API_URL each worker started a temporary Prefect server of its own: a uvicorn
+    process per worker, and reference-model task runs the flow's server never listed."""
+    from mlflow import MlflowClient
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    _, dask = runs
+    flow_run_id = MlflowClient().get_run(dask["parent_run_id"]).data.tags["prefect_flow_run_id"]
+    with get_client(sync_client=True) as client:
+        task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    names = {run.name for run in task_runs}
+    assert {"reference-model-0", "reference-model-1"} <= names, names
+
+
+def test_dask_workers_start_without_the_nannys_aggressive_malloc_trim(tmp_path):
+    """Dask's default MALLOC_TRIM_THRESHOLD_=65536 made torch in a worker twice as slow (flows/unlearn.py,
+    WORKER_MALLOC). Twice over: leaving the first cluster must leave distributed's own settings in place."""
+    from flows.unlearn import task_runner
+    from iau_core.config import parse_params
+
+    def malloc_env() -> tuple[str | None, str | None]:
+        return os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("MALLOC_ARENA_MAX")
+
+    params = parse_params({"execution": "dask", "dask": {"workers": 1}})
+    for _ in range(2):
+        with task_runner(params, tmp_path) as runner:
+            assert runner.client.submit(malloc_env, pure=False).result() == (None, "1")
