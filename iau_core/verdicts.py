@@ -3,7 +3,9 @@
 Each seed scores every method on the same D_f and held-out records, so a method's per-seed difference to
 `original` (did it move at all?) and to `retrain` (how far from the gold model?) are paired: the seed-to-seed
 spread of the models cancels, and a t-interval on the differences is the honest interval (Student's t with
-n - 1 degrees of freedom). With one seed there is no spread to estimate: the interval is "n/a", never invented.
+n - 1 degrees of freedom). With one seed there is no spread over training runs to estimate; the headline attack's
+interval is then a paired bootstrap over D_f's and the held-out records (record_interval), which says whether this
+model moved, and is labelled so. Without per-record scores the interval is "n/a", never invented.
 
 Verdicts, on one metric (a score measured on D_f: an attack's AUC, the attack success, the accuracy on D_f):
 - "no change": the method returned the deployed model unchanged (it kept 0 epochs, or its step was eta = 0);
@@ -12,7 +14,7 @@ Verdicts, on one metric (a score measured on D_f: an attack's AUC, the attack su
 - "overshoots": it moved past retrain, the CI of (method - retrain) excluding 0 on the far side (the Streisand
   effect: records look *less* like members than never-seen ones do, which is itself visible to an attacker);
 - "moves away": it moved, but away from retrain;
-- "n/a (one seed)": it moved or not, one seed cannot say.
+- "n/a (one seed)": one seed and no per-record scores: it moved or not, nothing can say.
 A method's verdict is the one on the headline metric (HEADLINE). Pure: numbers in, numbers and words out.
 """
 
@@ -25,6 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from iau_core.attacks.roc import Roc
 from iau_core.config import DO_NOTHING, FLOOR, GOLD, REFERENCE_METHODS
 from iau_core.metrics import GAPS, LIRA_AUC, TEST_ACC, UNLEARN_SECONDS
 
@@ -35,6 +38,9 @@ JUDGED: tuple[str, ...] = tuple(m for m in GAPS.values() if m != TEST_ACC)
 # The metric a method's verdict is read on: the strongest attack's AUC on D_f against held-out records.
 HEADLINE = LIRA_AUC
 CONFIDENCE = 0.95
+
+# What a confidence interval is taken over: seeds (a t-interval), or with one seed the records (record_interval).
+SEEDS, RECORDS, NO_INTERVAL = "seeds", "records", "none"
 
 NO_CHANGE, UNDETECTED, FORGETS, OVERSHOOTS, AWAY, ONE_SEED = (
     "no change", "no detectable change", "forgets", "overshoots", "moves away", "n/a (one seed)")
@@ -85,6 +91,35 @@ def t_interval(diffs: np.ndarray | list[float], confidence: float = CONFIDENCE) 
     return Interval(mean, mean - half, mean + half, int(d.size))
 
 
+RESAMPLES = 1000  # bootstrap draws of the one-seed record interval: its 2.5% and 97.5% points move by < 0.002
+
+
+def record_interval(method: Roc, reference: Roc, resamples: int = RESAMPLES, seed: int = 0,
+                    confidence: float = CONFIDENCE) -> Interval:
+    """AUC(method) - AUC(reference) of one attack on the same members (D_f) and non-members, with a paired
+    percentile bootstrap over those records: each draw resamples the members and the non-members with
+    replacement and scores both models on the same draw. It covers which records were drawn, not the training's
+    randomness (that needs seeds), so it is the interval of a one-seed run only."""
+    if method.members is None or reference.members is None:
+        return Interval(method.auc - reference.auc, float("nan"), float("nan"), 1)
+    # AUC as the mean over (member, non-member) pairs of [member scores higher] (ties count half), so a draw is
+    # a weighted mean: member counts u and non-member counts v of the draw give u @ H @ v / (m n).
+    wins = _pair_wins(method) - _pair_wins(reference)
+    m, n = wins.shape
+    rng = np.random.default_rng(seed)
+    u = rng.multinomial(m, np.full(m, 1 / m), size=resamples).astype(np.float32)
+    v = rng.multinomial(n, np.full(n, 1 / n), size=resamples).astype(np.float32)
+    draws = np.einsum("bj,bj->b", u @ wins, v) / (m * n)
+    tail = (1 - confidence) / 2
+    lo, hi = np.quantile(draws, [tail, 1 - tail])
+    return Interval(float(wins.mean()), float(lo), float(hi), 1)
+
+
+def _pair_wins(found: Roc) -> np.ndarray:
+    members, nonmembers = found.members[:, None], found.nonmembers[None, :]
+    return ((members > nonmembers) + 0.5 * (members == nonmembers)).astype(np.float32)
+
+
 def judge(to_original: Interval, to_retrain: Interval, direction: float, unchanged: bool = False) -> str:
     """One method on one metric. `direction`: mean of (retrain - original), the way forgetting moves the metric."""
     if unchanged:
@@ -122,11 +157,14 @@ def paired(tables: list[pd.DataFrame], method: str, metric: str, reference: str)
 
 
 def verdict_table(tables: list[pd.DataFrame], unchanged: dict[str, bool] | set[str] = frozenset(),
-                  metrics: tuple[str, ...] = JUDGED) -> pd.DataFrame:
+                  metrics: tuple[str, ...] = JUDGED,
+                  by_records: dict[tuple[str, str], tuple[Interval, Interval]] | None = None) -> pd.DataFrame:
     """One row per (method, metric) of every non-reference method: the paired differences to original and to
     retrain (mean and 95% CI over seeds) and the verdict. `unchanged`: methods that returned the deployed model
-    on every seed (their verdict is "no change" whatever the numbers say)."""
+    on every seed (their verdict is "no change" whatever the numbers say). `by_records`: (method, metric) -> the
+    one-seed intervals over records (record_interval) to original and to retrain, used where seeds give none."""
     unchanged = {m for m in unchanged if (unchanged[m] if isinstance(unchanged, dict) else True)}
+    by_records = by_records or {}
     methods = [m for m in tables[0].index if m not in (DO_NOTHING, GOLD)]
     rows = []
     for metric in [m for m in metrics if m in tables[0].columns]:
@@ -134,9 +172,12 @@ def verdict_table(tables: list[pd.DataFrame], unchanged: dict[str, bool] | set[s
         for method in methods:
             orig = t_interval(paired(tables, method, metric, DO_NOTHING))
             gold = t_interval(paired(tables, method, metric, GOLD))
+            basis = SEEDS if orig.known else NO_INTERVAL
+            if not orig.known and (method, metric) in by_records:
+                (orig, gold), basis = by_records[(method, metric)], RECORDS
             rows.append({"method": method, "metric": metric, "vs_original": orig.mean, "vs_original_lo": orig.lo,
                          "vs_original_hi": orig.hi, "vs_retrain": gold.mean, "vs_retrain_lo": gold.lo,
-                         "vs_retrain_hi": gold.hi, "seeds": orig.n,
+                         "vs_retrain_hi": gold.hi, "seeds": orig.n, "interval": basis,
                          "verdict": judge(orig, gold, direction, method in unchanged)})
     return pd.DataFrame(rows)
 
@@ -208,6 +249,7 @@ class Assessment:
     unchanged: dict[str, int]  # method -> seeds on which it returned the deployed model
     warnings: list[str]
     headline: str = HEADLINE
+    basis: str = SEEDS  # what the headline's intervals are over: SEEDS, RECORDS (one seed) or NO_INTERVAL
 
     def wide(self) -> pd.DataFrame:
         """One row per method: '<metric>_vs_original', '_lo', '_hi', '<metric>_vs_retrain', ..., '<metric>_verdict',
@@ -218,15 +260,18 @@ class Assessment:
             parts.append(rows.add_prefix(f"{metric}_"))
         out = pd.concat(parts, axis=1) if parts else pd.DataFrame()
         return out.assign(verdict=self.verdicts, verdict_rank=self.ranks.reindex(out.index),
-                          verdict_metric=self.headline)
+                          verdict_metric=self.headline, verdict_basis=self.basis)
 
 
 def assess(tables: list[pd.DataFrame], summary: pd.DataFrame, floors: dict[str, float],
            kept: dict[str, list[bool]] | None = None, forget_records: int | None = None,
-           val_records: int | None = None, metrics: tuple[str, ...] = JUDGED, headline: str = HEADLINE) -> Assessment:
+           val_records: int | None = None, metrics: tuple[str, ...] = JUDGED, headline: str = HEADLINE,
+           rocs: dict[str, Roc] | None = None) -> Assessment:
     """`tables`: the per-seed comparisons (index: method); `kept`: method -> per seed, whether the method returned
     the deployed model (unchanged_methods on each seed's choices). A method that kept it on every seed, or whose
-    every judged score equals original's on every seed, is "no change"."""
+    every judged score equals original's on every seed, is "no change". `rocs`: with one seed, each method's
+    ROC of the headline attack on D_f with its per-record scores: the headline's intervals are then taken over
+    the records (record_interval), so a one-seed run still has verdicts."""
     kept = kept or {}
     judged = [m for m in metrics if m in tables[0].columns]
     unchanged = {m: sum(flags) for m, flags in kept.items() if any(flags)}
@@ -234,9 +279,11 @@ def assess(tables: list[pd.DataFrame], summary: pd.DataFrame, floors: dict[str, 
         if method not in REFERENCE_METHODS and judged and all(
                 np.all(paired(tables, method, metric, DO_NOTHING) == 0) for metric in judged):
             unchanged[method] = len(tables)
-    table = verdict_table(tables, {m: n == len(tables) for m, n in unchanged.items()}, metrics)
     if headline not in judged:
         headline = judged[0] if judged else headline
+    by_records = records_intervals(rocs, headline) if len(tables) == 1 and rocs else {}
+    table = verdict_table(tables, {m: n == len(tables) for m, n in unchanged.items()}, metrics, by_records)
+    basis = SEEDS if len(tables) > 1 else RECORDS if by_records else NO_INTERVAL
     verdicts = method_verdicts(table, headline)
     ranks = verdict_rank(summary, verdicts, floors)
     warnings = small_roles(forget_records, val_records)
@@ -246,11 +293,23 @@ def assess(tables: list[pd.DataFrame], summary: pd.DataFrame, floors: dict[str, 
     if len(tables) > 1 and verdicts.get(FLOOR) == UNDETECTED:
         warnings.append(f"retrain_alt, a second gold model, shows no detectable change from original on {headline}: "
                         "there is little membership visible to forget here, so read 'forgets' with care")
-    if len(tables) < 2:
+    if basis == RECORDS:
+        warnings.append("one seed: the intervals are over D_f's and the held-out records only, so a verdict says "
+                        "this model moved, not that every training run would (run several seeds for that, e.g. "
+                        "SEEDS=\"0 1 2 3 4\")")
+    elif basis == NO_INTERVAL:
         warnings.append("one seed: no confidence interval and no verdict (run several seeds, e.g. SEEDS=\"0 1 2 3 4\")")
     partly = {m: n for m, n in unchanged.items() if n < len(tables)}
     if partly:
         warnings.append("returned the deployed model on some seeds: " +
                         ", ".join(f"{m} ({n} of {len(tables)})" for m, n in partly.items()))
     return Assessment(table, verdicts, ranks, best_method(summary, verdicts, floors), len(tables), unchanged,
-                      warnings, headline)
+                      warnings, headline, basis)
+
+
+def records_intervals(rocs: dict[str, Roc], headline: str) -> dict[tuple[str, str], tuple[Interval, Interval]]:
+    """(method, headline) -> its record intervals to original and to retrain, for every method with a ROC."""
+    if DO_NOTHING not in rocs or GOLD not in rocs:
+        return {}
+    return {(method, headline): (record_interval(roc, rocs[DO_NOTHING]), record_interval(roc, rocs[GOLD]))
+            for method, roc in rocs.items() if method not in (DO_NOTHING, GOLD)}

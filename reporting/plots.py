@@ -206,6 +206,6 @@ def comparison_figures(outcomes: list[MethodResult], summary: pd.DataFrame,
         metrics = list(dict.fromkeys(found.table.metric))
         figures["plots/verdicts.png"] = verdict_plot(
             found.table, floors, metrics,
-            f"Each method − retrain, mean and paired 95% CI over {len(seeds)} seed(s) (one seed: no CI); "
-            "colour = verdict on that metric")
+            f"Each method − retrain, mean and paired 95% CI over {len(seeds)} seed(s) (one seed: over the records on "
+            f"{found.headline}, none on the others); colour = verdict on that metric")
     return figures

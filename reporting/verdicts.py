@@ -19,7 +19,7 @@ from iau_core.metrics import (
     UNLEARN_SECONDS,
     mean_std,
 )
-from iau_core.verdicts import NO_CHANGE, VERDICTS, Assessment, Interval
+from iau_core.verdicts import NO_CHANGE, NO_INTERVAL, RECORDS, SEEDS, VERDICTS, Assessment, Interval
 from reporting.tables import ABOVE, MISSING, WITHIN, decimals
 
 GAP_COLUMNS = [MU_GAP, UE_GAP, LIRA_AUC_GAP]
@@ -95,9 +95,15 @@ def _gold_move(found: Assessment) -> str:
     return f"{row.vs_original - row.vs_retrain:+.3f}"
 
 
+def basis_text(basis: str, seeds: int) -> str:
+    """What the 95% intervals are taken over, in words."""
+    return {SEEDS: f"95% CI over {seeds} seeds", RECORDS: "one seed: 95% CI over D_f's and the held-out records"
+            }.get(basis, "one seed: no CI")
+
+
 def answer(found: Assessment, summary: pd.DataFrame) -> str:
     """The one sentence a newcomer asks for: which method forgot best, at what cost."""
-    ci = f"95% CI over {found.seeds} seeds" if found.seeds > 1 else "one seed: no CI"
+    ci = basis_text(found.basis, found.seeds)
     if found.best:
         row = summary.loc[found.best]
         speed = row.get(f"{SPEEDUP}_mean")
@@ -105,7 +111,7 @@ def answer(found: Assessment, summary: pd.DataFrame) -> str:
             f", {speed:.1f}× faster than retraining" if isinstance(speed, float) and math.isfinite(speed) else "")
         lead = (f"**Best method within every noise floor: {found.best}** ({cost}; {found.headline} − original "
                 f"{interval(found, found.best, 'original').text()}, {ci}).")
-        if found.seeds < 2:
+        if found.basis == NO_INTERVAL:
             lead = (f"**Fastest method that changed the model and is within every noise floor: {found.best}** "
                     f"({cost}; {ci}, so whether it forgot is not known).")
     else:
@@ -122,8 +128,12 @@ def warnings_markdown(found: Assessment) -> str:
 
 def legend(found: Assessment, floors: dict[str, float]) -> str:
     values = ", ".join(f"{LABELS.get(g, g)} {floors[g]:.{decimals(g)}f}" for g in GAP_COLUMNS if g in floors)
-    return (f"Verdict on {found.headline} (the attack's AUC on D_f against held-out records), from the per-seed "
-            "paired differences to original and to retrain and their 95% t-intervals: **forgets** = moved from "
+    over = ("the per-seed paired differences to original and to retrain and their 95% t-intervals"
+            if found.basis != RECORDS else "the paired differences to original and to retrain on the same records, "
+            "with 95% bootstrap intervals over D_f's and the held-out records (one seed: they say this model moved, "
+            "not that another training run would)")
+    return (f"Verdict on {found.headline} (the attack's AUC on D_f against held-out records), from {over}: "
+            "**forgets** = moved from "
             "original toward retrain (CI excludes 0); **overshoots** = moved past retrain (CI against retrain excludes "
             "0 on the far side); **no detectable change** = CI against original contains 0; **no change** = the "
             "method returned the deployed model (0 epochs kept or eta 0) and is never ranked or marked "
@@ -196,6 +206,9 @@ def printed(summary: pd.DataFrame) -> str:
                         **{LABELS[g]: _gap(summary, method, g, floors, verdict == NO_CHANGE) for g in GAP_COLUMNS
                            if f"{g}_mean" in summary.columns},
                         "seconds": mean_std(row.get(f"{UNLEARN_SECONDS}_mean"), None, 3)}
-    return (f"{pd.DataFrame(rows).T.to_string()}\n(verdict on {head}: paired 95% t-intervals over seeds; rank: "
+    basis = summary["verdict_basis"].dropna().iloc[0] if "verdict_basis" in summary.columns else SEEDS
+    over = {RECORDS: "one seed, so paired 95% bootstrap intervals over D_f's and the held-out records",
+            NO_INTERVAL: "one seed, no intervals"}.get(basis, "paired 95% t-intervals over seeds")
+    return (f"{pd.DataFrame(rows).T.to_string()}\n(verdict on {head}: {over}; rank: "
             f"methods that forget, within every floor first, fastest first; {WITHIN}/{ABOVE}: within/above "
             f"retrain_alt's noise floor)")

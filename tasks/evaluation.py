@@ -87,7 +87,11 @@ def compare_methods(outcomes: list[MethodResult], strengths: list[dict[str, floa
     for o in outcomes:
         kept.setdefault(o.method, []).append(o.method in unchanged_methods({o.method: o.choices}))
     roles = roles or {}
-    found = assess(plain, summary, floors, kept, roles.get("forget"), roles.get("val"), headline=auc_key(headline))
+    # One seed: the headline's intervals are over the records, from each method's per-record attack scores.
+    rocs = {o.method: o.scores.rocs[headline] for o in outcomes
+            if len(tables) == 1 and o.scores and o.scores.rocs and headline in o.scores.rocs}
+    found = assess(plain, summary, floors, kept, roles.get("forget"), roles.get("val"), headline=auc_key(headline),
+                   rocs=rocs)
     unchanged = {m for m, v in found.verdicts.items() if v == "no change"}
     verdicts = within_floor(summary, floors)
     for o in outcomes:
@@ -122,7 +126,7 @@ def compare_methods(outcomes: list[MethodResult], strengths: list[dict[str, floa
 
 def parent_tags(found) -> dict[str, str]:
     """What the runs list can show as columns: the best method within every floor and each method's verdict."""
-    return {"best_method": found.best or "none", "verdict_metric": found.headline,
+    return {"best_method": found.best or "none", "verdict_metric": found.headline, "verdict_basis": found.basis,
             **{f"verdict.{m}": v for m, v in found.verdicts.items()}}
 
 

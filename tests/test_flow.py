@@ -165,6 +165,20 @@ def test_the_flow_and_the_bare_recipe_compute_the_same_comparison(two_runs):
 
 
 @pytest.mark.slow
+def test_a_one_seed_run_judges_on_intervals_over_the_records(two_runs):
+    """The default `make run` has one seed: its verdicts come from a paired bootstrap over D_f's and the held-out
+    records, so the table has intervals and no "n/a (one seed)"; the two-seed run keeps its t-intervals."""
+    first, second = two_runs
+    one = {row["method"]: row for row in second["summary"] if row["method"] not in ("original", "retrain")}
+    assert {row["verdict_basis"] for row in one.values()} == {"records"}
+    assert "n/a (one seed)" not in {row["verdict"] for row in one.values()}
+    iau = one["iau"]
+    assert iau["lira_auc_vs_original_lo"] <= iau["lira_auc_vs_original"] <= iau["lira_auc_vs_original_hi"]
+    two = [row for row in first["summary"] if row["method"] not in ("original", "retrain")]
+    assert {row["verdict_basis"] for row in two} == {"seeds"}
+
+
+@pytest.mark.slow
 def test_every_method_leaves_its_nested_run_and_ia_gc_unlearns_the_model_without_gr(two_runs):
     from mlflow import MlflowClient
 

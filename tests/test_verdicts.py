@@ -197,3 +197,53 @@ def test_the_verdict_is_read_on_the_headline_attack():
     assert by_rmia.headline == "rmia_auc" and by_rmia.verdicts["iau"] == FORGETS
     assert by_lira.verdicts["iau"] != FORGETS
     assert by_rmia.wide().loc["iau", "verdict_metric"] == "rmia_auc"
+
+
+def roc_of(members, nonmembers):
+    from iau_core.attacks.roc import roc
+
+    return roc(np.asarray(members, dtype=float), np.asarray(nonmembers, dtype=float))
+
+
+def test_the_record_interval_is_the_paired_auc_difference_and_excludes_zero_only_for_a_real_move():
+    from sklearn.metrics import roc_auc_score
+
+    from iau_core.verdicts import record_interval
+
+    rng = np.random.default_rng(1)
+    held_out = rng.normal(size=2000)
+    leaky = rng.normal(0.6, 1, size=200)  # the original: members score higher (AUC about 0.66)
+    original = roc_of(leaky, held_out)
+    forgot = roc_of(leaky - 0.6, held_out)  # the same records, the membership signal removed
+    nudged = roc_of(leaky + rng.normal(0, 1e-3, size=200), held_out)  # moved by noise only
+    moved = record_interval(forgot, original)
+    truth = np.r_[np.ones(200), np.zeros(2000)]
+    assert moved.mean == pytest.approx(roc_auc_score(truth, np.r_[leaky - 0.6, held_out]) -
+                                       roc_auc_score(truth, np.r_[leaky, held_out]), abs=1e-6)
+    assert moved.hi < 0 and moved.lo < moved.mean < moved.hi
+    assert not record_interval(nudged, original).excludes_zero()
+    assert record_interval(original, original).mean == 0
+
+
+def test_one_seed_with_per_record_scores_has_record_intervals_and_real_verdicts():
+    rng = np.random.default_rng(2)
+    held_out = rng.normal(size=1000)
+    leaky = rng.normal(0.8, 1, size=150)
+    rocs = {"original": roc_of(leaky, held_out), "retrain": roc_of(leaky - 0.8, held_out),
+            "retrain_alt": roc_of(leaky - 0.75, held_out), "good": roc_of(leaky - 0.7, held_out),
+            "same": roc_of(leaky + rng.normal(0, 1e-4, size=150), held_out)}
+    table = pd.DataFrame({"lira_auc": {m: r.auc for m, r in rocs.items()}}).rename_axis("method")
+    table["lira_auc_gap"] = (table["lira_auc"] - table.loc["retrain", "lira_auc"]).abs()
+    table["unlearn_seconds"] = 1.0
+    summary = summarize_like(table)
+    found = assess([table], summary, {"lira_auc_gap": 0.05}, forget_records=150, val_records=1000,
+                   metrics=("lira_auc",), rocs=rocs)
+    assert found.basis == "records"
+    assert found.verdicts["good"] == FORGETS and found.verdicts["same"] == UNDETECTED
+    assert found.ranks["good"] == 1 and math.isnan(found.ranks["same"])
+    assert any("over D_f's and the held-out records" in w for w in found.warnings)
+    assert assess([table], summary, {"lira_auc_gap": 0.05}, metrics=("lira_auc",)).basis == "none"
+
+
+def summarize_like(table: pd.DataFrame) -> pd.DataFrame:
+    return table.add_suffix("_mean")

@@ -19,6 +19,10 @@ class Roc:
     tpr_at_1pct_fpr: float
     fpr: np.ndarray
     tpr: np.ndarray
+    # The per-record scores it summarises, in the records' order: two models scored on the same records can be
+    # compared record by record (iau_core.verdicts.record_interval).
+    members: np.ndarray | None = None
+    nonmembers: np.ndarray | None = None
 
 
 def roc(member_scores: np.ndarray, nonmember_scores: np.ndarray) -> Roc:
@@ -27,7 +31,8 @@ def roc(member_scores: np.ndarray, nonmember_scores: np.ndarray) -> Roc:
     scores = np.concatenate([member_scores, nonmember_scores])
     truth = np.concatenate([np.ones(len(member_scores)), np.zeros(len(nonmember_scores))])
     fpr, tpr, _ = roc_curve(truth, scores)
-    return Roc(float(roc_auc_score(truth, scores)), float(tpr[fpr <= 0.01].max()), fpr, tpr)
+    return Roc(float(roc_auc_score(truth, scores)), float(tpr[fpr <= 0.01].max()), fpr, tpr,
+               np.asarray(member_scores, dtype=float), np.asarray(nonmember_scores, dtype=float))
 
 
 def label_matched(nonmembers: Split, like: Split, seed: int) -> Split:
