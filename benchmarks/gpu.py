@@ -110,7 +110,7 @@ def _variant(params: Params, bundle: DataBundle, forget_ids: np.ndarray, bf16: b
         model = fresh(params.seed)
         train_model(model, train, val, params.training, device, params.seed)  # the deployed model (untimed)
         model.eval()
-        cache = summed_gradient(model, train, params.unlearning.batch_size)
+        cache = summed_gradient(model, train, params.unlearning.batch_size, val)
         forget, retain = _partition(train, forget_ids)
         task = UnlearningTask(model=model, retain=retain, forget=forget, val=val,
                               build_model=lambda seed: fresh(seed), training=params.training,

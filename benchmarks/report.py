@@ -46,7 +46,8 @@ def reason(key: str, fig: dict, meta: dict) -> str:
     if key == "iau_vs_limit":
         return (f"the cached step takes {fig['iau_cached_step_seconds']['seconds']:.3f} s against "
                 f"{fig['limit_seconds']['seconds']:.3f} s for one pass over D_f and one over validation: the "
-                "eta rule's extra validation passes make the difference")
+                f"eta rule's {fig.get('validation_passes', '?')} validation pass(es) and its "
+                f"{fig.get('forget_reads', '?')} reads of D_f's loss make the difference")
     if key == "eta_rule_passes":
         return f"the eta rule tried {fig.get('candidates')} candidates; " + fig.get(
             "note", "each candidate past the cheap D_f scan costs a validation pass")
@@ -56,9 +57,12 @@ def reason(key: str, fig: dict, meta: dict) -> str:
                 f"{fig['hvp']}")
     if key == "reference_models_speedup":
         return (f"{fig['models']} models one after another take {fig['sequential_seconds']:.1f} s, together "
-                f"{fig['ensemble_seconds']:.1f} s: on a CPU the one-by-one loop already keeps every core busy, so "
-                "vmapping the models adds batching work without adding parallelism (a GPU, or one reference model "
-                "per Dask worker under `execution: dask`, is where training them together can pay)")
+                f"{fig['ensemble_seconds']:.1f} s: on a CPU the one-by-one loop's intra-op threads already keep "
+                "every core busy, so vmapping the models adds batching work without adding parallelism; one model "
+                "per process gains nothing either where a model's ops already scale over the cores (two one-thread "
+                "Dask workers side by side matched, not beat, one two-thread process on 2 cores: "
+                "docs/scale-out.md). A GPU, or more cores than one model's ops can use, is where training them "
+                "together can pay")
     if key == "concurrent_slowdown":
         after = fig["after"]
         return (f"two jobs together take {after['together_seconds']:.1f} s against {after['sequence_seconds']:.1f} s "

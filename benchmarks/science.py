@@ -44,7 +44,7 @@ def prepare(params: Params, mode: Mode, device: torch.device) -> Trained:
     bundle = fashion_mnist_bundle(mode.train_size, mode.val_size, mode.test_size, mode.shadow_size, device)
     model, report = train_original(params, bundle, device)
     model.eval()
-    cache = repeat(device, 1, lambda: summed_gradient(model, bundle.train, params.unlearning.batch_size))
+    cache = repeat(device, 1, lambda: summed_gradient(model, bundle.train, params.unlearning.batch_size, bundle.val))
     return Trained(params, bundle, model, cache.result, cache.median, report.seconds, report.epochs_run)
 
 
@@ -84,7 +84,9 @@ def headline(trained: Trained, mode: Mode, device: torch.device) -> tuple[list[F
                 "target_at": "|D| = 60,000 (the full run)", "retrain_epochs": retrain.result.choices["epochs_run"]}),
         Figure("iau_vs_limit", step_seconds / limit.median,
                {"iau_cached_step_seconds": step.as_row(), "limit_seconds": limit.as_row(),
-                "limit": "one forward+backward over D_f + one forward over the validation set", **sizes}),
+                "limit": "one forward+backward over D_f + one forward over the validation set", **sizes,
+                "validation_passes": step.result.choices.get(PASSES_KEY),
+                "forget_reads": step.result.choices.get("eta_rule.candidates")}),
         eta_passes(step.result.choices),
     ]
     return figures, {len(bundle.train): retrain}
@@ -128,7 +130,8 @@ def scaling(trained: Trained, mode: Mode, retrained: dict, device: torch.device)
     for size in mode.scaling_sizes:
         train = subset(full, size)
         cache = repeat(device, 1, lambda train=train: summed_gradient(trained.model, train,
-                                                                      params.unlearning.batch_size))
+                                                                      params.unlearning.batch_size,
+                                                                      trained.bundle.val))
         forget_ids = select_forget_set(train.to("cpu"), params.selection, params.seed)
         row = {"train_size": size, "forget_size": len(forget_ids), "cache_seconds": cache.median,
                **_steps(trained, train, forget_ids, cache.result, mode, device)}

@@ -141,7 +141,8 @@ def run_batch(ctx: RunContext, ledger: Ledger, batch, deployed: registry.Version
         tracking.finish(run_id)
     with steps("cache-gradient"):  # off the critical path: the requests are done already
         after = replace(ctx, data_version=new_data)
-        store_summed_gradient(run_id, new_champion_model(after, candidate), after.bundle().train, after)
+        bundle = after.bundle()
+        store_summed_gradient(run_id, new_champion_model(after, candidate), bundle.train, bundle.val, after)
     get_run_logger().info("batch %d: %s promoted (%s), data version %s", batch.id, own.uri, method, new_data)
     return {"status": "promoted", "batch_id": batch.id, "model_version": own.uri, "method": method,
             "data_version": new_data, "requests": len(ids), "mlflow_run_id": run_id, "gates": gates}

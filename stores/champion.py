@@ -64,12 +64,15 @@ def load_champion(ctx: RunContext, version: registry.Version | None = None) -> C
                     version.tags["reference_attack_run"])
 
 
-def store_summed_gradient(run_id: str, model: nn.Module, train: Split, ctx: RunContext) -> None:
-    cache = summed_gradient(model.to(ctx.device), train.to(ctx.device), ctx.params.unlearning.batch_size)
+def store_summed_gradient(run_id: str, model: nn.Module, train: Split, val: Split, ctx: RunContext) -> None:
+    """D's summed gradient at the champion and its validation logits (gradients.SummedGradient), onto its run."""
+    cache = summed_gradient(model.to(ctx.device), train.to(ctx.device), ctx.params.unlearning.batch_size,
+                            val.to(ctx.device))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / GRADIENT_FILE
         torch.save({"grads": [g.cpu() for g in cache.grads], "count": cache.count,
-                    "ids_sha256": cache.ids_sha256}, path)
+                    "ids_sha256": cache.ids_sha256, "val_logits": cache.val_logits.cpu(),
+                    "val_ids_sha256": cache.val_ids_sha256}, path)
         tracking.MlflowClient().log_artifact(run_id, str(path))
 
 
@@ -87,6 +90,9 @@ def cached_summed_gradient(champion: Champion, train: Split, device: torch.devic
         try:
             stored = torch.load(path, weights_only=True, map_location="cpu")
             grads, count, ids_sha256 = list(stored["grads"]), int(stored["count"]), str(stored["ids_sha256"])
+            val_logits, val_ids_sha256 = stored.get("val_logits"), stored.get("val_ids_sha256")  # older: absent
+            if val_logits is not None and not isinstance(val_logits, torch.Tensor):
+                raise ValueError(f"val_logits is a {type(val_logits).__name__}, not a tensor")
             shapes = [tuple(p.shape) for p in champion.model.parameters()]
             if [tuple(g.shape) for g in grads] != shapes:
                 raise ValueError(f"{len(grads)} tensors that do not match the model's {len(shapes)} parameters")
@@ -97,4 +103,5 @@ def cached_summed_gradient(champion: Champion, train: Split, device: torch.devic
             return None
     if ids_sha256 != forget_set_sha256(train.ids.cpu().numpy()) or count != len(train):
         return None
-    return SummedGradient([g.to(device) for g in grads], count, ids_sha256)
+    return SummedGradient([g.to(device) for g in grads], count, ids_sha256, val_logits,
+                          None if val_ids_sha256 is None else str(val_ids_sha256))

@@ -37,5 +37,5 @@ def train_champion(ctx: RunContext, attack_run_id: str) -> registry.Version:
             f"(run {run_id}); `iau train`")
         registry.promote(version)
         log.info("%s is the champion (validation accuracy %.2f)", version.uri, report.best_val_acc)
-        store_summed_gradient(run_id, model, bundle.train, ctx)
+        store_summed_gradient(run_id, model, bundle.train, bundle.val, ctx)
     return version

@@ -238,3 +238,35 @@ def test_capped_eta_rule_chooses_what_the_full_scan_chose(digits_bundle, digits_
                 assert abs(math.log(new.eta / old, rule.growth)) <= 1 + 1e-9, (old, new, old_passes)
             else:  # the transient above: a larger step, within budget, that reaches the target
                 assert new.eta > old and new.reason == "D_f's loss reached the validation loss", (old, new)
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 4, 5, 7, 8, 9, 29, 30])
+def test_the_strided_scan_finds_the_first_crossing_of_a_linear_scan(count):
+    """_first_reaching reads every SCAN_STRIDE-th candidate, then bisects: for a loss that grows with eta it
+    returns what reading every candidate returns (the first at or above the target; the last when none is), in
+    fewer reads."""
+    from iau_core.unlearning.gradients import _first_reaching
+
+    for crossing in range(count + 1):  # crossing == count: no candidate reaches the target
+        losses = [0.0 if k < crossing else 1.0 for k in range(count)]
+        read: list[int] = []
+        found = _first_reaching(lambda k: read.append(k) or losses[k], 0.5, count)  # noqa: B023
+        assert found == min(crossing, count - 1), (count, crossing)
+        assert len(set(read)) <= max(count // 4 + 3, 1) + 1
+
+
+def test_cached_validation_logits_give_the_same_step_with_one_validation_pass_less(trained, digits_bundle,
+                                                                                     digits_params):
+    from dataclasses import replace
+
+    from iau_core.unlearning.gradients import summed_gradient
+
+    model, forget, retain = trained
+    task = make_task(model, forget, retain, digits_bundle, digits_params, "auto", "mean")
+    plain = iau(replace(task, summed_gradient=summed_gradient(model, digits_bundle.train, 97)))
+    cache = summed_gradient(model, digits_bundle.train, 97, digits_bundle.val)
+    cached = iau(replace(task, summed_gradient=cache))
+    assert cached.choices["eta_chosen"] == plain.choices["eta_chosen"] > 0
+    assert cached.choices["eta_rule.validation_passes"] == plain.choices["eta_rule.validation_passes"] - 1
+    other_val = digits_bundle.val.take(torch.arange(len(digits_bundle.val) - 1))
+    assert cache.val_logits_for(other_val) is None  # logits of another validation set are never used

@@ -231,7 +231,8 @@ class EtaRule(Section):
     Scan eta = start * growth^k upwards and take the first step at which D_f's mean loss reaches the
     validation set's mean loss (D_f then looks like data the model never saw), or, if that step costs more than
     `val_drop_budget` validation-accuracy points, the last one below it within the budget. The scan reads D_f
-    at every candidate and the whole validation set at most 3 times (iau_core.unlearning.gradients.choose_eta)."""
+    at every 4th candidate and bisects between, and the whole validation set at most 3 times
+    (iau_core.unlearning.gradients.choose_eta)."""
 
     start: float = Field(1e-6, gt=0, description="smallest eta tried")
     growth: float = Field(2.0, gt=1, description="factor between consecutive candidates")

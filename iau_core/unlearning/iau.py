@@ -21,5 +21,7 @@ def iau(task: UnlearningTask) -> Unlearned:
     settings = task.unlearning
     direction = iau_direction(model, task.retain, task.forget, settings.batch_size, settings.reduction,
                               task.summed_gradient)
-    choices = take_step(model, direction, task.forget, task.val, settings, task.device)
+    cached = task.summed_gradient
+    choices = take_step(model, direction, task.forget, task.val, settings, task.device,
+                        cached.val_logits_for(task.val) if cached else None)
     return Unlearned(model, {**choices, "summed_gradient": "cached" if task.summed_gradient else "computed"})
