@@ -123,7 +123,7 @@ def markdown(result: dict) -> str:
                    f"{_num(row['step_cached_seconds'])} | {_num(row['step_uncached_seconds'])} | "
                    f"{_num(row['uncached_over_cached'])} | "
                    f"{_num(row['retrain_seconds']) if row['retrain_seconds'] else 'full run'} | "
-                   f"{_num(row.get('retrain_over_cached'))} |")
+                   f"{_num(row.get('retrain_over_cached_step'))} |")
     out += ["", "| \\|D\\| | \\|D_f\\| | step cached | step uncached | uncached / cached |",
             "| --- | --- | --- | --- | --- |"]
     for row in result["scaling"]["by_forget_size"]:
