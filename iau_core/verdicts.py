@@ -293,6 +293,11 @@ def assess(tables: list[pd.DataFrame], summary: pd.DataFrame, floors: dict[str, 
     if len(tables) > 1 and verdicts.get(FLOOR) == UNDETECTED:
         warnings.append(f"retrain_alt, a second gold model, shows no detectable change from original on {headline}: "
                         "there is little membership visible to forget here, so read 'forgets' with care")
+    if basis == RECORDS and verdicts.get(FLOOR) not in (None, FORGETS, NO_CHANGE):
+        warnings.append(f"retrain_alt, a second gold model, is itself judged '{verdicts[FLOOR]}' on these record "
+                        "intervals: two equally valid retrainings differ by more than the records' sampling noise, "
+                        "so with one seed 'overshoots' and 'moves away' mean 'differs from this retrain by more than "
+                        "record noise', not 'forgot badly'")
     if basis == RECORDS:
         warnings.append("one seed: the intervals are over D_f's and the held-out records only, so a verdict says "
                         "this model moved, not that every training run would (run several seeds for that, e.g. "

@@ -242,6 +242,12 @@ def test_one_seed_with_per_record_scores_has_record_intervals_and_real_verdicts(
     assert found.verdicts["good"] == FORGETS and found.verdicts["same"] == UNDETECTED
     assert found.ranks["good"] == 1 and math.isnan(found.ranks["same"])
     assert any("over D_f's and the held-out records" in w for w in found.warnings)
+    assert not any("second gold model" in w for w in found.warnings)  # retrain_alt forgets like retrain here
+    rocs["retrain_alt"] = roc_of(leaky - 1.6, held_out)  # a second retraining far past the first
+    table.loc["retrain_alt", "lira_auc"] = rocs["retrain_alt"].auc
+    moved = assess([table], summary, {"lira_auc_gap": 0.05}, metrics=("lira_auc",), rocs=rocs)
+    assert moved.verdicts["retrain_alt"] == OVERSHOOTS
+    assert any("second gold model, is itself judged 'overshoots'" in w for w in moved.warnings)
     assert assess([table], summary, {"lira_auc_gap": 0.05}, metrics=("lira_auc",)).basis == "none"
 
 
