@@ -91,7 +91,9 @@ def t_interval(diffs: np.ndarray | list[float], confidence: float = CONFIDENCE) 
     return Interval(mean, mean - half, mean + half, int(d.size))
 
 
-RESAMPLES = 1000  # bootstrap draws of the one-seed record interval: its 2.5% and 97.5% points move by < 0.002
+# Bootstrap draws of a one-seed record interval: its ends vary by about 0.003 AUC from one set of draws to
+# another (|D_f| = 80 against 2,000 held-out records).
+RESAMPLES = 1000
 
 
 def record_interval(method: Roc, reference: Roc, resamples: int = RESAMPLES, seed: int = 0,
