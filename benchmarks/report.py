@@ -60,8 +60,8 @@ def reason(key: str, fig: dict, meta: dict) -> str:
                 f"{fig['ensemble_seconds']:.1f} s: on a CPU the one-by-one loop's intra-op threads already keep "
                 "every core busy, so vmapping the models adds batching work without adding parallelism; one model "
                 "per process gains nothing either where a model's ops already scale over the cores (two one-thread "
-                "Dask workers side by side matched, not beat, one two-thread process on 2 cores: "
-                "docs/scale-out.md). A GPU, or more cores than one model's ops can use, is where training them "
+                "processes side by side matched, and two Dask workers did not beat, one two-thread process on 2 "
+                "cores: docs/scale-out.md). A GPU, or more cores than one model's ops can use, is where training them "
                 "together can pay")
     if key == "concurrent_slowdown":
         after = fig["after"]
