@@ -19,7 +19,7 @@ from iau_core.data import load_bundle
 from iau_core.metrics import readable, summarize
 from iau_core.recipe import LocalSteps, run_recipe
 from iau_core.runtime import prepare_process
-from iau_core.sources import materialize
+from iau_core.sources import materialized_root
 from iau_core.training import resolve_device
 
 
@@ -39,10 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 2
     prepare_process(params.threads)
-    project = Path(args.params).resolve().parent
-    root = project / params.data.root
-    if not (root / params.data.dataset.name).is_dir():
-        materialize(params.data.dataset, root, project)
+    root = materialized_root(params.data, Path(args.params).resolve().parent)
     device = resolve_device(params.device)
     start = time.perf_counter()
     comparison = run_recipe(params, LocalSteps(params, load_bundle(params.data, root), device))

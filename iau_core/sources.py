@@ -29,7 +29,7 @@ from typing import IO
 import numpy as np
 import pandas as pd
 
-from iau_core.config import DatasetSection, ParamsError, dataset_params
+from iau_core.config import DataParams, DatasetSection, ParamsError, dataset_params
 from iau_core.datasets import read_raw
 from iau_core.datasets.base import CanonicalDataError, DatasetSourceMissing, records_frame
 
@@ -46,6 +46,15 @@ SHIPPED = ("fashion_mnist", "digits")
 
 __all__ = ["CanonicalDataError", "DatasetSourceMissing", "SHIPPED", "drop_records", "forgotten_ids", "materialize",
            "read_canonical", "read_forgotten", "read_forgotten_list", "records_frame", "unknown_ids"]
+
+
+def materialized_root(data: DataParams, project: str | Path) -> Path:
+    """The project's data folder (`data.root` under `project`), with `data.dataset` materialized into it first if
+    it is not there yet: what a script that trains outside the flows needs before load_bundle."""
+    root = Path(project) / data.root
+    if not (root / data.dataset.name).is_dir():
+        materialize(data.dataset, root, project)
+    return root
 
 
 def materialize(dataset: DatasetSection | str, root: str | Path, base_dir: str | Path = ".",

@@ -104,22 +104,33 @@ def record_interval(method: Roc, reference: Roc, resamples: int = RESAMPLES, see
     randomness (that needs seeds), so it is the interval of a one-seed run only."""
     if method.members is None or reference.members is None:
         return Interval(method.auc - reference.auc, float("nan"), float("nan"), 1)
-    # AUC as the mean over (member, non-member) pairs of [member scores higher] (ties count half), so a draw is
-    # a weighted mean: member counts u and non-member counts v of the draw give u @ H @ v / (m n).
-    wins = _pair_wins(method) - _pair_wins(reference)
-    m, n = wins.shape
-    rng = np.random.default_rng(seed)
-    u = rng.multinomial(m, np.full(m, 1 / m), size=resamples).astype(np.float32)
-    v = rng.multinomial(n, np.full(n, 1 / n), size=resamples).astype(np.float32)
-    draws = np.einsum("bj,bj->b", u @ wins, v) / (m * n)
-    tail = (1 - confidence) / 2
-    lo, hi = np.quantile(draws, [tail, 1 - tail])
-    return Interval(float(wins.mean()), float(lo), float(hi), 1)
+    draws = RecordDraws(len(method.members), len(method.nonmembers), resamples, seed)
+    return draws.interval(draws.aucs(method), draws.aucs(reference), method.auc - reference.auc, confidence)
 
 
-def _pair_wins(found: Roc) -> np.ndarray:
-    members, nonmembers = found.members[:, None], found.nonmembers[None, :]
-    return ((members > nonmembers) + 0.5 * (members == nonmembers)).astype(np.float32)
+class RecordDraws:
+    """One set of bootstrap draws over m members and n non-members (counts u, v of each record in each draw),
+    shared by every model scored on those records, so each model's AUCs over the draws are computed once and
+    any two models' differences are paired."""
+
+    def __init__(self, members: int, nonmembers: int, resamples: int = RESAMPLES, seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        self.u = rng.multinomial(members, np.full(members, 1 / members), size=resamples).astype(np.float32)
+        self.v = rng.multinomial(nonmembers, np.full(nonmembers, 1 / nonmembers), size=resamples).astype(np.float32)
+
+    def aucs(self, found: Roc) -> np.ndarray:
+        """The model's AUC on each draw. AUC is the mean over (member, non-member) pairs of [member scores higher]
+        (ties count half), so a draw's AUC is the weighted mean u @ H @ v / (m n)."""
+        members, nonmembers = found.members[:, None], found.nonmembers[None, :]
+        wins = ((members > nonmembers) + 0.5 * (members == nonmembers)).astype(np.float32)
+        return np.einsum("bj,bj->b", self.u @ wins, self.v) / wins.size
+
+    @staticmethod
+    def interval(aucs: np.ndarray, reference_aucs: np.ndarray, difference: float,
+                 confidence: float = CONFIDENCE) -> Interval:
+        tail = (1 - confidence) / 2
+        lo, hi = np.quantile(aucs - reference_aucs, [tail, 1 - tail])
+        return Interval(float(difference), float(lo), float(hi), 1)
 
 
 def judge(to_original: Interval, to_retrain: Interval, direction: float, unchanged: bool = False) -> str:
@@ -315,8 +326,18 @@ def assess(tables: list[pd.DataFrame], summary: pd.DataFrame, floors: dict[str, 
 
 
 def records_intervals(rocs: dict[str, Roc], headline: str) -> dict[tuple[str, str], tuple[Interval, Interval]]:
-    """(method, headline) -> its record intervals to original and to retrain, for every method with a ROC."""
+    """(method, headline) -> its record intervals to original and to retrain (record_interval), for every method
+    with a ROC: one set of draws for all of them, each model's AUCs over it computed once."""
     if DO_NOTHING not in rocs or GOLD not in rocs:
         return {}
-    return {(method, headline): (record_interval(roc, rocs[DO_NOTHING]), record_interval(roc, rocs[GOLD]))
-            for method, roc in rocs.items() if method not in (DO_NOTHING, GOLD)}
+    first = rocs[DO_NOTHING]
+    draws = RecordDraws(len(first.members), len(first.nonmembers)) if first.members is not None else None
+    aucs = {method: draws.aucs(roc) for method, roc in rocs.items() if draws and roc.members is not None}
+
+    def to(method: str, ref: str) -> Interval:
+        if method not in aucs or ref not in aucs:  # no per-record scores: the difference, no interval
+            return record_interval(rocs[method], rocs[ref])
+        return draws.interval(aucs[method], aucs[ref], rocs[method].auc - rocs[ref].auc)
+
+    return {(method, headline): (to(method, DO_NOTHING), to(method, GOLD))
+            for method in rocs if method not in (DO_NOTHING, GOLD)}

@@ -22,7 +22,7 @@ from iau_core.data import load_bundle
 from iau_core.deletion import chance_auc_std
 from iau_core.recipe import attack_setup, train_original, train_references
 from iau_core.runtime import prepare_process
-from iau_core.sources import materialize
+from iau_core.sources import materialized_root
 from iau_core.training import resolve_device
 
 COMPARED = ("lira", "rmia")
@@ -49,11 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     prepare_process(params.threads)
     params = params.model_copy(update={"lira": params.lira.model_copy(update={"num_reference": counts[-1]})})
-    project = Path(args.params).resolve().parent
-    root = project / params.data.root
-    if not (root / params.data.dataset.name).is_dir():
-        materialize(params.data.dataset, root, project)
-    bundle, device = load_bundle(params.data, root), resolve_device(params.device)
+    bundle = load_bundle(params.data, materialized_root(params.data, Path(args.params).resolve().parent))
+    device = resolve_device(params.device)
     start = time.perf_counter()
     log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731 - progress to stderr, table to stdout
     references = train_references(params, bundle, device, log)

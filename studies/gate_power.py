@@ -28,7 +28,7 @@ from iau_core.data import load_bundle
 from iau_core.deletion import evaluate_gate
 from iau_core.recipe import attack_setup, model_builder, train_original, train_references
 from iau_core.runtime import prepare_process
-from iau_core.sources import materialize
+from iau_core.sources import materialized_root
 from iau_core.training import resolve_device
 from iau_core.unlearning import UnlearningTask, run_method
 
@@ -56,11 +56,8 @@ def main(argv: list[str] | None = None) -> int:
               if not isinstance(exc, ParamsError) else exc, file=sys.stderr)
         return 2
     prepare_process(params.threads)
-    project = Path(args.params).resolve().parent
-    root = project / params.data.root
-    if not (root / params.data.dataset.name).is_dir():
-        materialize(params.data.dataset, root, project)
-    bundle, device = load_bundle(params.data, root), resolve_device(params.device)
+    bundle = load_bundle(params.data, materialized_root(params.data, Path(args.params).resolve().parent))
+    device = resolve_device(params.device)
     if batches[-1] >= len(bundle.train):
         print(f"--batches: {batches[-1]} is not less than |D| = {len(bundle.train)}", file=sys.stderr)
         return 2

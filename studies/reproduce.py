@@ -45,7 +45,7 @@ from iau_core.metrics import (
     summarize,
 )
 from iau_core.recipe import LocalSteps, recipe_params, run_recipe, train_original
-from iau_core.sources import materialize
+from iau_core.sources import materialized_root
 from iau_core.training import per_sample_grad_norms, resolve_device
 from iau_core.verdicts import assess, t_interval, unchanged_methods
 from reporting import plots
@@ -86,9 +86,7 @@ def measure(params: Params, seeds: list[int], log=print, save=lambda raw: None) 
     """Every number the doc shows, per seed, as plain JSON-able values; `save` receives them after each seed,
     so a run cut short still leaves every finished seed. The comparisons are the recipe loop's
     (iau_core.recipe.run_recipe), run once per seed and selection on the same base models."""
-    root = PROJECT_ROOT / params.data.root
-    if not (root / params.data.dataset.name).is_dir():
-        materialize(params.data.dataset, root)
+    root = materialized_root(params.data, PROJECT_ROOT)
     device = resolve_device(params.device)
     bundle = load_bundle(params.data, root)
     start = time.perf_counter()

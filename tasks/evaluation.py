@@ -89,7 +89,7 @@ def compare_methods(outcomes: list[MethodResult], strengths: list[dict[str, floa
     roles = roles or {}
     # One seed: the headline's intervals are over the records, from each method's per-record attack scores.
     rocs = {o.method: o.scores.rocs[headline] for o in outcomes
-            if len(tables) == 1 and o.scores and o.scores.rocs and headline in o.scores.rocs}
+            if o.scores and o.scores.rocs and headline in o.scores.rocs} if len(tables) == 1 else None
     found = assess(plain, summary, floors, kept, roles.get("forget"), roles.get("val"), headline=auc_key(headline),
                    rocs=rocs)
     unchanged = {m for m, v in found.verdicts.items() if v == "no change"}
