@@ -64,7 +64,7 @@ $(FASHION_MNIST_DIR)/train-images-idx3-ubyte.gz:
 		echo "put the four IDX .gz files in a folder and set FASHION_MNIST_DIR=/that/folder." >&2; exit 1; fi
 
 # PostgreSQL's server binaries: the ledger's tests start their own server on loopback in a temporary folder
-# (tests/pg_server.py); the ledger itself uses SQLite unless IAU_LEDGER_URL says otherwise. Debian's package,
+# (sandbox/postgres.py); the ledger itself uses SQLite unless IAU_LEDGER_URL says otherwise. Debian's package,
 # installed like Fashion-MNIST; with IAU_PG_BINDIR naming a folder that holds initdb and pg_ctl, nothing is installed.
 postgres:
 	@if [ -x "$${IAU_PG_BINDIR:-/nonexistent}/initdb" ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \

@@ -68,8 +68,8 @@ def orchestration_overhead(requests: int = 100, reps: int = 3, enabled: bool = T
 
 def _measure(requests: int, reps: int, budget_seconds: float) -> Figure:
     from ledger import Ledger, ledger_url
-    from tests.projects import BIN, make_project
-    from tests.servers import prefect_server, prefect_worker
+    from sandbox.projects import BIN, make_project
+    from sandbox.servers import prefect_server, prefect_worker
 
     with tempfile.TemporaryDirectory(prefix="iau-bench-orch-") as tmp:
         tmp = Path(tmp)

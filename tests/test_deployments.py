@@ -10,8 +10,8 @@ import subprocess
 
 import pytest
 
-from tests.projects import BIN, REPO, make_project
-from tests.servers import prefect_server, prefect_worker
+from sandbox.projects import BIN, REPO, make_project
+from sandbox.servers import prefect_server, prefect_worker
 
 pytestmark = pytest.mark.slow
 SMALL = {

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.projects import REPO, make_project
+from sandbox.projects import REPO, make_project
 
 # What the wheel is built from (pyproject.toml's packages.find); copied so no build/ lands in the checkout.
 SOURCES = ("pyproject.toml", "iau_core", "stores", "reporting", "tasks", "flows", "cli", "ledger")

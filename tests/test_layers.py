@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-OURS = {"iau_core", "ledger", "stores", "reporting", "tasks", "flows", "cli", "studies", "benchmarks", "tests"}
+OURS = {"iau_core", "ledger", "stores", "reporting", "tasks", "flows", "cli", "studies", "benchmarks", "tests",
+        "sandbox"}
 ORCHESTRATION = {"prefect", "mlflow", "dvc"}
 
 # package -> (our packages it may import besides itself, third-party roots it must not import)
@@ -21,7 +22,8 @@ RULES: dict[str, tuple[set[str], set[str]]] = {
     "ledger": (set(), set()),  # opened by the CLI fast: nothing of ours
     "tasks": ({"iau_core", "stores", "reporting"}, set()),
     "flows": ({"tasks", "stores", "iau_core", "reporting", "ledger"}, set()),
-    "cli": (OURS - {"tests", "studies", "benchmarks"}, set()),
+    "cli": (OURS - {"tests", "studies", "benchmarks", "sandbox"}, set()),
+    "sandbox": ({"iau_core"}, ORCHESTRATION),  # servers as processes, projects as folders: for checks only
 }  # studies/, benchmarks/ and tests/ are scripts and checks: they may import anything
 
 
@@ -63,7 +65,7 @@ def test_the_rule_names_the_file_and_the_import(tmp_path, monkeypatch):
     monkeypatch.setitem(globals(), "REPO", tmp_path)
     assert violations("stores") == [
         "stores/bad.py:5 imports prefect (stores may import iau_core, ledger; never benchmarks, cli, flows, prefect, "
-        "reporting, studies, tasks, tests)"]
+        "reporting, sandbox, studies, tasks, tests)"]
 
 
 def test_tasks_hold_prefect_tasks_only():

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from pg_server import Unavailable, create_database, running_postgres
 from sqlalchemy import inspect, select, update
 
 from ledger import Ledger, LedgerError, LockHeld, RequestError, ledger_url
 from ledger.liveness import this_host
 from ledger.migrate import head_revision
 from ledger.models import Base, LockRow
+from sandbox.postgres import Unavailable, create_database, running_postgres
 
 D = set(range(100, 200))  # the training ids of these tests
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -32,9 +32,9 @@ def team(tmp_path_factory):
     from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
 
-    from tests.pg_server import Unavailable, create_database, running_postgres
-    from tests.projects import make_project
-    from tests.servers import mlflow_server
+    from sandbox.postgres import Unavailable, create_database, running_postgres
+    from sandbox.projects import make_project
+    from sandbox.servers import mlflow_server
 
     home = tmp_path_factory.mktemp("mlflow-server")
     project = make_project(tmp_path_factory.mktemp("team") / "project", SMALL)

@@ -48,7 +48,7 @@ def iau(project: Path, *args: str, env: dict | None = None, check: bool = True) 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """`prefect server start` on a free loopback port, in a home of its own; stopped at the end."""
-    from tests.servers import prefect_server
+    from sandbox.servers import prefect_server
 
     with prefect_server(tmp_path_factory.mktemp("prefect-home")) as env:
         yield env
@@ -56,8 +56,8 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, server):
-    """A project of its own (tests/projects.py); its champion is trained by `iau train`."""
-    from tests.projects import make_project
+    """A project of its own (sandbox/projects.py); its champion is trained by `iau train`."""
+    from sandbox.projects import make_project
 
     root = make_project(tmp_path_factory.mktemp("nightly") / "project", SMALL)
     import mlflow

@@ -74,7 +74,7 @@ def folder_digest(folder: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from tests.servers import prefect_server
+    from sandbox.servers import prefect_server
 
     with prefect_server(tmp_path_factory.mktemp("prefect-home")) as env:
         yield env

@@ -1,5 +1,6 @@
-"""A project folder of its own for the end-to-end tests: params.yaml (small digits settings over the shipped
-file), data/ under DVC with a local default remote, and room for the embedded MLflow store and ledger."""
+"""A project folder of its own for the end-to-end tests and the benchmark: params.yaml (the overrides over the
+repository's params.yaml), data/ (the shipped digits file) under DVC with a local default remote, and room for the
+embedded MLflow store and ledger."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""A throwaway PostgreSQL server for tests: Debian's binaries, a temporary data directory, loopback only.
+"""A throwaway PostgreSQL server (the ledger's and the MLflow server's tests): Debian's binaries, a temporary data
+directory, loopback only.
 
 `running_postgres()` yields the URL of its `postgres` database, or raises Unavailable (tests skip with its
 reason) when there are no server binaries. Started as the `postgres` user when the tests run as root, because

@@ -1,4 +1,5 @@
-"""Real servers for the end-to-end tests, started on loopback in temporary folders and always stopped."""
+"""Real Prefect and MLflow servers for the end-to-end tests and the benchmark, started on loopback in temporary
+folders and always stopped."""
 
 from __future__ import annotations
 
