@@ -59,8 +59,8 @@ LEAKING = Path(__file__).with_name("leaking.yaml")
 # no forgetting claim could be judged on it: kept to compare with, the leaking setting is the default.
 SMALL = {
     "data": {"train_size": 1000, "val_size": 500, "test_size": 1000, "shadow_pool_size": 2000},
-    "training": {"max_epochs": 30, "patience": 5},
-    "mia": {"num_shadow": 3}, "lira": {"num_reference": 3},
+    "training": {"lr": 0.001, "max_epochs": 30, "patience": 5},  # lr: the rate it was measured with
+    "mia": {"num_shadow": 3, "holdout": 0.0}, "lira": {"num_reference": 3},
     "unlearning": {"methods": list(METHOD_NAMES)},
 }
 EVERY_METHOD = {"unlearning": {"methods": list(METHOD_NAMES)}}  # every setting compares every method in the registry

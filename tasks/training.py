@@ -92,7 +92,8 @@ def reference_attack(ctx: RunContext, trained: list[dict[str, torch.Tensor]] | N
         attacks, report = fit_attacks(attacker, bundle, references, ctx.device)
         tracking.log_params(run_id, tracking.flatten(attacker))
         tracking.log_data_version(run_id, attacker.data.dataset.name, ctx.data_version, "data.dvc")
-        metrics = {"attack_train_acc": report.attack_train_acc, "num_reference": len(references)}
+        metrics = {"attack_train_acc": report.attack_train_acc, "attack_epochs": report.attack_epochs,
+                   "num_reference": len(references)}
         for i, (train_acc, val_acc) in enumerate(zip(report.shadow_train_acc, report.shadow_val_acc, strict=True)):
             metrics |= {f"shadow{i}_train_acc": train_acc, f"shadow{i}_nonmember_acc": val_acc}
         tracking.log_metrics(run_id, metrics)

@@ -58,6 +58,18 @@ def test_shadow_attack_beats_chance_on_an_overfit_model(overfit_setting, digits_
     assert loss_attack(victim, members, nonmembers, CPU).auc > 0.6
 
 
+def test_the_shadow_attacks_mlp_stops_when_its_held_out_loss_stops_falling():
+    """Labels that are coin flips: nothing generalizes, so the held-out loss bottoms out within a few epochs and
+    the MLP stops long before its cap, keeping that epoch's weights. Without a holdout it trains every epoch."""
+    from iau_core.attacks.shadow import _fit_attack
+    gen = torch.Generator().manual_seed(0)
+    features, labels = torch.randn(2000, 20, generator=gen), torch.randint(0, 2, (2000,), generator=gen).float()
+    mlp, _, epochs = _fit_attack(features, labels, MiaParams(epochs=100, patience=3), 0)
+    assert 1 <= epochs <= 20, epochs
+    _, _, all_epochs = _fit_attack(features, labels, MiaParams(epochs=4, holdout=0.0), 0)
+    assert all_epochs == 4
+
+
 def test_lira_sees_membership_on_an_overfit_model(overfit_setting, digits_bundle):
     """Offline LiRA from 4 reference models that never saw a victim record: far above chance, and a model
     that never saw the members (trained on other records) looks like chance to it."""

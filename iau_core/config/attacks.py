@@ -29,8 +29,12 @@ class MiaParams(Section):
     hidden: tuple[int, ...] = (256, 128)
     dropout: float = Field(0.5, ge=0, lt=1)
     lr: float = Field(1e-3, gt=0)
-    epochs: int = Field(50, gt=0)
+    epochs: int = Field(50, gt=0, description="the most epochs the attack MLP trains (the paper names none)")
     batch_size: int = Field(256, gt=0)
+    holdout: float = Field(0.2, ge=0, lt=1, description="share of the shadow records held out to stop the MLP's "
+                           "training early; 0 trains every epoch on all of them")
+    patience: int = Field(5, gt=0, description="epochs without a lower held-out loss before the MLP stops; the "
+                          "lowest-loss epoch's weights are kept")
 
 
 class LiraParams(Section):
