@@ -35,12 +35,12 @@ from iau_core.data import load_bundle
 from iau_core.metrics import (
     AVG_RANK,
     FORGET_ACC,
-    LIRA_AUC_GAP,
     MU_GAP,
     TEST_ACC,
     UE_GAP,
     UNLEARN_SECONDS,
     avg_rank,
+    gap_key,
     noise_floors,
     summarize,
 )
@@ -197,6 +197,7 @@ def comparison_table(tables: list[pd.DataFrame], paper: dict | None, paper_label
     paper_rank = paper_set_rank(tables)
     found = assess(tables, summary, floors, kept, headline=headline)
     attack = found.headline.removesuffix("_auc").upper().replace("LIRA", "LiRA")
+    headline_gap = gap_key(found.headline.removesuffix("_auc"))  # the column says which attack's gap it holds
     head = (f"| method | verdict | {attack} AUC − original [95% CI] | MU gap (pts) | seconds | UE gap (pts) "
             f"| avg rank (all) | avg rank (paper's set) | {attack} AUC gap | forget acc | test acc "
             f"| paper {paper_label}: MU / s / UE / rank |")
@@ -222,12 +223,13 @@ def comparison_table(tables: list[pd.DataFrame], paper: dict | None, paper_label
         theirs = " / ".join("–" if v is None else f"{v:g}" for v in ours) if ours else "–"
         lines.append(f"| {method} | **{judged}** | {ci} | {cell(MU_GAP, floor=True)} | {cell(UNLEARN_SECONDS, 3)} | "
                      f"{cell(UE_GAP, floor=True)} | {cell(AVG_RANK)} | {fmt(rank, None)} | "
-                     f"{cell(LIRA_AUC_GAP, 3, floor=True)} | {cell(FORGET_ACC)} | {cell(TEST_ACC)} | {theirs} |")
+                     f"{cell(headline_gap, 3, floor=True)} | {cell(FORGET_ACC)} | {cell(TEST_ACC)} | {theirs} |")
     lines.append(f"\n✓/✗: the mean gap is within/above the noise floor (retrain_alt's gap to retrain: MU "
-                 f"{floors[MU_GAP]:.2f}, UE {floors[UE_GAP]:.2f}, LiRA {floors[LIRA_AUC_GAP]:.3f}). Verdict on "
-                 "LiRA's AUC on D_f from the per-seed paired differences: **forgets** = moved from original toward "
-                 "retrain (95% CI excludes 0), **overshoots** = past retrain (CI against retrain excludes 0), **no "
-                 "detectable change** = CI against original contains 0, **no change** = returned the deployed model.")
+                 f"{floors[MU_GAP]:.2f}, UE {floors[UE_GAP]:.2f}, {attack} {floors[headline_gap]:.3f}). Verdict on "
+                 f"{attack}'s AUC on D_f from the per-seed paired differences: **forgets** = moved from original "
+                 "toward retrain (95% CI excludes 0), **overshoots** = past retrain (CI against retrain excludes 0), "
+                 "**no detectable change** = CI against original contains 0, **no change** = returned the deployed "
+                 "model.")
     lines += [f"\n> **Read with care:** {w}." for w in found.warnings]
     return "\n".join(lines)
 
@@ -514,8 +516,9 @@ def main() -> None:
         raw = measure(params, args.seeds, lambda line: print(line, flush=True),
                       lambda r: RAW.write_text(json.dumps({**r, "setting": args.setting})))
         raw["setting"] = args.setting
-    command = ".venv/bin/python -m studies.reproduce" + ("" if args.render_only else f" --setting {args.setting}"
-                                                          f" --seeds {' '.join(map(str, args.seeds))}")
+    # a re-render names the command that measured the data (its setting and seeds), not itself
+    setting, seeds = (raw.get("setting", "leaking"), raw["seeds"]) if args.render_only else (args.setting, args.seeds)
+    command = f".venv/bin/python -m studies.reproduce --setting {setting} --seeds {' '.join(map(str, seeds))}"
     run_id = publish(raw, render(raw, command))
     print(f"wrote {DOCS / 'reproduction.md'} and its figures; MLflow run {run_id}")
 
