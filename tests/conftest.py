@@ -12,6 +12,20 @@ from iau_core.sources import materialize
 
 prepare_process("auto")  # offline settings, and this test process's share of the cores
 
+# `make test` runs the suite on two xdist workers (-n 2 --dist loadgroup), one per group below. The files that work
+# in project folders of their own (sandbox/projects.py) make one group; everything else, which reads and writes this
+# checkout's data/ and its DVC cache, the other. So no two tests use one DVC repository at once, each module's
+# fixtures are built once, and the two halves (about 20 minutes each on 2 cores) overlap.
+OWN_PROJECT_FILES = {"test_nightly", "test_deployments", "test_own_data", "test_mlflow_server", "test_install",
+                     "test_cli_project", "test_cli_requests"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group("own-projects" if item.path.stem in OWN_PROJECT_FILES else "checkout"))
+
+
 DIGITS_SIZES = {"dataset": "digits", "train_size": 600, "val_size": 200, "test_size": 300, "shadow_pool_size": 600}
 
 
