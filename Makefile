@@ -28,7 +28,7 @@ export FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
 run: setup  ## the unlearn flow (isolation-forest outliers) on Fashion-MNIST, embedded stores
 	$(PY) -m flows.unlearn --selection $(SELECTION) $(if $(strip $(SEEDS)),--seeds $(SEEDS))
 
-test: setup  ## the whole test suite, on two workers (tests/conftest.py says which tests share one)
+test: setup  ## the whole test suite, on two workers (tests/conftest.py says which tests must share one)
 	$(PY) -m pytest -q -n 2 --dist loadgroup
 
 # Speed figures against their targets -> reports/bench.json, a table, docs/performance.md (docs/performance.md says

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -12,18 +14,33 @@ from iau_core.sources import materialize
 
 prepare_process("auto")  # offline settings, and this test process's share of the cores
 
-# `make test` runs the suite on two xdist workers (-n 2 --dist loadgroup), one per group below. The files that work
-# in project folders of their own (sandbox/projects.py) make one group; everything else, which reads and writes this
-# checkout's data/ and its DVC cache, the other. So no two tests use one DVC repository at once, each module's
-# fixtures are built once, and the two halves (about 20 minutes each on 2 cores) overlap.
-OWN_PROJECT_FILES = {"test_nightly", "test_deployments", "test_own_data", "test_mlflow_server", "test_install",
-                     "test_cli_project", "test_cli_requests"}
+# `make test` runs the suite on two xdist workers (-n 2 --dist loadgroup). The files below run flows or the CLI in
+# this checkout, or write its data/ and DVC cache: they form one unit of work, run in order on one worker, so no two
+# of them use the repository at once. Every other file (its own data and project folders, in temporary folders) is
+# a unit of its own, handed to whichever worker is free; each module's fixtures are built once.
+CHECKOUT_FILES = {"test_flow", "test_dask", "test_cli", "test_bench", "test_runtime", "test_artifacts", "test_tracking",
+                  "test_plots"}
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group("own-projects" if item.path.stem in OWN_PROJECT_FILES else "checkout"))
+def work_unit(nodeid: str) -> str:
+    """The xdist unit a test belongs to: 'checkout' or its own file."""
+    file = nodeid.split("::")[0]
+    return "checkout" if Path(file).stem in CHECKOUT_FILES else file
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist (requirements.txt); ignored without it
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    # xdist 3.8's own loadgroup tags each test's nodeid, which pytest 9 no longer reads (every test became a unit
+    # of its own and module fixtures were built once per worker); this scheduler groups by work_unit instead.
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByWorkUnit(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return ByWorkUnit(config, log)
 
 
 DIGITS_SIZES = {"dataset": "digits", "train_size": 600, "val_size": 200, "test_size": 300, "shadow_pool_size": 600}
