@@ -113,8 +113,8 @@ def _fit_attack(features: torch.Tensor, labels: torch.Tensor, mia: MiaParams,
                 seed: int) -> tuple[AttackMLP, float, int]:
     """Binary cross-entropy on the attack features; small enough to train on the CPU anywhere. A random
     `mia.holdout` share of the records stops training once their loss has not fallen for `mia.patience` epochs
-    (the paper names no epoch count; 50 fixed epochs overfitted the shadow models' quirks and took a minute of
-    `make run`). Returns the MLP, its accuracy on all the records and the epochs it trained."""
+    (the paper names no epoch count; 50 fixed epochs took a minute of `make run`). Returns the MLP, its accuracy
+    on all the records and the epoch whose weights it kept."""
     torch.manual_seed(seed)
     attack = AttackMLP(features.shape[1], mia.hidden, mia.dropout)
     optimizer = torch.optim.Adam(attack.parameters(), lr=mia.lr)
