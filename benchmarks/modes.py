@@ -35,7 +35,7 @@ class Mode:
 QUICK = Mode("quick", train_size=8_000, val_size=2_000, test_size=2_000, shadow_size=6_000,
              scaling_sizes=(8_000, 20_000, FASHION_MNIST_TRAIN), retrain_scaling_sizes=(8_000,),
              forget_sizes=(10, 100, 1_000), memory_sizes=(8_000, FASHION_MNIST_TRAIN), epoch_size=8_000,
-             reference_pool=4_000, reference_epochs=2, job_size=4_000, job_epochs=2, reps=3, process_reps=3,
+             reference_pool=4_000, reference_epochs=2, job_size=2_000, job_epochs=2, reps=3, process_reps=3,
              nightly_requests=100)
 FULL = Mode("full", train_size=FASHION_MNIST_TRAIN, val_size=2_000, test_size=2_000, shadow_size=6_000,
             scaling_sizes=(8_000, 20_000, FASHION_MNIST_TRAIN),
