@@ -35,10 +35,14 @@ test: setup  ## the whole test suite, on two workers (tests/conftest.py says whi
 # what each means). Quick by default (|D| = 8,000, at most 15 min on 2 cores with nothing else running);
 # FULL=1 (or bench-full): |D| = 60,000, retraining in every scaling row, make run local vs dask (hours on 2 cores);
 # GPU_ONLY=1: only the CIFAR-shaped GPU rows, added to an existing reports/bench.json (< 8 min on one H200).
+# ONLY=headline: only speedup_vs_retrain, iau_vs_limit and eta_rule_passes, added likewise (FULL=1 ONLY=headline:
+# at |D| = 60,000, about half an hour on 2 cores); ONLY=make-run: make run SEEDS="0 1" under local and dask.
 FULL ?=
 GPU_ONLY ?=
+ONLY ?=
 bench: setup  ## the benchmark of measured ratios (python -m benchmarks)
-	$(PY) -m benchmarks $(if $(strip $(FULL)),--full) $(if $(strip $(GPU_ONLY)),--gpu-only)
+	$(PY) -m benchmarks $(if $(strip $(FULL)),--full) $(if $(strip $(GPU_ONLY)),--gpu-only) \
+		$(if $(strip $(ONLY)),--only $(ONLY))
 
 bench-full:
 	$(MAKE) bench FULL=1

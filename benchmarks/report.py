@@ -7,6 +7,9 @@ import math
 
 from benchmarks.figures import KEYS
 
+FULL_HEADLINE = "headline_full"  # bench.json: the headline figures at |D| = 60,000 (--full --only headline)
+HEADLINE_KEYS = ("speedup_vs_retrain", "iau_vs_limit", "eta_rule_passes")
+
 
 def _num(value, places: int = 3) -> str:
     if value is None:
@@ -31,6 +34,16 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def headline_table(headline: dict) -> str:
+    """The headline figures of one size, as a terminal table."""
+    size = headline["speedup_vs_retrain"]["train_size"]
+    lines = [f"{'figure at |D| = ' + format(size, ','):<36} {'value':>12} {'target':>10}  met"]
+    for key in HEADLINE_KEYS:
+        fig = headline[key]
+        lines.append(f"{key:<36} {_num(fig['value']):>12} {fig['target']:>10}  {'yes' if fig['met'] else 'NO'}")
+    return "\n".join(lines)
+
+
 def reason(key: str, fig: dict, meta: dict) -> str:
     """Why a target is missed, from the measurement itself."""
     if fig["status"] != "measured":
@@ -40,8 +53,8 @@ def reason(key: str, fig: dict, meta: dict) -> str:
         step, retrain = fig["iau_cached_step_seconds"]["seconds"], fig["retrain_seconds"]["seconds"]
         why = (f"retraining takes {retrain:.1f} s and the cached step {step:.3f} s at |D| = {size:,}")
         if size < 60_000:
-            why += "; the target is stated at |D| = 60,000 (make bench-full), where retraining grows with |D| and " \
-                   "the cached step does not"
+            why += "; the target is stated at |D| = 60,000 (below: `make bench FULL=1 ONLY=headline`), where " \
+                   "retraining grows with |D| and the cached step does not"
         return why
     if key == "iau_vs_limit":
         return (f"the cached step takes {fig['iau_cached_step_seconds']['seconds']:.3f} s against "
@@ -111,6 +124,7 @@ def markdown(result: dict) -> str:
         out += ["", f"Quality beside the speed-up (IAU against retraining, |D| = {speed['train_size']:,}, "
                 f"|D_f| = {speed['forget_size']}): `mu_gap` {speed['mu_gap']:.2f} points, `lira_auc_gap` "
                 f"{speed['lira_auc_gap']:.3f}."]
+    out += _full_headline(result.get(FULL_HEADLINE))
     missed = [k for k in KEYS if not result[k]["met"]]
     out += ["", "## Missed targets", ""]
     out += [f"- `{k}`: {reason(k, result[k], meta)}" for k in missed] or ["None."]
@@ -137,6 +151,27 @@ def markdown(result: dict) -> str:
             f"- peak memory of the whole process (D's tensors included), large / small |D|: "
             f"{_side(result['peak_memory_ratio'], 'process_peak_ratio')}", ""]
     return "\n".join(out)
+
+
+def _full_headline(headline: dict | None) -> list[str]:
+    """The headline figures at |D| = 60,000, where speedup_vs_retrain's target is stated, from their own run."""
+    rows = ["", "## The headline at |D| = 60,000", ""]
+    if headline is None:
+        return rows + ["not measured yet: `make bench FULL=1 ONLY=headline` (about half an hour on 2 cores) adds it"]
+    meta, speed = headline["meta"], headline["speedup_vs_retrain"]
+    rows += [f"`python -m benchmarks --full --only headline` on {meta['device_name']} ({meta['device']}), "
+             f"{meta['threads']} torch threads, {meta['date']}, commit `{meta['commit']}`, "
+             f"{meta['seconds'] / 60:.0f} min; |D| = {speed['train_size']:,}, |D_f| = {speed['forget_size']}.", "",
+             "| figure | value | target | met |", "| --- | --- | --- | --- |"]
+    rows += [f"| `{key}` | {_num(headline[key]['value'])} | {headline[key]['target']} | "
+             f"{'✓' if headline[key]['met'] else '✗'} |" for key in HEADLINE_KEYS]
+    if speed["status"] == "measured":
+        rows += ["", f"Retraining ({speed['retrain_epochs']} epochs) takes {speed['retrain_seconds']['seconds']:.1f} s "
+                 f"and the cached IAU step {speed['iau_cached_step_seconds']['seconds']:.3f} s (medians of "
+                 f"{len(speed['retrain_seconds']['runs'])}). Quality beside it: `mu_gap` {speed['mu_gap']:.2f} "
+                 f"points, `lira_auc_gap` {speed['lira_auc_gap']:.3f} (test accuracy IAU "
+                 f"{speed['test_acc']['iau']:.2f}%, retrained {speed['test_acc']['retrain']:.2f}%)."]
+    return rows
 
 
 def _side(fig: dict, key: str) -> str:
@@ -176,5 +211,9 @@ def _make_run(walls: dict) -> list[str]:
     rows = ["", "## `make run SEEDS=\"0 1\"`: execution local against dask", ""]
     if walls["status"] != "measured":
         return rows + [walls["status"]]
-    return rows + [f"local {walls['local']['seconds']:.0f} s, dask {walls['dask']['seconds']:.0f} s "
-                   f"(dask / local {walls['dask_over_local']:.2f})"]
+    meta = walls.get("meta")
+    measured = (f" (`python -m benchmarks --only make-run`, {meta['date']}, commit `{meta['commit']}`, "
+                f"{meta['threads']} torch threads of {meta['cores']} cores)" if meta else "")
+    return rows + [f"Each a first run, on an empty MLflow store of its own{measured}: local "
+                   f"{walls['local']['seconds']:.0f} s, dask {walls['dask']['seconds']:.0f} s "
+                   f"(dask / local {walls['dask_over_local']:.2f})."]

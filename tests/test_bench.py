@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from benchmarks import concurrency, memory, orchestration, report
-from benchmarks.__main__ import main
+from benchmarks.__main__ import main, merge
 from benchmarks.figures import KEYS, TARGETS
-from benchmarks.modes import TINY
+from benchmarks.modes import FULL, QUICK, TINY
 from benchmarks.workload import fashion_mnist_bundle
 from iau_core.config import load_params
 from iau_core.recipe import model_builder
@@ -82,6 +82,47 @@ def test_the_page_names_every_missed_target(bench):
     for key in KEYS:
         assert (f"- `{key}`:" in missed) == (not result[key]["met"]), key
     assert report.table(result).count("\n") == len(KEYS)
+
+
+def test_the_headline_alone_joins_an_earlier_run(bench, tmp_path):
+    """--only headline measures the three headline figures alone (`make bench FULL=1 ONLY=headline`: at 60k) and
+    adds them to the bench.json already there, whose own figures stay as they were; the page shows them."""
+    result, _ = bench
+    out = tmp_path / "bench.json"
+    out.write_text(json.dumps(result))
+    main(["--tiny", "--only", "headline", "--out", str(out), "--doc", str(tmp_path / "performance.md")])
+    merged = json.loads(out.read_text())
+    assert {k: merged[k] for k in KEYS} == {k: result[k] for k in KEYS}
+    headline = merged["headline_tiny"]
+    assert set(headline) == {*report.HEADLINE_KEYS, "meta"} and headline["meta"]["mode"] == "tiny (headline only)"
+    speed = headline["speedup_vs_retrain"]
+    assert speed["train_size"] == TINY.train_size and len(speed["retrain_seconds"]["runs"]) >= 3
+    assert speed["value"] == pytest.approx(speed["retrain_seconds"]["seconds"]
+                                           / speed["iau_cached_step_seconds"]["seconds"])
+    assert "not measured yet" in report.markdown(result).split("## The headline at |D| = 60,000")[1]
+    section = report.markdown({**merged, report.FULL_HEADLINE: headline}).split("## The headline at")[1]
+    section = section.split("\n## ")[0]
+    for key in report.HEADLINE_KEYS:
+        assert f"| `{key}` | {report._num(headline[key]['value'])} |" in section
+
+
+def test_a_whole_run_keeps_the_parts_it_does_not_measure(bench):
+    """The 60k headline and the make run walls take half an hour each: a later quick run keeps them, dated; a part
+    replaces only itself; the page says when and on which store the make run walls were measured."""
+    result, _ = bench
+    walls = {"status": "measured", "local": {"seconds": 700.0, "exit": 0}, "dask": {"seconds": 770.0, "exit": 0},
+             "dask_over_local": 1.1, "meta": result["meta"]}
+    earlier = {**result, report.FULL_HEADLINE: {"meta": result["meta"]}, "make_run": walls}
+    fresh = {**result, "make_run": {"status": "full run only"}}
+    kept = merge(dict(fresh), earlier, QUICK, None)
+    assert kept[report.FULL_HEADLINE] == earlier[report.FULL_HEADLINE] and kept["make_run"] == walls
+    assert merge(dict(fresh), earlier, FULL, None)["make_run"] == fresh["make_run"]  # the full run measures its own
+    part = merge({"make_run": {k: v for k, v in walls.items() if k != "meta"}, "meta": {"date": "d"}}, result,
+                 QUICK, "make-run")
+    assert part["make_run"]["meta"] == {"date": "d"} and {k: part[k] for k in KEYS} == {k: result[k] for k in KEYS}
+    page = report.markdown({**result, "make_run": walls})
+    assert f"of its own (`python -m benchmarks --only make-run`, {result['meta']['date']}" in page
+    assert "local 700 s, dask 770 s (dask / local 1.10)" in page
 
 
 @pytest.mark.slow
