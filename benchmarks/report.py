@@ -23,13 +23,14 @@ def _num(value, places: int = 3) -> str:
     return str(value)
 
 
-def table(result: dict) -> str:
-    """The figures against their targets, as a terminal table."""
-    lines = [f"{'figure':<26} {'value':>12} {'target':>10}  met"]
-    for key in KEYS:
+def table(result: dict, keys: tuple[str, ...] = KEYS, label: str = "figure") -> str:
+    """The figures against their targets, as a terminal table (`keys`: which; `label`: the first column's head)."""
+    width = max(26, len(label))
+    lines = [f"{label:<{width}} {'value':>12} {'target':>10}  met"]
+    for key in keys:
         fig = result[key]
         met = "yes" if fig["met"] else "NO"
-        lines.append(f"{key:<26} {_num(fig['value']):>12} {fig['target']:>10}  {met}"
+        lines.append(f"{key:<{width}} {_num(fig['value']):>12} {fig['target']:>10}  {met}"
                      + ("" if fig["status"] == "measured" else f"  ({fig['status']})"))
     return "\n".join(lines)
 
@@ -37,11 +38,12 @@ def table(result: dict) -> str:
 def headline_table(headline: dict) -> str:
     """The headline figures of one size, as a terminal table."""
     size = headline["speedup_vs_retrain"]["train_size"]
-    lines = [f"{'figure at |D| = ' + format(size, ','):<36} {'value':>12} {'target':>10}  met"]
-    for key in HEADLINE_KEYS:
-        fig = headline[key]
-        lines.append(f"{key:<36} {_num(fig['value']):>12} {fig['target']:>10}  {'yes' if fig['met'] else 'NO'}")
-    return "\n".join(lines)
+    return table(headline, HEADLINE_KEYS, f"figure at |D| = {size:,}")
+
+
+def _figure_row(key: str, fig: dict) -> str:
+    """A figure against its target, as a row of the page's tables."""
+    return f"| `{key}` | {_num(fig['value'])} | {fig['target']} | {'✓' if fig['met'] else '✗'} |"
 
 
 def reason(key: str, fig: dict, meta: dict) -> str:
@@ -120,9 +122,7 @@ def markdown(result: dict) -> str:
         "| figure | value | target | met |",
         "| --- | --- | --- | --- |",
     ]
-    for key in KEYS:
-        fig = result[key]
-        out.append(f"| `{key}` | {_num(fig['value'])} | {fig['target']} | {'✓' if fig['met'] else '✗'} |")
+    out += [_figure_row(key, result[key]) for key in KEYS]
     speed = result["speedup_vs_retrain"]
     if speed["status"] == "measured":
         out += ["", f"Quality beside the speed-up (IAU against retraining, |D| = {speed['train_size']:,}, "
@@ -172,8 +172,7 @@ def _full_headline(headline: dict | None) -> list[str]:
              f"{meta['threads']} torch threads, {meta['date']}, commit `{meta['commit']}`, "
              f"{meta['seconds'] / 60:.0f} min; |D| = {speed['train_size']:,}, |D_f| = {speed['forget_size']}.", "",
              "| figure | value | target | met |", "| --- | --- | --- | --- |"]
-    rows += [f"| `{key}` | {_num(headline[key]['value'])} | {headline[key]['target']} | "
-             f"{'✓' if headline[key]['met'] else '✗'} |" for key in HEADLINE_KEYS]
+    rows += [_figure_row(key, headline[key]) for key in HEADLINE_KEYS]
     if speed["status"] == "measured":
         rows += ["", f"Retraining ({speed['retrain_epochs']} epochs) takes {speed['retrain_seconds']['seconds']:.1f} s "
                  f"and the cached IAU step {speed['iau_cached_step_seconds']['seconds']:.3f} s (medians of "
