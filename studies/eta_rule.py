@@ -23,7 +23,7 @@ from iau_core.recipe import train_original
 from iau_core.runtime import prepare_process
 from iau_core.selection import select_forget_set
 from iau_core.training import accuracy, per_sample_losses, predict_logits, resolve_device
-from iau_core.unlearning.gradients import choose_eta, iau_direction, step
+from iau_core.unlearning.gradients import choose_eta, iau_direction_and_line, step
 
 
 def choose_eta_by_full_scan(model: nn.Module, direction: list[torch.Tensor], forget: Split, val: Split,
@@ -60,19 +60,19 @@ def main() -> None:
     rule, settings = params.unlearning.eta_rule, params.unlearning
     print(f"{params.data.dataset} {params.model.name}, {len(bundle.train)} records, val {len(bundle.val)}, "
           f"reduction {settings.reduction}, seed {params.seed}\n")
-    print("| selection | full scan: eta | passes | s | capped: eta | passes | s | reason |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| selection | full scan: eta | passes | s | capped: eta | passes | D_f reads | s | reason |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for strategy in args.selections.split(","):
         selection = params.selection.model_copy(update={"strategy": strategy})
         forget, retain = bundle.train.partition(select_forget_set(bundle.train, selection, params.seed))
-        direction = iau_direction(model, retain, forget, settings.batch_size, settings.reduction)
+        direction, line = iau_direction_and_line(model, retain, forget, settings.batch_size, settings.reduction)
         start = time.perf_counter()
         old, old_passes = choose_eta_by_full_scan(copy.deepcopy(model), direction, forget, bundle.val, rule, device)
         old_s, start = time.perf_counter() - start, time.perf_counter()
-        new = choose_eta(copy.deepcopy(model), direction, forget, bundle.val, rule, device)
+        new = choose_eta(copy.deepcopy(model), direction, forget, bundle.val, rule, device, line=line)
         new_s = time.perf_counter() - start
         print(f"| {strategy} | {old:.3g} | {old_passes} | {old_s:.2f} | {new.eta:.3g} | {new.validation_passes} | "
-              f"{new_s:.2f} | {new.reason} |", flush=True)
+              f"{new.candidates} | {new_s:.2f} | {new.reason} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 import copy
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ from iau_core.selection import select_forget_set
 from iau_core.training import TrainReport, accuracy, per_sample_losses
 from iau_core.unlearning import UnlearningTask, get_method, run_method
 from iau_core.unlearning import retrain as retrain_module
-from iau_core.unlearning.gradients import choose_eta, iau_direction, loss_gradient, step
+from iau_core.unlearning.gradients import choose_eta, iau_direction, iau_direction_and_line, loss_gradient, step
 from iau_core.unlearning.iau import iau
 from studies.eta_rule import choose_eta_by_full_scan
 
@@ -218,16 +219,21 @@ def test_capped_eta_rule_chooses_what_the_full_scan_chose(digits_bundle, digits_
     params = digits_params.for_seed(seed)
     model, _ = train_original(params, digits_bundle, CPU)
     rule = digits_params.unlearning.eta_rule
+    reads: list[tuple[int, int]] = []  # D_f reads: (the strided scan, from the tangent line's prediction)
     for strategy in ("random", "outliers"):
         selection = params.selection.model_copy(update={"strategy": strategy})
         forget, retain = digits_bundle.train.partition(select_forget_set(digits_bundle.train, selection, seed))
         for reduction, budget in (("mean", 1.0), ("sum", 1.0), ("mean", 0.0)):
-            direction = iau_direction(model, retain, forget, 512, reduction)
+            direction, line = iau_direction_and_line(model, retain, forget, 512, reduction)
             case = rule.model_copy(update={"val_drop_budget": budget})
             old, old_passes = choose_eta_by_full_scan(copy.deepcopy(model), direction, forget, digits_bundle.val,
                                                       case, CPU)
             stepped = copy.deepcopy(model)
             new = choose_eta(stepped, direction, forget, digits_bundle.val, case, CPU)
+            # Starting D_f's scan where the tangent line predicts changes how many reads it takes, not the choice.
+            lined = choose_eta(copy.deepcopy(model), direction, forget, digits_bundle.val, case, CPU, line=line)
+            assert lined == replace(new, candidates=lined.candidates), (lined, new)
+            reads.append((new.candidates, lined.candidates))
             assert new.validation_passes <= 3
             drop = accuracy(model, digits_bundle.val, CPU) - accuracy(stepped, digits_bundle.val, CPU)
             assert drop <= budget + 1e-4 and abs(drop - new.val_acc_drop) < 1e-4
@@ -238,6 +244,8 @@ def test_capped_eta_rule_chooses_what_the_full_scan_chose(digits_bundle, digits_
                 assert abs(math.log(new.eta / old, rule.growth)) <= 1 + 1e-9, (old, new, old_passes)
             else:  # the transient above: a larger step, within budget, that reaches the target
                 assert new.eta > old and new.reason == "D_f's loss reached the validation loss", (old, new)
+    print(reads)
+    assert sum(lined for _, lined in reads) < sum(strided for strided, _ in reads), reads
 
 
 @pytest.mark.parametrize("count", [1, 2, 3, 4, 5, 7, 8, 9, 29, 30])
@@ -253,6 +261,43 @@ def test_the_strided_scan_finds_the_first_crossing_of_a_linear_scan(count):
         found = _first_reaching(lambda k: read.append(k) or losses[k], 0.5, count)  # noqa: B023
         assert found == min(crossing, count - 1), (count, crossing)
         assert len(set(read)) <= max(count // 4 + 3, 1) + 1
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 5, 8, 30])
+def test_the_scan_from_a_predicted_start_finds_the_same_first_crossing(count):
+    """From any start (the tangent line's prediction, right or wrong, even outside the grid) the scan returns the
+    first candidate at or above the target, as reading every candidate does; 2 reads when the start is the
+    crossing or the candidate before it, and a few more (steps 1, 2, 4, ...) the further off it is."""
+    from iau_core.unlearning.gradients import _first_reaching
+
+    for crossing in range(count + 1):
+        losses = [0.0 if k < crossing else 1.0 for k in range(count)]
+        for start in range(-2, count + 2):
+            read: list[int] = []
+            found = _first_reaching(lambda k: read.append(k) or losses[k], 0.5, count, start)  # noqa: B023
+            assert found == min(crossing, count - 1), (count, crossing, start)
+            off = abs(min(max(start, 0), count - 1) - crossing)
+            assert len(set(read)) <= 2 + 2 * math.ceil(math.log2(off + 1)), (count, crossing, start, read)
+            if start in (crossing, crossing - 1) and 0 < crossing < count:
+                assert len(set(read)) <= 2, (count, crossing, start, read)
+
+
+def test_the_tangent_line_is_d_f_loss_and_its_derivative_along_the_step(trained, digits_bundle):
+    """ForgetLine from the gradient pass equals D_f's mean loss at eta = 0 and the finite-difference slope of
+    that loss along theta - eta * direction: the eta rule's prediction rests on the right line."""
+    model, forget, retain = trained
+    for reduction in ("sum", "mean"):
+        direction, line = iau_direction_and_line(model, retain, forget, 512, reduction)
+        theta = [p.detach().clone() for p in model.parameters()]
+        stepped = copy.deepcopy(model)
+        h = 1e-3 / max(abs(line.slope), 1e-6)
+        losses = []
+        for eta in (-h, 0.0, h):
+            step(stepped, theta, direction, eta)
+            losses.append(per_sample_losses(stepped, forget, CPU).mean().item())
+        assert abs(losses[1] - line.loss) < 1e-5
+        assert abs((losses[2] - losses[0]) / (2 * h) - line.slope) < 2e-2 * abs(line.slope), (losses, line)
+        assert line.slope > 0  # the step ascends D_f's loss
 
 
 def test_cached_validation_logits_give_the_same_step_with_one_validation_pass_less(trained, digits_bundle,

@@ -11,6 +11,7 @@ rule's starting point, so a cached step reads the validation set once (at the st
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,14 +27,46 @@ from iau_core.training import batches, per_sample_losses, predict_logits
 def loss_gradient(model: nn.Module, split: Split, batch_size: int, reduction: Reduction) -> list[torch.Tensor]:
     """grad_theta of the summed (or mean) cross-entropy over `split`, accumulated batch by batch, so memory
     follows the batch size and the result does not depend on it."""
+    _, grads = summed_loss_and_gradient(model, split, batch_size)
+    return [g / len(split) for g in grads] if reduction == "mean" else grads
+
+
+def summed_loss_and_gradient(model: nn.Module, split: Split, batch_size: int) -> tuple[float, list[torch.Tensor]]:
+    """The summed cross-entropy over `split` and its gradient, from the same batch-by-batch pass."""
     params = [p for p in model.parameters() if p.requires_grad]
     total = [torch.zeros_like(p) for p in params]
+    summed = torch.zeros((), device=split.x.device)
     for idx in batches(len(split), batch_size):
         idx = idx.to(split.x.device)
         loss = F.cross_entropy(model(split.x[idx]), split.y[idx], reduction="sum")
         for acc, g in zip(total, torch.autograd.grad(loss, params), strict=True):
             acc.add_(g)
-    return [g / len(split) for g in total] if reduction == "mean" else total
+        summed += loss.detach()
+    return summed.item(), total
+
+
+@dataclass(frozen=True)
+class ForgetLine:
+    """D_f's mean loss at the deployed parameters and its derivative in eta along theta - eta * direction. Both
+    come free with the gradient pass over D_f; the eta rule starts its scan where this tangent line reaches the
+    target loss, instead of at the smallest candidate (choose_eta)."""
+
+    loss: float
+    slope: float
+
+    @staticmethod
+    def along(direction: list[torch.Tensor], forget_loss_sum: float, forget_grad_sum: list[torch.Tensor],
+              forget_size: int) -> ForgetLine:
+        inner = torch.stack([(g * d).sum() for g, d in zip(forget_grad_sum, direction, strict=True)]).sum()
+        return ForgetLine(forget_loss_sum / forget_size, -inner.item() / forget_size)
+
+    def first_index(self, target: float, etas: list[float]) -> int | None:
+        """The first candidate at or past the eta where the line reaches `target`; None when the line never
+        rises (no prediction: the rule scans from the start)."""
+        if not (math.isfinite(self.slope) and math.isfinite(self.loss)) or self.slope <= 0:
+            return None
+        predicted = (target - self.loss) / self.slope
+        return next((k for k, eta in enumerate(etas) if eta >= predicted), len(etas) - 1)
 
 
 @dataclass(frozen=True)
@@ -85,18 +118,27 @@ def iau_direction(model: nn.Module, retain: Split, forget: Split, batch_size: in
 
     With `cached` (D's summed gradient at these parameters) the retained set's gradient is cached - sum over D_f,
     so `retain` is not read at all."""
+    return iau_direction_and_line(model, retain, forget, batch_size, reduction, cached)[0]
+
+
+def iau_direction_and_line(model: nn.Module, retain: Split, forget: Split, batch_size: int, reduction: Reduction,
+                           cached: SummedGradient | None = None) -> tuple[list[torch.Tensor], ForgetLine]:
+    """iau_direction, and D_f's loss line along it from the same pass (ForgetLine)."""
+    f_loss, f_sum = summed_loss_and_gradient(model, forget, batch_size)
     if cached is None:
         g_retain = loss_gradient(model, retain, batch_size, reduction)
-        g_forget = loss_gradient(model, forget, batch_size, reduction)
-        return [r - f for r, f in zip(g_retain, g_forget, strict=True)]
-    f_sum = loss_gradient(model, forget, batch_size, "sum")
-    retained = cached.count - len(forget)
-    if retained <= 0:
-        raise ValueError(f"the forget set ({len(forget)} records) is not a strict part of the cached D "
-                         f"({cached.count} records)")
-    if reduction == "sum":
-        return [(c - f) - f for c, f in zip(cached.grads, f_sum, strict=True)]
-    return [(c - f) / retained - f / len(forget) for c, f in zip(cached.grads, f_sum, strict=True)]
+        g_forget = [f / len(forget) for f in f_sum] if reduction == "mean" else f_sum
+        direction = [r - f for r, f in zip(g_retain, g_forget, strict=True)]
+    else:
+        retained = cached.count - len(forget)
+        if retained <= 0:
+            raise ValueError(f"the forget set ({len(forget)} records) is not a strict part of the cached D "
+                             f"({cached.count} records)")
+        if reduction == "sum":
+            direction = [(c - f) - f for c, f in zip(cached.grads, f_sum, strict=True)]
+        else:
+            direction = [(c - f) / retained - f / len(forget) for c, f in zip(cached.grads, f_sum, strict=True)]
+    return direction, ForgetLine.along(direction, f_loss, f_sum, len(forget))
 
 
 def step(model: nn.Module, theta: list[torch.Tensor], direction: list[torch.Tensor], eta: float) -> None:
@@ -123,7 +165,8 @@ class EtaChoice:
 
 
 def choose_eta(model: nn.Module, direction: list[torch.Tensor], forget: Split, val: Split, rule: EtaRule,
-               device: torch.device, base_logits: torch.Tensor | None = None) -> EtaChoice:
+               device: torch.device, base_logits: torch.Tensor | None = None,
+               line: ForgetLine | None = None) -> EtaChoice:
     """Take the first eta = start * growth^k at which D_f's mean loss reaches the validation set's (D_f then
     looks like data the model never saw); if that step costs more than `val_drop_budget` validation-accuracy
     points, the last candidate below the first one over budget (no step when even the first is).
@@ -139,8 +182,11 @@ def choose_eta(model: nn.Module, direction: list[torch.Tensor], forget: Split, v
     The scan over D_f reads every `SCAN_STRIDE`-th candidate until D_f's loss reaches the target, then bisects
     the candidates in between: the first crossing on the same grid, in about a third of the reads, as long as
     D_f's loss does not fall back below the target between two read candidates (it grows with eta along this
-    ascent direction). `base_logits`: the deployed model's validation logits if already known (the nightly
-    cache, SummedGradient.val_logits_for): pass 1 is then skipped.
+    ascent direction). With `line` (D_f's loss and slope at eta = 0, known from the gradient pass) the scan
+    starts instead at the candidate where that tangent line reaches the target and steps 1, 2, 4, ... away
+    from it: the same first crossing under the same assumption, in 2 reads when the line predicts the crossing
+    or the candidate before it. `base_logits`: the deployed model's validation logits if already known (the
+    nightly cache, SummedGradient.val_logits_for): pass 1 is then skipped.
 
     Leaves the model at the chosen step."""
     theta = [p.detach().clone() for p in model.parameters() if p.requires_grad]
@@ -166,7 +212,7 @@ def choose_eta(model: nn.Module, direction: list[torch.Tensor], forget: Split, v
             forget_losses[k] = per_sample_losses(model, forget, device).mean().item()
         return forget_losses[k]
 
-    found = _first_reaching(forget_loss, target, len(etas))
+    found = _first_reaching(forget_loss, target, len(etas), line.first_index(target, etas) if line else None)
     scanned = len(forget_losses)
     correct = at(etas[found], val)  # pass 2
     if drop(correct) <= rule.val_drop_budget:
@@ -200,18 +246,14 @@ def choose_eta(model: nn.Module, direction: list[torch.Tensor], forget: Split, v
 SCAN_STRIDE = 4  # candidates skipped per read while scanning D_f's loss (growth 2: a factor 16 per read)
 
 
-def _first_reaching(loss: Callable[[int], float], target: float, count: int) -> int:
-    """The first index k < count with loss(k) >= target, read at every SCAN_STRIDE-th index and then bisected
-    between the last read below and the first at or above; count - 1 when none reaches it."""
-    below = -1
-    for k in range(SCAN_STRIDE - 1, count - 1 + SCAN_STRIDE, SCAN_STRIDE):
-        k = min(k, count - 1)
-        if loss(k) >= target:
-            high = k
-            break
-        below = k
-        if k == count - 1:
-            return k
+def _first_reaching(loss: Callable[[int], float], target: float, count: int, start: int | None = None) -> int:
+    """The first index k < count with loss(k) >= target (count - 1 when none reaches it), for a loss that grows
+    with k: a bracket below < k <= high is found by reading every SCAN_STRIDE-th index (or, from `start`, by
+    steps of 1, 2, 4, ... away from it), then bisected."""
+    below, high = _stride_bracket(loss, target, count) if start is None else \
+        _bracket_around(loss, target, count, start)
+    if high is None:
+        return count - 1
     while high - below > 1:  # invariant: loss(below) < target <= loss(high) (below = -1: before the first)
         middle = (below + high) // 2
         if loss(middle) >= target:
@@ -219,6 +261,33 @@ def _first_reaching(loss: Callable[[int], float], target: float, count: int) -> 
         else:
             below = middle
     return high
+
+
+def _stride_bracket(loss: Callable[[int], float], target: float, count: int) -> tuple[int, int | None]:
+    below = -1
+    for k in range(SCAN_STRIDE - 1, count - 1 + SCAN_STRIDE, SCAN_STRIDE):
+        k = min(k, count - 1)
+        if loss(k) >= target:
+            return below, k
+        below = k
+    return below, None
+
+
+def _bracket_around(loss: Callable[[int], float], target: float, count: int, start: int) -> tuple[int, int | None]:
+    gap, k = 1, min(max(start, 0), count - 1)
+    if loss(k) >= target:  # the crossing is at k or below: step down until a read falls short
+        while k > 0:
+            below = max(k - gap, 0)
+            if loss(below) < target:
+                return below, k
+            k, gap = below, gap * 2
+        return -1, 0
+    while k < count - 1:  # below: step up until a read reaches the target
+        high = min(k + gap, count - 1)
+        if loss(high) >= target:
+            return k, high
+        k, gap = high, gap * 2
+    return k, None
 
 
 def _estimated_drop(correct_suspects: torch.Tensor, suspects: torch.Tensor, base_correct: torch.Tensor) -> float:
@@ -239,16 +308,16 @@ def _last_before_budget(etas: list[float], val: Split, suspects: torch.Tensor, b
 
 
 def take_step(model: nn.Module, direction: list[torch.Tensor], forget: Split, val: Split,
-              settings: UnlearningParams, device: torch.device,
-              base_logits: torch.Tensor | None = None) -> dict[str, str | float | int]:
+              settings: UnlearningParams, device: torch.device, base_logits: torch.Tensor | None = None,
+              line: ForgetLine | None = None) -> dict[str, str | float | int]:
     """theta <- theta - eta * direction with eta fixed by `settings.eta` or chosen by its eta rule ('auto'); returns
     the step's settings and choices as MLflow params. `base_logits`: the deployed model's validation logits, if
-    cached (choose_eta)."""
+    cached, and D_f's loss line along `direction` (choose_eta)."""
     choices: dict[str, str | float | int] = {"reduction": settings.reduction, "eta": str(settings.eta),
                                              "batch_size": settings.batch_size}
     if settings.eta == "auto":
         choices |= {f"eta_rule.{k}": v for k, v in settings.eta_rule.model_dump().items()}
-        return choices | choose_eta(model, direction, forget, val, settings.eta_rule, device,
-                                    base_logits).as_choices()
+        return choices | choose_eta(model, direction, forget, val, settings.eta_rule, device, base_logits,
+                                    line).as_choices()
     step(model, [p.detach().clone() for p in model.parameters() if p.requires_grad], direction, settings.eta)
     return choices | {"eta_chosen": settings.eta}

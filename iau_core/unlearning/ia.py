@@ -9,11 +9,14 @@ the retained-set term."""
 from __future__ import annotations
 
 from iau_core.unlearning.base import Unlearned, UnlearningTask
-from iau_core.unlearning.gradients import loss_gradient, take_step
+from iau_core.unlearning.gradients import ForgetLine, summed_loss_and_gradient, take_step
 
 
 def ia(task: UnlearningTask) -> Unlearned:
     model = task.copy_model().eval()
     settings = task.unlearning
-    direction = [-g for g in loss_gradient(model, task.forget, settings.batch_size, settings.reduction)]
-    return Unlearned(model, take_step(model, direction, task.forget, task.val, settings, task.device))
+    loss, grads = summed_loss_and_gradient(model, task.forget, settings.batch_size)
+    scale = len(task.forget) if settings.reduction == "mean" else 1
+    direction = [-g / scale for g in grads]
+    line = ForgetLine.along(direction, loss, grads, len(task.forget))
+    return Unlearned(model, take_step(model, direction, task.forget, task.val, settings, task.device, line=line))

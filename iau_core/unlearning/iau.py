@@ -13,15 +13,15 @@ D_f only.
 from __future__ import annotations
 
 from iau_core.unlearning.base import Unlearned, UnlearningTask
-from iau_core.unlearning.gradients import iau_direction, take_step
+from iau_core.unlearning.gradients import iau_direction_and_line, take_step
 
 
 def iau(task: UnlearningTask) -> Unlearned:
     model = task.copy_model().eval()  # loss at theta* as deployed: no dropout noise, frozen norm statistics
     settings = task.unlearning
-    direction = iau_direction(model, task.retain, task.forget, settings.batch_size, settings.reduction,
-                              task.summed_gradient)
+    direction, line = iau_direction_and_line(model, task.retain, task.forget, settings.batch_size,
+                                             settings.reduction, task.summed_gradient)
     cached = task.summed_gradient
     choices = take_step(model, direction, task.forget, task.val, settings, task.device,
-                        cached.val_logits_for(task.val) if cached else None)
+                        cached.val_logits_for(task.val) if cached else None, line)
     return Unlearned(model, {**choices, "summed_gradient": "cached" if task.summed_gradient else "computed"})
