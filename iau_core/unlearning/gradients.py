@@ -12,7 +12,7 @@ rule's starting point, so a cached step reads the validation set once (at the st
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -60,13 +60,17 @@ class ForgetLine:
         inner = torch.stack([(g * d).sum() for g, d in zip(forget_grad_sum, direction, strict=True)]).sum()
         return ForgetLine(forget_loss_sum / forget_size, -inner.item() / forget_size)
 
-    def first_index(self, target: float, etas: list[float]) -> int | None:
-        """The first candidate at or past the eta where the line reaches `target`; None when the line never
-        rises (no prediction: the rule scans from the start)."""
+    def start_index(self, target: float, etas: list[float]) -> int | None:
+        """The last candidate at or below the eta where the line reaches `target` (the first candidate when none
+        is); None when the line does not rise (no prediction: the rule scans from the smallest candidate).
+
+        Why below: where D_f's loss curves upward along the step (measured: the usual case) the tangent lies
+        under it and reaches the target later than the loss does, so the crossing is at this candidate or the
+        next; on digits it was, or one below."""
         if not (math.isfinite(self.slope) and math.isfinite(self.loss)) or self.slope <= 0:
             return None
         predicted = (target - self.loss) / self.slope
-        return next((k for k, eta in enumerate(etas) if eta >= predicted), len(etas) - 1)
+        return max(0, sum(1 for eta in etas if eta <= predicted) - 1)
 
 
 @dataclass(frozen=True)
@@ -183,7 +187,7 @@ def choose_eta(model: nn.Module, direction: list[torch.Tensor], forget: Split, v
     the candidates in between: the first crossing on the same grid, in about a third of the reads, as long as
     D_f's loss does not fall back below the target between two read candidates (it grows with eta along this
     ascent direction). With `line` (D_f's loss and slope at eta = 0, known from the gradient pass) the scan
-    starts instead at the candidate where that tangent line reaches the target and steps 1, 2, 4, ... away
+    starts instead at the candidate where that tangent line reaches the target and steps 1, 1, 2, 4, ... away
     from it: the same first crossing under the same assumption, in 2 reads when the line predicts the crossing
     or the candidate before it. `base_logits`: the deployed model's validation logits if already known (the
     nightly cache, SummedGradient.val_logits_for): pass 1 is then skipped.
@@ -212,7 +216,7 @@ def choose_eta(model: nn.Module, direction: list[torch.Tensor], forget: Split, v
             forget_losses[k] = per_sample_losses(model, forget, device).mean().item()
         return forget_losses[k]
 
-    found = _first_reaching(forget_loss, target, len(etas), line.first_index(target, etas) if line else None)
+    found = _first_reaching(forget_loss, target, len(etas), line.start_index(target, etas) if line else None)
     scanned = len(forget_losses)
     correct = at(etas[found], val)  # pass 2
     if drop(correct) <= rule.val_drop_budget:
@@ -274,20 +278,29 @@ def _stride_bracket(loss: Callable[[int], float], target: float, count: int) -> 
 
 
 def _bracket_around(loss: Callable[[int], float], target: float, count: int, start: int) -> tuple[int, int | None]:
-    gap, k = 1, min(max(start, 0), count - 1)
+    k, gaps = min(max(start, 0), count - 1), _gaps()
     if loss(k) >= target:  # the crossing is at k or below: step down until a read falls short
         while k > 0:
-            below = max(k - gap, 0)
+            below = max(k - next(gaps), 0)
             if loss(below) < target:
                 return below, k
-            k, gap = below, gap * 2
+            k = below
         return -1, 0
     while k < count - 1:  # below: step up until a read reaches the target
-        high = min(k + gap, count - 1)
+        high = min(k + next(gaps), count - 1)
         if loss(high) >= target:
             return k, high
-        k, gap = high, gap * 2
+        k = high
     return k, None
+
+
+def _gaps() -> Iterator[int]:
+    """1, 1, 2, 4, 8, ...: a prediction is most often right or one candidate off, rarely far."""
+    yield 1
+    gap = 1
+    while True:
+        yield gap
+        gap *= 2
 
 
 def _estimated_drop(correct_suspects: torch.Tensor, suspects: torch.Tensor, base_correct: torch.Tensor) -> float:
