@@ -37,15 +37,17 @@ def _wait(*procs: subprocess.Popen) -> None:
             raise RuntimeError(f"pipeline job failed ({p.returncode}):\n{err[-3000:]}")
 
 
-def _pair(data: str, epochs: int, env: dict) -> tuple[float, float]:
-    """(seconds for two jobs in sequence, seconds for the same two together)."""
+def _in_sequence(data: str, epochs: int, env: dict) -> float:
     start = time.perf_counter()
     for _ in range(2):
         _wait(_start(data, epochs, env))
-    sequence = time.perf_counter() - start
+    return time.perf_counter() - start
+
+
+def _together(data: str, epochs: int, env: dict) -> float:
     start = time.perf_counter()
     _wait(_start(data, epochs, env), _start(data, epochs, env))
-    return sequence, time.perf_counter() - start
+    return time.perf_counter() - start
 
 
 def measure(train: Split, epochs: int, reps: int) -> Figure:
@@ -56,12 +58,14 @@ def measure(train: Split, epochs: int, reps: int) -> Figure:
         save_split(train, data)
         base = {k: v for k, v in os.environ.items() if k not in (THREADS_ENV, "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
         base[REGISTRY_ENV] = registry
-        for case, env in (("after", base), ("before", {**base, THREADS_ENV: str(cores)})):
-            # "before" is context, not the figure, and oversubscribed jobs may collapse: one pair bounds its cost
-            pairs = [_pair(data, epochs, env) for _ in range(reps if case == "after" else 1)]
-            sequence, together = median_of([p[0] for p in pairs]), median_of([p[1] for p in pairs])
-            rows[case] = {"sequence_seconds": sequence, "together_seconds": together,
-                          "slowdown": median_of([t / s for s, t in pairs])}
+        pairs = [(_in_sequence(data, epochs, base), _together(data, epochs, base)) for _ in range(reps)]
+        sequence = median_of([s for s, _ in pairs])
+        rows["after"] = {"sequence_seconds": sequence, "together_seconds": median_of([t for _, t in pairs]),
+                         "slowdown": median_of([t / s for s, t in pairs])}
+        # "before" is context, not the figure: one run together, each process taking every core, against the same
+        # sequence (a job alone takes every core under both settings, so its sequence is not run again).
+        together = _together(data, epochs, {**base, THREADS_ENV: str(cores)})
+        rows["before"] = {"sequence_seconds": sequence, "together_seconds": together, "slowdown": together / sequence}
     return Figure("concurrent_slowdown", rows["after"]["slowdown"],
                   {**rows, "cores": cores, "job": f"a fresh process training LeNet5 with GR on {size} records for "
                    f"{epochs} epochs", "threads_before": f"each process takes every core ({THREADS_ENV}={cores})",
