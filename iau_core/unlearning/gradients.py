@@ -187,10 +187,11 @@ def choose_eta(model: nn.Module, direction: list[torch.Tensor], forget: Split, v
     the candidates in between: the first crossing on the same grid, in about a third of the reads, as long as
     D_f's loss does not fall back below the target between two read candidates (it grows with eta along this
     ascent direction). With `line` (D_f's loss and slope at eta = 0, known from the gradient pass) the scan
-    starts instead at the candidate where that tangent line reaches the target and steps 1, 1, 2, 4, ... away
-    from it: the same first crossing under the same assumption, in 2 reads when the line predicts the crossing
-    or the candidate before it. `base_logits`: the deployed model's validation logits if already known (the
-    nightly cache, SummedGradient.val_logits_for): pass 1 is then skipped.
+    starts instead at the last candidate at or below the eta where that tangent line reaches the target
+    (ForgetLine.start_index) and steps 1, 1, 2, 4, ... away from it: the same first crossing under the same
+    assumption, in 2 reads when the line predicts the crossing or the candidate before it. `base_logits`: the
+    deployed model's validation logits if already known (the nightly cache, SummedGradient.val_logits_for):
+    pass 1 is then skipped.
 
     Leaves the model at the chosen step."""
     theta = [p.detach().clone() for p in model.parameters() if p.requires_grad]
@@ -253,7 +254,7 @@ SCAN_STRIDE = 4  # candidates skipped per read while scanning D_f's loss (growth
 def _first_reaching(loss: Callable[[int], float], target: float, count: int, start: int | None = None) -> int:
     """The first index k < count with loss(k) >= target (count - 1 when none reaches it), for a loss that grows
     with k: a bracket below < k <= high is found by reading every SCAN_STRIDE-th index (or, from `start`, by
-    steps of 1, 2, 4, ... away from it), then bisected."""
+    steps of 1, 1, 2, 4, ... away from it), then bisected."""
     below, high = _stride_bracket(loss, target, count) if start is None else \
         _bracket_around(loss, target, count, start)
     if high is None:
