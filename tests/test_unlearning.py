@@ -188,8 +188,6 @@ def test_timed_run_and_registry(trained, digits_bundle, digits_params):
 def test_cached_summed_gradient_gives_the_same_step(trained, digits_bundle, digits_params, reduction):
     """A nightly batch steps from D's cached summed gradient (sum_D - sum_Df) instead of a pass over D_r: the
     result must be the uncached step, within float tolerance, and the cache must not even need D_r."""
-    from dataclasses import replace
-
     from iau_core.unlearning.gradients import summed_gradient
 
     model, forget, retain = trained
@@ -244,7 +242,6 @@ def test_capped_eta_rule_chooses_what_the_full_scan_chose(digits_bundle, digits_
                 assert abs(math.log(new.eta / old, rule.growth)) <= 1 + 1e-9, (old, new, old_passes)
             else:  # the transient above: a larger step, within budget, that reaches the target
                 assert new.eta > old and new.reason == "D_f's loss reached the validation loss", (old, new)
-    print(reads)
     assert sum(lined for _, lined in reads) < sum(strided for strided, _ in reads), reads
 
 
@@ -267,7 +264,7 @@ def test_the_strided_scan_finds_the_first_crossing_of_a_linear_scan(count):
 def test_the_scan_from_a_predicted_start_finds_the_same_first_crossing(count):
     """From any start (the tangent line's prediction, right or wrong, even outside the grid) the scan returns the
     first candidate at or above the target, as reading every candidate does; 2 reads when the start is the
-    crossing or the candidate before it, and a few more (steps 1, 2, 4, ...) the further off it is."""
+    crossing or the candidate before it, and a few more (steps 1, 1, 2, 4, ...) the further off it is."""
     from iau_core.unlearning.gradients import _first_reaching
 
     for crossing in range(count + 1):
@@ -302,8 +299,6 @@ def test_the_tangent_line_is_d_f_loss_and_its_derivative_along_the_step(trained,
 
 def test_cached_validation_logits_give_the_same_step_with_one_validation_pass_less(trained, digits_bundle,
                                                                                      digits_params):
-    from dataclasses import replace
-
     from iau_core.unlearning.gradients import summed_gradient
 
     model, forget, retain = trained
