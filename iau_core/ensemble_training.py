@@ -38,6 +38,7 @@ from iau_core.training import (
     floored_sqrt,
     lr_factor,
     recipe_optimizer_over,
+    resolve_hvp,
     synchronize,
 )
 
@@ -53,7 +54,8 @@ def can_train_together(model: nn.Module) -> bool:
 def gr_gradient_fn(base: nn.Module, params: TrainingParams) -> Callable[[Params, torch.Tensor, torch.Tensor], Params]:
     """One model's gradient of the GR loss (paper Eq. 7, training.gr_reading and gr_hvp) as a pure function of
     its parameters, for vmap over models; the functional twin of training.gr_backward."""
-    alpha, reading, hvp = params.gr_alpha, params.gr_reading, params.gr_hvp
+    alpha, reading = params.gr_alpha, params.gr_reading
+    hvp = resolve_hvp(base, reading, params.gr_hvp)
 
     def ce(p: Params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(functional_call(base, p, (x,)), y)

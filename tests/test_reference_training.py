@@ -15,7 +15,8 @@ CPU = torch.device("cpu")
 @pytest.mark.parametrize("changes", [
     {"gr_alpha": 0.05, "gr_reading": "batch", "gr_hvp": "double_backward"},
     {"gr_alpha": 0.05, "gr_reading": "per_sample", "gr_hvp": "finite_difference", "optimizer": "sgd"},
-], ids=["adam-gr-batch", "sgd-gr-per-sample-fd"])
+    {"gr_alpha": 0.05, "gr_reading": "batch", "gr_hvp": "auto", "optimizer": "sgd"},  # params.yaml: the finite difference
+], ids=["adam-gr-batch", "sgd-gr-per-sample-fd", "sgd-gr-batch-auto"])
 def test_together_gives_the_one_by_one_models(digits_bundle, digits_params, changes):
     """Same initial weights, same batches, same recipe: each model trained in the ensemble equals the one
     train_reference_model gives alone, weight by weight within float tolerance, and stops at the same epoch.

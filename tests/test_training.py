@@ -8,7 +8,7 @@ from conftest import training
 
 from iau_core.config import load_params
 from iau_core.recipe import model_builder
-from iau_core.training import accuracy, gr_backward, gr_loss, per_sample_grad_norms, train_model
+from iau_core.training import accuracy, gr_backward, gr_loss, per_sample_grad_norms, resolve_hvp, train_model
 
 
 def fit(bundle, params, seed=0, **changes):
@@ -140,6 +140,8 @@ def test_finite_difference_gr_gradient_matches_the_double_backward(digits_bundle
         term, approx_term = exact - plain, approx - plain
         assert term.norm() > 1e-3 * plain.norm()  # the GR term is really there to compare
         assert (approx_term - term).norm() / term.norm() < 0.01, ((approx_term - term).norm() / term.norm())
+    held = [m for m in model.modules() if isinstance(m, torch.nn.ReLU | torch.nn.MaxPool2d)]
+    assert held and all("forward" not in m.__dict__ for m in held)  # FrozenKinks gave the modules their forward back
     for p, q in zip(params, fit(digits_bundle, digits_params, max_epochs=2, patience=2)[0].parameters(),
                     strict=True):
         assert torch.equal(p, q)  # the shifted pass left the weights as they were
@@ -151,3 +153,23 @@ def test_finite_difference_refuses_batch_norm_models():
     net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
     with pytest.raises(ValueError, match="gr_hvp: double_backward"):
         gr_backward(net, torch.randn(8, 4), torch.randint(0, 2, (8,)), 0.05, "batch", "finite_difference")
+
+
+def test_auto_hvp_takes_the_finite_difference_only_where_it_holds_every_switch_and_costs_less(digits_bundle,
+                                                                                          digits_params):
+    """training.gr_hvp: auto is the finite difference for the batch reading on a model without batch norm, and the
+    exact double backward for the per-sample reading and for batch-norm models (there it must not raise)."""
+    lenet = model_builder(digits_params, digits_bundle)(0)
+    assert resolve_hvp(lenet, "batch", "auto") == "finite_difference"
+    assert resolve_hvp(lenet, "per_sample", "auto") == "double_backward"
+    assert resolve_hvp(lenet, "per_sample", "finite_difference") == "finite_difference"  # a choice is kept
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    assert resolve_hvp(net, "batch", "auto") == "double_backward"
+    x, y = torch.randn(8, 4), torch.randint(0, 2, (8,))
+    grads = []
+    for hvp in ("auto", "double_backward"):
+        net.zero_grad(set_to_none=True)
+        gr_backward(net, x, y, 0.05, "batch", hvp)
+        grads.append(torch.cat([p.grad.flatten() for p in net.parameters()]))
+    assert torch.equal(grads[0], grads[1])

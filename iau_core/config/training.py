@@ -9,7 +9,7 @@ from pydantic import Field, field_validator
 from iau_core.config.base import Section, kind_shorthand
 
 GrReading = Literal["batch", "per_sample"]
-GrHvp = Literal["double_backward", "finite_difference"]
+GrHvp = Literal["auto", "double_backward", "finite_difference"]
 
 class AdamParams(Section):
     kind: Literal["adam"]
@@ -69,7 +69,9 @@ class TrainingParams(Section):
                                   "as written)")
     gr_hvp: GrHvp = Field("double_backward", description="how GR's gradient gets its Hessian-vector product: "
                           "finite_difference (a second gradient pass at theta + r * direction, about 2x a plain "
-                          "step) | double_backward (exact, through the graph of the gradient, about 3x)")
+                          "step) | double_backward (exact, through the graph of the gradient, about 2.4x) | auto "
+                          "(finite_difference for the batch reading on a model without batch norm, "
+                          "double_backward otherwise)")
 
     @field_validator("optimizer", "lr_schedule", mode="before")
     @classmethod
