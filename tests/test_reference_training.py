@@ -15,7 +15,7 @@ CPU = torch.device("cpu")
 @pytest.mark.parametrize("changes", [
     {"gr_alpha": 0.05, "gr_reading": "batch", "gr_hvp": "double_backward"},
     {"gr_alpha": 0.05, "gr_reading": "per_sample", "gr_hvp": "finite_difference", "optimizer": "sgd"},
-    {"gr_alpha": 0.05, "gr_reading": "batch", "gr_hvp": "auto", "optimizer": "sgd"},  # params.yaml: the finite difference
+    {"gr_alpha": 0.05, "gr_reading": "batch", "gr_hvp": "auto", "optimizer": "sgd"},  # params.yaml: finite difference
 ], ids=["adam-gr-batch", "sgd-gr-per-sample-fd", "sgd-gr-batch-auto"])
 def test_together_gives_the_one_by_one_models(digits_bundle, digits_params, changes):
     """Same initial weights, same batches, same recipe: each model trained in the ensemble equals the one
