@@ -36,7 +36,7 @@ test: setup  ## the whole test suite, on two workers (tests/conftest.py says whi
 # FULL=1 (or bench-full): |D| = 60,000, retraining in every scaling row, make run local vs dask (hours on 2 cores);
 # GPU_ONLY=1: only the CIFAR-shaped GPU rows, added to an existing reports/bench.json (< 8 min on one H200).
 # ONLY=headline: only speedup_vs_retrain, iau_vs_limit and eta_rule_passes, added likewise (FULL=1 ONLY=headline:
-# at |D| = 60,000, about half an hour on 2 cores); ONLY=make-run: make run SEEDS="0 1" under local and dask.
+# at |D| = 60,000, 12-25 min on 2 cores); ONLY=make-run: make run SEEDS="0 1" under local and dask.
 FULL ?=
 GPU_ONLY ?=
 ONLY ?=

@@ -1,9 +1,9 @@
 """make bench: every speed figure of issue 15 as a ratio measured in this run on this device, against its target.
 
-    python -m benchmarks            # quick: |D| = 8,000 (params.yaml's default), 21 min on 2 idle cores (target: 15)
+    python -m benchmarks            # quick: |D| = 8,000 (params.yaml's default), 11 min on 2 idle cores (target: 15)
     python -m benchmarks --full     # |D| = 60,000 (Fashion-MNIST's whole training split), scaling with retraining
     python -m benchmarks --gpu-only # the CIFAR-shaped GPU rows alone (< 8 min on one H200); = --only gpu
-    python -m benchmarks --full --only headline  # the headline figures at |D| = 60,000 (about 30 min on 2 cores)
+    python -m benchmarks --full --only headline  # the headline figures at |D| = 60,000 (12-25 min on 2 cores)
     python -m benchmarks --only make-run         # make run SEEDS="0 1" under local and dask (about 25 min)
 
 Each `--only` part is added to the bench.json already there, whose other figures it leaves alone; a later quick
