@@ -33,7 +33,7 @@ test: setup  ## the whole test suite, on two workers (tests/conftest.py says whi
 
 # Speed figures against their targets -> reports/bench.json, a table, docs/performance.md (docs/performance.md says
 # what each means). Quick by default (|D| = 8,000, at most 15 min on 2 cores with nothing else running);
-# FULL=1 (or bench-full): |D| = 60,000, retraining in every scaling row, make run local vs dask (hours on 2 cores);
+# FULL=1 (or bench-full): |D| = 60,000, retraining in every scaling row, make run local vs dask (46 min on 2 cores);
 # GPU_ONLY=1: only the CIFAR-shaped GPU rows, added to an existing reports/bench.json (< 8 min on one H200).
 # ONLY=headline: only speedup_vs_retrain, iau_vs_limit and eta_rule_passes, added likewise (FULL=1 ONLY=headline:
 # at |D| = 60,000, 12-25 min on 2 cores); ONLY=make-run: make run SEEDS="0 1" under local and dask.

@@ -81,7 +81,7 @@ def run(mode: Mode, overrides: dict, only: str | None = None, cifar_on_cpu: bool
         trained = science.prepare(params, mode, device)
         progress(f"the IAU step against retraining (median of {mode.reps}), the quality gaps, the limit ...")
         figures, retrained = science.headline(trained, mode, device)
-        if only == "headline":  # speedup_vs_retrain's target is stated at 60k: its figures alone, without the hours
+        if only == "headline":  # speedup_vs_retrain's target is stated at 60k: its figures alone, without the rest
             return {f.key: f.as_json() for f in figures} | {"meta": _meta(mode, "headline only", device, threads,
                                                                            params, start)}
         progress("scaling rows ...")

@@ -163,15 +163,17 @@ class FrozenKinks:
                 return plain(x)
             return relu
 
-        def max_pool(x: torch.Tensor) -> torch.Tensor:
+        def max_pool(x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+            if self.mode == "off":
+                return plain(x)
             if self.mode == "replay":
                 where = self.patterns[module]
-                return x.flatten(-2).gather(-1, where.flatten(-2)).view_as(where)
-            if self.mode == "off" or module.return_indices:
-                return plain(x)
-            out, self.patterns[module] = F.max_pool2d(x, module.kernel_size, module.stride, module.padding,
-                                                      module.dilation, module.ceil_mode, return_indices=True)
-            return out
+                out = x.flatten(-2).gather(-1, where.flatten(-2)).view_as(where)
+            else:
+                out, where = F.max_pool2d(x, module.kernel_size, module.stride, module.padding, module.dilation,
+                                          module.ceil_mode, return_indices=True)
+                self.patterns[module] = where
+            return (out, where) if module.return_indices else out
         return max_pool
 
     def per_record(self) -> list[torch.Tensor]:
@@ -212,10 +214,10 @@ def _gr_batch_finite_difference(model: nn.Module, x: torch.Tensor, y: torch.Tens
         torch._foreach_copy_(params, saved)
         for b, k in zip(model.buffers(), kept_buffers, strict=True):
             b.copy_(k)
-        hvp_term = torch._foreach_sub(shifted, g)
-        torch._foreach_mul_(hvp_term, alpha / r)
-        torch._foreach_add_(hvp_term, g)  # g + alpha * (grad(theta + r u) - g) / r
-    _accumulate(params, hvp_term)
+        gr_gradient = torch._foreach_sub(shifted, g)
+        torch._foreach_mul_(gr_gradient, alpha / r)
+        torch._foreach_add_(gr_gradient, g)  # g + alpha * (grad(theta + r u) - g) / r
+    _accumulate(params, gr_gradient)
     return (loss + alpha * norm).detach()
 
 
