@@ -96,7 +96,7 @@ def resolve_hvp(model: nn.Module, reading: GrReading, hvp: GrHvp) -> GrHvp:
     """training.gr_hvp's `auto`: the finite difference where it is right and cheaper, the double backward elsewhere.
     - Right: FrozenKinks holds every switch of a model without batch norm (lenet5, mlp). The ResNet's blocks call
       torch.relu, which it cannot hold, so a difference there could cross switches.
-    - Cheaper: the batch reading (1.9x a plain epoch against 2.4x, 2 threads). In the per-sample reading the
+    - Cheaper: the batch reading (1.9-2.2x a plain epoch against 2.4-2.7x, 2 threads). In the per-sample reading the
       shifted pass is vmapped over one parameter set per record and costs more than it saves."""
     if hvp != "auto":
         return hvp
