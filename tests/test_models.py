@@ -77,6 +77,8 @@ def test_lenet5_keeps_its_weights_for_square_images():
      "training.augment crops and flips images but data.dataset 'digits_table'"),
     ({"data": {"dataset": "cifar10"}, "model": {"name": "vgg19_bn"}, "training": {"gr_reading": "per_sample"}},
      "model.name 'vgg19_bn' has batch norm"),
+    ({"data": {"dataset": "cifar10"}, "model": {"name": "resnet18"}, "training": {"gr_hvp": "finite_difference"}},
+     "training.gr_hvp 'finite_difference' cannot hold the switches of model.name 'resnet18'"),
     ({"model": {"name": "resnet50"}}, "model: Input tag 'resnet50'"),
     ({"model": {"name": "mlp", "hidden": []}}, "model.mlp.hidden"),
     ({"training": {"optimizer": {"kind": "sgd", "momentum": 1.5}}}, "training.optimizer.sgd.momentum"),

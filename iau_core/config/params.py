@@ -95,8 +95,8 @@ class Params(Section):
     @model_validator(mode="after")
     def _model_and_recipe_fit_the_data(self) -> Params:
         """Checks across sections, each naming both keys: a model reads the dataset's kind of input, image
-        augmentation needs images, GR's per-record reading needs a model without batch norm, and a validation
-        budget is at least one validation record."""
+        augmentation needs images, GR's per-record reading and its finite difference need a model without
+        batch norm, and a validation budget is at least one validation record."""
         dataset, model, training = self.data.dataset, self.model, self.training
         if dataset.modality not in model.inputs:
             raise ValueError(f"model.name {model.name!r} reads {sorted(model.inputs)} inputs but data.dataset "
@@ -108,6 +108,10 @@ class Params(Section):
             raise ValueError(f"training.gr_reading 'per_sample' needs each record's own gradient, which batch "
                              f"norm in training mode does not have; model.name {model.name!r} has batch norm: "
                              "use gr_reading: batch")
+        if model.batch_norm and training.gr_hvp == "finite_difference" and training.gr_alpha > 0:
+            raise ValueError(f"training.gr_hvp 'finite_difference' cannot hold the switches of model.name "
+                             f"{model.name!r} (batch norm; its blocks call torch.relu): use gr_hvp: auto or "
+                             "double_backward")
         for key, budget in (("eta_rule", self.unlearning.eta_rule.val_drop_budget),
                             ("stop_rule", self.unlearning.stop_rule.val_drop_budget)):
             if self.data.shares:  # val holds at least MIN_ROLE_SIZE records (checked once they are drawn)
