@@ -186,6 +186,27 @@ class UsgdSettings(Section):
                                   "gradient unlearning as defined); k: weights also recorded every k epochs and "
                                   "each step unrolled around the last one before it (the paper's checkpointing)")
 
+class IauAdamSettings(Section):
+    """The public IAU code's step (Lolo1222/IAU, IAU_unlearn.py; ../shared/papers/official-code-notes.md): the
+    gradient of mean CE(D_r) - mean CE(D_f) at the deployed parameters, applied by torch.optim.Adam at lr 1e-3.
+    Adam's first step is bias-corrected, so each weight moves by lr * g / (|g| + eps), about lr * sign(g): every
+    weight by the same amount, where Eq. 8 (`iau`) moves each in proportion to its gradient, with a size chosen
+    per request by the eta rule. `steps` > 1 repeats it with both gradients read again at each step (the public
+    code takes one)."""
+
+    lr: float = Field(1e-3, gt=0)
+    steps: int = Field(1, gt=0, description="Adam steps, each on the gradient at the current parameters")
+
+class LastLayersSettings(Section):
+    """Goel et al. 2022 ('Towards adversarial evaluation of unlearning algorithms'), the classic cheap partial
+    retraining: the last `k` layers that hold weights (counted from the output) are trained on D_r for `epochs`
+    epochs with the training recipe's optimizer and lr (CE only), the layers below frozen. EU-k reinitialises them
+    first (exact for those layers: they never see D_f); CF-k fine-tunes them as they are (catastrophic
+    forgetting). No stop rule: like retraining, they run their epochs."""
+
+    k: int = Field(1, gt=0, description="layers that hold weights, counted from the output")
+    epochs: int = Field(5, gt=0)
+
 class MethodSections(Section):
     """One typed section per baseline, under `unlearning:` in params.yaml (unlearning.finetune.lr, ...). The
     field names are the baselines' registry names."""
@@ -202,6 +223,9 @@ class MethodSections(Section):
     imu: ImuSettings = ImuSettings()
     ssd: SsdSettings = SsdSettings()
     usgd: UsgdSettings = UsgdSettings()
+    iau_adam: IauAdamSettings = IauAdamSettings()
+    eu_k: LastLayersSettings = LastLayersSettings()
+    cf_k: LastLayersSettings = LastLayersSettings()
 
 
 # The paper's Fig. 2 ablation shares IAU's step settings (unlearning.reduction, eta, eta_rule):

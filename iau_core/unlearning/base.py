@@ -41,6 +41,9 @@ class UnlearningTask:
     # D's summed loss gradient at `model`, when the caller holds it (a nightly batch): methods that need the
     # retained set's gradient may use it instead of a pass over D_r (gradients.SummedGradient)
     summed_gradient: SummedGradient | None = None
+    # Called with (epoch, model) after each epoch an iterative method keeps: a study scores every epoch of one run
+    # (studies/frontier.py) instead of rerunning the method once per epoch count. It must leave the model as it is.
+    observe: Callable[[int, nn.Module], None] | None = None
 
     def copy_model(self) -> nn.Module:
         return copy.deepcopy(self.model)

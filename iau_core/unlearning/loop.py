@@ -89,6 +89,8 @@ def run_epochs(model: nn.Module, task: UnlearningTask, epochs: int,
             break
         kept, kept_epochs, drop = copy.deepcopy(model.state_dict()), epoch, epoch_drop
         forget_loss = per_sample_losses(model, task.forget, task.device).mean().item()
+        if task.observe:
+            task.observe(epoch, model)
         if rule.stop_at_heldout_loss and forget_loss >= target:
             reason = "D_f's loss reached the validation loss"
             break
