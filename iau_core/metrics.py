@@ -23,11 +23,15 @@ MIA_AUC, TPR_AT_1PCT_FPR = "mia_auc", "tpr_at_1pct_fpr"
 LIRA_AUC, LIRA_TPR = "lira_auc", "lira_tpr_at_1pct_fpr"
 LIRA_AUC_MATCHED, LIRA_TPR_MATCHED = "lira_auc_label_matched", "lira_tpr_at_1pct_fpr_label_matched"
 RMIA_AUC, RMIA_TPR, RMIA_AUC_GAP = "rmia_auc", "rmia_tpr_at_1pct_fpr", "rmia_auc_gap"
+# Carlini et al. 2022's low-FPR operating point (Roc.tpr_at_0_1pct_fpr), beside the 1% one.
+LIRA_TPR_0_1PCT, RMIA_TPR_0_1PCT = "lira_tpr_at_0_1pct_fpr", "rmia_tpr_at_0_1pct_fpr"
 UNLEARN_SECONDS, SPEEDUP, AVG_RANK = "unlearn_seconds", "speedup_vs_retrain", "avg_rank"
 # On the parent run: what the attacks can see at all, on the original model (all of D against held-out data).
 ATTACK_STRENGTH, ATTACK_STRENGTH_AUC = "attack_strength", "attack_strength_auc"
 LIRA_STRENGTH, LIRA_STRENGTH_TPR = "lira_strength", "lira_strength_tpr_at_1pct_fpr"
 RMIA_STRENGTH, RMIA_STRENGTH_TPR = "rmia_strength", "rmia_strength_tpr_at_1pct_fpr"
+LIRA_STRENGTH_TPR_0_1PCT = "lira_strength_tpr_at_0_1pct_fpr"
+RMIA_STRENGTH_TPR_0_1PCT = "rmia_strength_tpr_at_0_1pct_fpr"
 
 
 # Every per-record calibrated attack (lira, rmia, ...) writes the same family of keys, named after it.
@@ -37,6 +41,10 @@ def auc_key(attack: str) -> str:
 
 def tpr_key(attack: str) -> str:
     return f"{attack}_tpr_at_1pct_fpr"
+
+
+def tpr_0_1pct_key(attack: str) -> str:
+    return f"{attack}_tpr_at_0_1pct_fpr"
 
 
 def gap_key(attack: str) -> str:
@@ -57,14 +65,16 @@ RANKED = (MU_GAP, UNLEARN_SECONDS, UE_GAP)
 GAPS = {MU_GAP: TEST_ACC, UE_GAP: MIA_FORGET_ASR, **{gap_key(a): auc_key(a) for a in CALIBRATED}}
 COLUMNS = [MU_GAP, UNLEARN_SECONDS, UE_GAP, *(gap_key(a) for a in CALIBRATED), AVG_RANK, SPEEDUP, TEST_ACC,
            RETAIN_ACC, FORGET_ACC, MIA_FORGET_ASR, SHADOW_AUC,
-           *(k for a in CALIBRATED for k in (auc_key(a), tpr_key(a), matched(auc_key(a)), matched(tpr_key(a)))),
+           *(k for a in CALIBRATED for k in (auc_key(a), tpr_key(a), tpr_0_1pct_key(a), matched(auc_key(a)),
+                                             matched(tpr_key(a)), matched(tpr_0_1pct_key(a)))),
            MIA_AUC, TPR_AT_1PCT_FPR]
 
 
 @dataclass(frozen=True)
 class EvalSets:
     """What a model is scored on. Every attack compares D_f with all held-out test records (hundreds, so 1%
-    FPR is a real operating point), and LiRA also with test records drawn to match D_f's labels."""
+    FPR is a real operating point; 0.1% is one only from 1,000 on, below that it reads the TPR at FPR 0), and LiRA
+    also with test records drawn to match D_f's labels."""
 
     retain: Split
     forget: Split
@@ -99,7 +109,9 @@ def score_model(model: nn.Module, sets: EvalSets, attacks: Attacks, device: torc
         rocs[name] = attacks[name].roc(model, sets.forget, sets.test, device)
         label_mix = attacks[name].roc(model, sets.forget, sets.matched_nonmembers, device)
         values |= {auc_key(name): rocs[name].auc, tpr_key(name): rocs[name].tpr_at_1pct_fpr,
-                   matched(auc_key(name)): label_mix.auc, matched(tpr_key(name)): label_mix.tpr_at_1pct_fpr}
+                   tpr_0_1pct_key(name): rocs[name].tpr_at_0_1pct_fpr,
+                   matched(auc_key(name)): label_mix.auc, matched(tpr_key(name)): label_mix.tpr_at_1pct_fpr,
+                   matched(tpr_0_1pct_key(name)): label_mix.tpr_at_0_1pct_fpr}
     return Scores(values, rocs["lira"], rocs)
 
 
@@ -114,7 +126,8 @@ def attack_strengths(model: nn.Module, train: Split, test: Split, attacks: Attac
                  ATTACK_STRENGTH_AUC: attacks.shadow.roc(model, train, test, device).auc}
     for name in CALIBRATED:
         seen = attacks[name].roc(model, train, test, device)
-        strengths |= {strength_key(name): seen.auc, f"{strength_key(name)}_tpr_at_1pct_fpr": seen.tpr_at_1pct_fpr}
+        strengths |= {strength_key(name): seen.auc, tpr_key(strength_key(name)): seen.tpr_at_1pct_fpr,
+                      tpr_0_1pct_key(strength_key(name)): seen.tpr_at_0_1pct_fpr}
     return strengths
 
 

@@ -197,6 +197,18 @@ def test_decimals_follow_the_metric():
                                          "tpr_at_1pct_fpr", "avg_rank")] == [2, 2, 3, 3, 3, 3, 2]
 
 
+def test_what_attacks_see_shows_the_tenth_of_a_percent_point_beside_the_one_percent_one():
+    strength = {"attack_strength": 55.0, "attack_strength_auc": 0.56, "lira_strength": 0.61,
+                "lira_strength_tpr_at_1pct_fpr": 0.032, "lira_strength_tpr_at_0_1pct_fpr": 0.004,
+                "rmia_strength": 0.63, "rmia_strength_tpr_at_1pct_fpr": 0.05, "rmia_strength_tpr_at_0_1pct_fpr": 0.011}
+    line = tables.what_attacks_see(strength)
+    assert "LiRA AUC 0.610, TPR at 1% FPR 3.2%, at 0.1% FPR 0.4%;" in line
+    assert "RMIA AUC 0.630, TPR at 1% FPR 5.0%, at 0.1% FPR 1.1%;" in line
+    # strengths recorded before the 0.1% point existed still read
+    older = {k: v for k, v in strength.items() if "0_1pct" not in k}
+    assert "LiRA AUC 0.610, TPR at 1% FPR 3.2%; RMIA" in tables.what_attacks_see(older)
+
+
 # ---- tasks.evaluation: Prefect table artifact
 
 

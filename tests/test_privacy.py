@@ -112,6 +112,34 @@ def test_roc_reads_the_one_percent_operating_point():
     assert mixed.tpr_at_1pct_fpr == pytest.approx(0.1)
 
 
+def test_roc_reads_the_tenth_of_a_percent_operating_point():
+    """Carlini et al. 2022's low-FPR point, read the same way as the 1% one (the largest TPR whose FPR <= 0.1%)."""
+    nonmembers = np.arange(2000.0)  # 0.1% FPR = the top 2 non-members, 1% = the top 20
+    members = np.concatenate([np.full(20, 5000.0),  # above every non-member
+                              np.full(30, 1998.5),  # above all but the top one: FPR 1/2000
+                              np.full(10, 1985.5),  # above the top 14: FPR 0.7%
+                              np.full(40, -1.0)])
+    stepped = roc(members, nonmembers)
+    assert stepped.tpr_at_0_1pct_fpr == pytest.approx(0.5) and stepped.tpr_at_1pct_fpr == pytest.approx(0.6)
+    # exactly 1,000 non-members: 1/1000 is the 0.1% point itself
+    assert roc(np.full(10, 998.5), np.arange(1000.0)).tpr_at_0_1pct_fpr == pytest.approx(1.0)
+    # a known distribution: members N(2, 1) against non-members N(0, 1) have TPR 1 - Phi(Phi^-1(0.999) - 2) = 0.138
+    from scipy.stats import norm
+    rng = np.random.default_rng(0)
+    gauss = roc(rng.normal(2, 1, 20000), rng.normal(0, 1, 20000))
+    assert gauss.tpr_at_0_1pct_fpr == pytest.approx(norm.sf(norm.ppf(0.999) - 2), abs=0.03)
+    assert gauss.tpr_at_0_1pct_fpr < gauss.tpr_at_1pct_fpr
+
+
+def test_below_a_thousand_nonmembers_the_tenth_of_a_percent_point_is_the_tpr_at_fpr_zero():
+    """With 300 non-members the lowest nonzero FPR is 1/300 > 0.1%: the rate is the share of members scored
+    strictly above every non-member (a tie with the top non-member already costs a false positive)."""
+    nonmembers = np.arange(300.0)
+    members = np.concatenate([np.full(5, 1000.0), np.full(5, 299.0), np.full(90, -1.0)])
+    assert roc(members, nonmembers).tpr_at_0_1pct_fpr == pytest.approx(0.05)
+    assert roc(np.full(100, 298.0), nonmembers).tpr_at_0_1pct_fpr == 0.0  # the top non-member outscores them all
+
+
 def test_shadow_data_never_touches_the_victims(digits_bundle):
     shadow = set(digits_bundle.shadow_pool.ids.tolist())
     victim = set(torch.cat([digits_bundle.train.ids, digits_bundle.val.ids, digits_bundle.test.ids]).tolist())

@@ -13,10 +13,15 @@ from iau_core.data import Split
 
 @dataclass(frozen=True)
 class Roc:
-    """An attack's scores on members against non-members, summarised (higher score = 'member')."""
+    """An attack's scores on members against non-members, summarised (higher score = 'member').
+
+    `tpr_at_0_1pct_fpr` is Carlini et al. 2022's low-FPR operating point. With N non-members the lowest nonzero FPR
+    is 1/N, so 0.1% is a real operating point only with N >= 1,000; with fewer it is the TPR at FPR 0: the share of
+    members scored strictly above every non-member (0 when the top non-member outscores all members)."""
 
     auc: float
     tpr_at_1pct_fpr: float
+    tpr_at_0_1pct_fpr: float
     fpr: np.ndarray
     tpr: np.ndarray
     # The per-record scores it summarises, in the records' order: two models scored on the same records can be
@@ -25,14 +30,23 @@ class Roc:
     nonmembers: np.ndarray | None = None
 
 
+def tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, max_fpr: float) -> float:
+    """The ROC's true-positive rate at `max_fpr` false positives: the largest TPR among its points whose FPR is
+    <= max_fpr (the lowest threshold that keeps the FPR within it). roc_curve always starts at (0, 0), so below
+    the lowest nonzero FPR (1 / non-members) this is the TPR at FPR 0: the share of members scored above every
+    non-member."""
+    return float(tpr[fpr <= max_fpr].max())
+
+
 def roc(member_scores: np.ndarray, nonmember_scores: np.ndarray) -> Roc:
-    """ROC AUC and the true-positive rate at 1% false positives (the largest TPR whose FPR is <= 1%). The
-    1% point is only real with a few hundred non-members or more: callers pass that many."""
+    """ROC AUC and the true-positive rates at 1% and at 0.1% false positives (tpr_at_fpr). The 1% point is only
+    real with a few hundred non-members or more (callers pass that many); the 0.1% point needs >= 1,000, and with
+    fewer is the TPR at FPR 0."""
     scores = np.concatenate([member_scores, nonmember_scores])
     truth = np.concatenate([np.ones(len(member_scores)), np.zeros(len(nonmember_scores))])
     fpr, tpr, _ = roc_curve(truth, scores)
-    return Roc(float(roc_auc_score(truth, scores)), float(tpr[fpr <= 0.01].max()), fpr, tpr,
-               np.asarray(member_scores, dtype=float), np.asarray(nonmember_scores, dtype=float))
+    return Roc(float(roc_auc_score(truth, scores)), tpr_at_fpr(fpr, tpr, 0.01), tpr_at_fpr(fpr, tpr, 0.001), fpr,
+               tpr, np.asarray(member_scores, dtype=float), np.asarray(nonmember_scores, dtype=float))
 
 
 def label_matched(nonmembers: Split, like: Split, seed: int) -> Split:
