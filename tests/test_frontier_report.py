@@ -1,0 +1,62 @@
+"""The frontier report's arithmetic (studies/frontier_report.py) on raw numbers made by hand."""
+
+import json
+
+import pytest
+
+from studies.frontier_report import points_of, render, self_check_choice, summarize_setting
+
+
+def point(method, rmia, test_acc, cpu, line=None, knob=0, val_acc=90.0, self_check=0.6, **extra):
+    return {"method": method, "line": line or method, "knob": knob, "cpu_seconds": cpu, "rmia_auc": rmia,
+            "lira_auc": rmia, "rmia_tpr_at_1pct_fpr": 0.0, "test_acc": test_acc, "val_acc": val_acc,
+            "self_check_auc": self_check, **extra}
+
+
+def seed_raw(seed, shift=0.0):
+    """Original at RMIA 0.70, retrain at 0.50: a method at 0.60 closes half the movement."""
+    points = [point("original", 0.70, 85.0, 0.0), point("retrain", 0.50, 84.0, 100.0),
+              point("retrain_alt", 0.51 + shift, 84.5, 100.0),
+              point("finetune", 0.66, 84.2, 2.0, "lr 0.01", 1, self_check=0.58),
+              point("finetune", 0.60 + shift, 84.4, 4.0, "lr 0.01", 2, self_check=0.52),
+              point("finetune", 0.52, 80.0, 6.0, "lr 0.01", 3, self_check=0.50),  # closes most, but MU 4 points
+              point("iau", 0.69, 85.0, 0.5, "iau (sum), eta rule", 0.01, oracle_free="eta rule")]
+    return {"seed": seed, "settings": {"random_200": {"forget": 200, "self_check_limit": 0.55, "points": points}}}
+
+
+def test_fraction_closed_mu_gap_and_compute_are_paired_per_seed():
+    points = points_of([seed_raw(0)], "random_200").set_index(["method", "knob"])
+    assert points.loc[("finetune", 2), "fraction_closed"] == pytest.approx(0.5)
+    assert points.loc[("finetune", 2), "mu_gap"] == pytest.approx(0.4)
+    assert points.loc[("finetune", 2), "compute"] == pytest.approx(0.04)
+    assert points.loc[("retrain", 0), "fraction_closed"] == pytest.approx(1.0)
+
+
+def test_the_oracle_best_stays_within_the_mu_floor_and_the_rule_takes_the_cheapest_passing_point():
+    raws = [seed_raw(0, 0.0), seed_raw(1, 0.02), seed_raw(2, -0.02)]
+    points = points_of(raws, "random_200")
+    summary = summarize_setting(points)
+    assert summary["mu_floor"] == pytest.approx(0.5)
+    best = summary["methods"]["finetune"]["best"]
+    assert best["point"] == "lr 0.01, 2"  # epoch 3 closes more, but its MU gap (4 points) is past the floor
+    assert best["fraction_closed"]["mean"] == pytest.approx(0.5)
+    assert best["fraction_closed"]["ci_low"] < 0.5 < best["fraction_closed"]["ci_high"]
+    chosen = self_check_choice(points, "finetune")
+    assert list(chosen.knob) == [2, 2, 2]  # epoch 1's self-check (0.58) is over the limit (0.55)
+    rule = summary["methods"]["finetune"]["self_check_rule"]
+    assert rule["oracle_free"] and rule["seeds_passed"] == 3
+    assert summary["methods"]["iau"]["iau (sum), eta rule"]["fraction_closed"]["mean"] == pytest.approx(0.05)
+
+
+def test_render_writes_the_report_the_json_and_the_plot(tmp_path):
+    raw_dir = tmp_path / "frontier"
+    raw_dir.mkdir()
+    for seed in (0, 1):
+        (raw_dir / f"seed_{seed}.json").write_text(json.dumps(seed_raw(seed, 0.01 * seed)))
+    render(raw_dir, tmp_path)
+    text = (tmp_path / "frontier.md").read_text()
+    assert "oracle study" in text.lower() and "| finetune | lr 0.01, 2 |" in text
+    data = json.loads((tmp_path / "frontier.json").read_text())
+    assert data["random_200"]["methods"]["finetune"]["best"]["within_floor"] is True
+    assert data["random_200"]["methods"]["finetune"]["self_check_rule"]["oracle_free"] is True
+    assert (tmp_path / "frontier.png").stat().st_size > 10_000
