@@ -320,7 +320,7 @@ def assess(tables: list[pd.DataFrame], summary: pd.DataFrame, floors: dict[str, 
     partly = {m: n for m, n in unchanged.items() if n < len(tables)}
     if partly:
         warnings.append("returned the deployed model on some seeds: " +
-                        ", ".join(f"{m} ({n} of {len(tables)})" for m, n in partly.items()))
+                        ", ".join(f"{m} ({n} of {len(tables)})" for m, n in sorted(partly.items())))
     return Assessment(table, verdicts, ranks, best_method(summary, verdicts, floors), len(tables), unchanged,
                       warnings, headline, basis)
 

@@ -163,6 +163,12 @@ def paired(tables: list[pd.DataFrame], metric: str, a: str, b: str) -> np.ndarra
     return np.array([t.loc[a, metric] - t.loc[b, metric] for t in tables], dtype=float)
 
 
+def fraction_closed(tables: list[pd.DataFrame], metric: str, method: str) -> np.ndarray:
+    """Per seed, (metric(original) - metric(method)) / (metric(original) - metric(retrain)): 1 is where retraining
+    moved, 0 is doing nothing (studies/frontier.py reads the same quantity over each method's knob)."""
+    return paired(tables, metric, "original", method) / paired(tables, metric, "original", "retrain")
+
+
 def verdict(diffs: np.ndarray, expected_sign: int) -> tuple[str, str]:
     """The rule every verdict uses: the 95% t-interval of the per-seed paired difference (iau_core.verdicts).
     'agrees' when it excludes 0 on the claimed side, 'disagrees' on the other, 'cannot tell within noise' when it
@@ -198,10 +204,11 @@ def comparison_table(tables: list[pd.DataFrame], paper: dict | None, paper_label
     found = assess(tables, summary, floors, kept, headline=headline)
     attack = found.headline.removesuffix("_auc").upper().replace("LIRA", "LiRA")
     headline_gap = gap_key(found.headline.removesuffix("_auc"))  # the column says which attack's gap it holds
-    head = (f"| method | verdict | {attack} AUC − original [95% CI] | MU gap (pts) | seconds | UE gap (pts) "
+    head = (f"| method | verdict | {attack} AUC − original [95% CI] | share of retraining's movement closed [95% CI] "
+            f"| MU gap (pts) | seconds | UE gap (pts) "
             f"| avg rank (all) | avg rank (paper's set) | {attack} AUC gap | forget acc | test acc "
             f"| paper {paper_label}: MU / s / UE / rank |")
-    lines = [head, "| --- | --- |" + " ---: |" * 10]
+    lines = [head, "| --- | --- |" + " ---: |" * 11]
     for method in summary.index:
         row = summary.loc[method]
         unchanged = found.verdicts.get(method) == "no change"
@@ -216,12 +223,15 @@ def comparison_table(tables: list[pd.DataFrame], paper: dict | None, paper_label
 
         rows = found.table[(found.table.method == method) & (found.table.metric == found.headline)]
         ci = "–" if rows.empty else t_interval(paired(tables, found.headline, method, "original")).text(3)
+        closed = "–" if method in ("original", "retrain") else t_interval(
+            fraction_closed(tables, found.headline, method)).text(2)
         judged = {"original": "(doing nothing)", "retrain": "(gold model)"}.get(method, found.verdicts.get(method, "–"))
         rank = paper_rank.get(method, float("nan"))
 
         ours = paper.get(method) if paper else None
         theirs = " / ".join("–" if v is None else f"{v:g}" for v in ours) if ours else "–"
-        lines.append(f"| {method} | **{judged}** | {ci} | {cell(MU_GAP, floor=True)} | {cell(UNLEARN_SECONDS, 3)} | "
+        lines.append(f"| {method} | **{judged}** | {ci} | {closed} | {cell(MU_GAP, floor=True)} | "
+                     f"{cell(UNLEARN_SECONDS, 3)} | "
                      f"{cell(UE_GAP, floor=True)} | {cell(AVG_RANK)} | {fmt(rank, None)} | "
                      f"{cell(headline_gap, 3, floor=True)} | {cell(FORGET_ACC)} | {cell(TEST_ACC)} | {theirs} |")
     lines.append(f"\n✓/✗: the mean gap is within/above the noise floor (retrain_alt's gap to retrain: MU "
@@ -365,6 +375,9 @@ def render(raw: dict, command: str) -> str:
     verdicts = "\n".join(f"| {c} | {e} | **{v}** | {w} |" for c, e, v, w in claims(raw))
     head = headline_of(raw)
     missing = [m for m in ("usgd",) if m not in METHOD_NAMES]
+    compared = [m for m in tables_of(raw, "random")[0].index if m not in REFERENCE_METHODS]  # as measured
+    unmeasured = [m for m in METHOD_NAMES if m not in compared]  # in the registry since the data was measured
+    not_yet = f" Not yet measured here (in the registry since): {', '.join(unmeasured)}." if unmeasured else ""
     measured = raw.get("measured_on", "an earlier date (not recorded in the data)")
     model = p["model"]["name"] if isinstance(p.get("model"), dict) else "LeNet5"
     model += f" (hidden {p['model']['hidden']})" if model == "mlp" and "hidden" in p["model"] else ""
@@ -383,9 +396,9 @@ GR alpha {p['training']['gr_alpha']} ({p['training']['gr_reading']} reading) unl
 Seeds {raw['seeds']}: mean ± sample std. **The paper used CIFAR-10 and SVHN** (3-channel 32x32, 40k-58k training
 records, GPU, 10 repeats), so its numbers stand beside ours for shape, not for equality: seconds differ by
 hardware and data size, and MU/UE by dataset difficulty and attack strength. Its avg rank ranks 5 methods;
-ours ranks all {len(METHOD_NAMES)} (column "all") and, on the paper's scale, only the paper's methods we
+ours ranks all {len(compared)} (column "all") and, on the paper's scale, only the paper's methods we
 have ({', '.join(PAPER_SET)}; column "paper's set"). Missing: {', '.join(missing) or 'none'} (see docs/science.md,
-"Baselines"). Every method uses params.yaml's values (each from its own paper) and the same stop rule; none was
+"Baselines").{not_yet} Every method uses params.yaml's values (each from its own paper) and the same stop rule; none was
 tuned on these numbers.
 
 {setting_note(raw)}{strength_line(raw)}
