@@ -21,6 +21,9 @@ REFERENCE_METHODS: tuple[str, ...] = (DO_NOTHING, GOLD, FLOOR)
 
 Optimizer = Literal["sgd", "adam"]  # sgd: momentum 0.9, as every baseline's public code uses it
 
+# What an iterative method stops at (StopRule.target): a real request's data only, never test or retraining.
+StopTarget = Literal["heldout_loss", "self_check"]
+
 class StopRule(Section):
     """One rule for every iterative method, the epoch-wise twin of IAU's eta rule: after each epoch, stop as
     soon as D_f's mean loss has reached the validation set's (D_f then looks like data the model never saw);
@@ -29,8 +32,12 @@ class StopRule(Section):
 
     val_drop_budget: float = Field(1.0, ge=0, description="validation-accuracy points a method may cost "
                                    "(the same default as unlearning.eta_rule.val_drop_budget)")
-    stop_at_heldout_loss: bool = Field(True, description="stop once D_f's mean loss reaches the validation "
-                                       "loss; false runs every epoch the method's schedule has")
+    stop_at_heldout_loss: bool = Field(True, description="stop once `target` is met; false runs every epoch the "
+                                       "method's schedule has")
+    target: StopTarget = Field("heldout_loss", description="heldout_loss: D_f's mean loss reaches the validation "
+                               "loss; self_check: the loss attack's AUC on D_f against validation records of its "
+                               "labels is within chance (iau_core/unlearning/self_check.py)")
+    chance_z: float = Field(2.0, ge=0, description="self_check: chance is 0.5 + this many null standard deviations")
 
 class FinetuneSettings(Section):
     """Fine-tune on D_r only, so D_f fades by catastrophic forgetting. Jia et al. 2023 ('Model sparsity can

@@ -14,6 +14,7 @@ from iau_core.config import Section, StopRule
 from iau_core.data import Split
 from iau_core.training import accuracy, batches, logits_accuracy, per_sample_losses, predict_logits
 from iau_core.unlearning.base import UnlearningTask
+from iau_core.unlearning.self_check import SelfCheck
 
 
 def seeded(task: UnlearningTask, salt: int = 0) -> torch.Generator:
@@ -70,14 +71,18 @@ def run_epochs(model: nn.Module, task: UnlearningTask, epochs: int,
     """Run `one_epoch(1..epochs)` on `model` under the stop rule; returns what the rule decided.
 
     After each epoch: if the validation accuracy has fallen more than the budget below the deployed model's,
-    the epoch is undone and the method stops; otherwise, once D_f's mean loss has reached the validation
-    set's mean loss, it stops there. `model` is left at the last epoch kept."""
+    the epoch is undone and the method stops; otherwise, once the rule's target is met, it stops there: D_f's
+    mean loss has reached the validation set's (target heldout_loss), or the self-check passes (target
+    self_check: self_check.py). `model` is left at the last epoch kept."""
     rule: StopRule = task.unlearning.stop_rule
     val_logits = predict_logits(task.model, task.val, task.device)
     target = F.cross_entropy(val_logits, task.val.y.cpu()).item()
     base_acc = logits_accuracy(val_logits, task.val.y.cpu())
     kept, kept_epochs, drop = copy.deepcopy(model.state_dict()), 0, 0.0
     forget_loss = per_sample_losses(model, task.forget, task.device).mean().item()
+    check = SelfCheck.of(task.forget, task.val, rule.chance_z, task.device, task.seed) \
+        if rule.target == "self_check" else None
+    check_auc = float("nan")
     reason = f"all {epochs} epochs run"
     for epoch in range(1, epochs + 1):
         model.train()
@@ -91,10 +96,16 @@ def run_epochs(model: nn.Module, task: UnlearningTask, epochs: int,
         forget_loss = per_sample_losses(model, task.forget, task.device).mean().item()
         if task.observe:
             task.observe(epoch, model)
-        if rule.stop_at_heldout_loss and forget_loss >= target:
+        if check is not None:
+            check_auc = check.auc(model)
+            if rule.stop_at_heldout_loss and check_auc <= check.limit:
+                reason = f"the self-check's AUC {check_auc:.3f} is within chance (<= {check.limit:.3f})"
+                break
+        elif rule.stop_at_heldout_loss and forget_loss >= target:
             reason = "D_f's loss reached the validation loss"
             break
     model.eval()
     return {"stop_rule.reason": reason, "epochs_kept": kept_epochs, "stop_rule.target_loss": target,
             "stop_rule.forget_loss": forget_loss, "stop_rule.val_acc_drop": drop,
-            "stop_rule.val_drop_budget": rule.val_drop_budget}
+            "stop_rule.val_drop_budget": rule.val_drop_budget, "stop_rule.target": rule.target,
+            **({"stop_rule.self_check_auc": check_auc, "stop_rule.self_check_limit": check.limit} if check else {})}
