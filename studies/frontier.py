@@ -83,6 +83,9 @@ def leaking_params(overrides: list[str]):
     return load_params(PROJECT_ROOT / "params.yaml", merged)
 
 
+SCORED = ("rmia_auc", "lira_auc", "rmia_tpr_at_1pct_fpr", "test_acc", "val_acc", "self_check_auc")
+
+
 class Scorer:
     """What one point records, on the same seed's records for every method."""
 
@@ -92,7 +95,13 @@ class Scorer:
         self.self_check_limit = 0.5 + 2 * chance_auc_std(len(forget), len(self.val_matched))
 
     def __call__(self, model: nn.Module) -> dict[str, float]:
-        judged = {a: self.attacks[a].roc(model, self.forget, self.bundle.test, self.device) for a in ("rmia", "lira")}
+        if not all(torch.isfinite(p).all() for p in model.parameters()):
+            return {key: float("nan") for key in SCORED} | {"diverged": True}  # a step too large for the method
+        try:
+            judged = {a: self.attacks[a].roc(model, self.forget, self.bundle.test, self.device)
+                      for a in ("rmia", "lira")}
+        except ValueError:  # finite weights, but losses or logits overflowed
+            return {key: float("nan") for key in SCORED} | {"diverged": True}
         return {"rmia_auc": judged["rmia"].auc, "lira_auc": judged["lira"].auc,
                 "rmia_tpr_at_1pct_fpr": judged["rmia"].tpr_at_1pct_fpr,
                 "test_acc": accuracy(model, self.bundle.test, self.device),
@@ -152,7 +161,7 @@ def iau_line(reduction: str, task: UnlearningTask, score: Scorer) -> list[dict]:
     return points
 
 
-def measure_seed(params, bundle, steps: LocalSteps, seed: int, device, log=print) -> dict:
+def measure_seed(params, bundle, steps: LocalSteps, seed: int, device, save, log=print) -> dict:
     """Every point of every method on one seed, both settings."""
     run = params.for_seed(seed)
     original = steps.base_model(run, "deployed")
@@ -183,6 +192,7 @@ def measure_seed(params, bundle, steps: LocalSteps, seed: int, device, log=print
                 log(f"seed {seed} {setting}: {method} {label} ({time.perf_counter() - start:.0f}s wall)")
         out["settings"][setting] = {"forget": len(forget), "self_check_limit": score.self_check_limit,
                                     "points": points}
+        save(out)  # a run cut short keeps every finished setting
     return out
 
 
@@ -200,10 +210,13 @@ def main() -> None:
         RAW.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
         for seed in args.seeds:
-            raw = measure_seed(params, bundle, steps, seed, device)
-            raw |= {"wall_seconds_so_far": time.perf_counter() - started, "measured_on": time.strftime("%Y-%m-%d"),
-                    "torch_threads": torch.get_num_threads()}
-            (RAW / f"seed_{seed}.json").write_text(json.dumps(raw, indent=1))
+
+            def save(raw: dict, seed: int = seed) -> None:
+                raw |= {"wall_seconds_so_far": time.perf_counter() - started, "torch_threads": torch.get_num_threads(),
+                        "measured_on": time.strftime("%Y-%m-%d")}
+                (RAW / f"seed_{seed}.json").write_text(json.dumps(raw, indent=1))
+
+            measure_seed(params, bundle, steps, seed, device, save)
     from studies.frontier_report import render
 
     render(RAW, REPORTS)

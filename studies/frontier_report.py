@@ -53,10 +53,12 @@ def aggregate(points: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (method, line, knob), group in points.groupby(["method", "line", "knob"], sort=False):
         frac = interval(group.fraction_closed)
+        # a point that diverged on any seed (non-finite weights) has no mean: NaN keeps it out of every choice
         rows.append({"method": method, "line": line, "knob": knob, "fraction": frac["mean"], "ci_low": frac["ci_low"],
-                     "ci_high": frac["ci_high"], "seeds": frac["seeds"], "mu_gap": group.mu_gap.mean(),
-                     "compute": group.compute.mean(), "val_drop": group.val_drop.mean(),
-                     "self_check_auc": group.self_check_auc.mean()})
+                     "ci_high": frac["ci_high"], "seeds": frac["seeds"], "mu_gap": group.mu_gap.mean(skipna=False),
+                     "compute": group.compute.mean(), "val_drop": group.val_drop.mean(skipna=False),
+                     "self_check_auc": group.self_check_auc.mean(skipna=False),
+                     "diverged": int(group.rmia_auc.isna().sum())})
     return pd.DataFrame(rows)
 
 
@@ -75,10 +77,12 @@ def summarize_setting(points: pd.DataFrame) -> dict:
     alt = interval(points[points.method == "retrain_alt"].fraction_closed)
     methods = {}
     for method in [m for m in table.method.unique() if m not in REFERENCES]:
-        mine = table[(table.method == method) & ~table.line.str.contains("rule")]
+        mine = table[(table.method == method) & ~table.line.str.contains("rule") & (table.diverged == 0)]
         within = mine[mine.mu_gap <= floor + 1e-12]
         cheap = within[within.compute <= COMPUTE_TARGET]
-        entry = {"points": len(mine), "best": _best(within), "best_within_10x": _best(cheap), "oracle_free": False}
+        diverged = table[(table.method == method) & (table.diverged > 0)]
+        entry = {"points": len(mine), "diverged_points": [f"{r.line}, {r.knob:g}" for r in diverged.itertuples()],
+                 "best": _best(within), "best_within_10x": _best(cheap), "oracle_free": False}
         chosen = self_check_choice(points, method)
         entry["self_check_rule"] = {
             "oracle_free": True, "seeds_passed": int(len(chosen)), "seeds": len(seeds),

@@ -1,6 +1,7 @@
 """The frontier report's arithmetic (studies/frontier_report.py) on raw numbers made by hand."""
 
 import json
+from math import nan
 
 import pytest
 
@@ -20,7 +21,9 @@ def seed_raw(seed, shift=0.0):
               point("finetune", 0.66, 84.2, 2.0, "lr 0.01", 1, self_check=0.58),
               point("finetune", 0.60 + shift, 84.4, 4.0, "lr 0.01", 2, self_check=0.52),
               point("finetune", 0.52, 80.0, 6.0, "lr 0.01", 3, self_check=0.50),  # closes most, but MU 4 points
-              point("iau", 0.69, 85.0, 0.5, "iau (sum), eta rule", 0.01, oracle_free="eta rule")]
+              point("iau", 0.69, 85.0, 0.5, "iau (sum), eta rule", 0.01, oracle_free="eta rule"),
+              point("neggrad", 0.30 if seed else nan, 84.0 if seed else nan, 1.0, "lr 1", 5,
+                    self_check=0.5 if seed else nan)]  # diverged on seed 0: never a best point
     return {"seed": seed, "settings": {"random_200": {"forget": 200, "self_check_limit": 0.55, "points": points}}}
 
 
@@ -46,6 +49,8 @@ def test_the_oracle_best_stays_within_the_mu_floor_and_the_rule_takes_the_cheape
     rule = summary["methods"]["finetune"]["self_check_rule"]
     assert rule["oracle_free"] and rule["seeds_passed"] == 3
     assert summary["methods"]["iau"]["iau (sum), eta rule"]["fraction_closed"]["mean"] == pytest.approx(0.05)
+    assert summary["methods"]["neggrad"]["best"] is None
+    assert summary["methods"]["neggrad"]["diverged_points"] == ["lr 1, 5"]
 
 
 def test_render_writes_the_report_the_json_and_the_plot(tmp_path):
