@@ -237,6 +237,10 @@ def test_csv_and_parquet_give_the_same_canonical_table(tmp_path, frame):
     (lambda f: f.assign(spend=[1.0, np.nan, 2.0, 3.0]), r"missing or infinite values in \['spend'\]"),
     (lambda f: f.assign(customer=[1, 1, 2, 3]), r"bad.csv: column 'customer' has 1 duplicate id\(s\), e.g. \[1\]"),
     (lambda f: f.assign(churned=[0.5, 1.0, 0.0, 1.0]), "labels .* must be integers"),
+    (lambda f: f.assign(customer=[7, -10000, 11, 5]), r"'customer': sample ids must be >= 0 .* e.g. \[-10000\]"),
+    (lambda f: f.assign(customer=["c7", "c3", "c11", "c5"]), r"must be integers, got text such as 'c7'; give each "
+                                                              "record a stable integer id in a new column"),
+    (lambda f: f.assign(customer=[7, 3, 2**63, 5]), r"sample ids must be below 2\^63"),
     (lambda f: f.assign(split=["train", "dev", "test", "train"]), r"source must be .*\['dev'\]"),
 ])
 def test_bad_tables_are_refused_naming_the_problem(tmp_path, frame, change, message):
@@ -412,7 +416,7 @@ def test_roles_given_as_shares_never_move_a_record_when_rows_are_appended_or_reo
     assert all(abs(counts[role] / 900 - share) < 0.05 for role, share in
                zip(("train", "val", "test", "shadow_pool"), SHARES.values(), strict=True))
     new = patients(300).assign(patient_id=np.arange(300) * 5 + 1002)  # between the old ids (1000, 1005, ...)
-    new.loc[:9, "patient_id"] = np.arange(10) - 50  # and below them
+    new.loc[:9, "patient_id"] = np.arange(10) * 7  # and below them (ids are >= 0: the ledger takes no other)
     grown = pd.concat([old, new]).sample(frac=1.0, random_state=4)
     grown.to_csv(tmp_path / "patients.csv", index=False)
     materialize(params.dataset, tmp_path / "after", tmp_path)

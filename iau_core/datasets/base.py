@@ -29,6 +29,29 @@ class RawDataset:
     extras: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
+MAX_SAMPLE_ID = 2**63 - 1  # the ledger stores ids as signed 64-bit integers
+
+
+def checked_sample_ids(ids: pd.Series, where: str) -> np.ndarray:
+    """The ids of a team's records as the deletion ledger will take them: integers in 0..2^63-1. Refused here,
+    when the data is built, so no record enters D that a deletion request could not name later."""
+    if not pd.api.types.is_integer_dtype(ids):
+        texts = ids[ids.map(lambda v: isinstance(v, str))]
+        if len(texts):
+            raise CanonicalDataError(f"{where}: sample ids must be integers, got text such as {texts.iloc[0]!r}; "
+                                     "give each record a stable integer id in a new column and name that column "
+                                     "(docs/datasets.md, 'Ids that are text')")
+        raise CanonicalDataError(f"{where}: sample ids must be integers, got {ids.dtype}")
+    negative = ids[ids < 0]
+    if len(negative):
+        raise CanonicalDataError(f"{where}: sample ids must be >= 0 (a deletion request cannot name a negative id); "
+                                 f"{len(negative)} are negative, e.g. {sorted(negative.tolist())[:5]}")
+    if ids.dtype == np.uint64 and (ids > MAX_SAMPLE_ID).any():
+        raise CanonicalDataError(f"{where}: sample ids must be below 2^63 (the ledger's 64-bit integers); "
+                                 f"e.g. {ids[ids > MAX_SAMPLE_ID].iloc[0]}")
+    return ids.to_numpy(np.int64)
+
+
 def records_frame(labels: np.ndarray, sources: list[str] | np.ndarray,
                   sample_ids: np.ndarray | None = None) -> pd.DataFrame:
     """The records of a dataset; ids default to the row numbers (the order of the dataset's own files)."""

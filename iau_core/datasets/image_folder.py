@@ -9,7 +9,13 @@ import numpy as np
 import pandas as pd
 
 from iau_core.config import ImageFolderParams
-from iau_core.datasets.base import CanonicalDataError, DatasetSourceMissing, RawDataset, records_frame
+from iau_core.datasets.base import (
+    CanonicalDataError,
+    DatasetSourceMissing,
+    RawDataset,
+    checked_sample_ids,
+    records_frame,
+)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 FILES_CSV = "files.csv"  # written beside records.csv: which file each sample_id is
@@ -67,8 +73,7 @@ def read_manifest(path: Path, folder: Path, found: list[str]) -> pd.DataFrame:
     if missing_columns:
         raise CanonicalDataError(f"{path}: needs columns sample_id,path (and optionally source); "
                                  f"missing {sorted(missing_columns)}")
-    if not pd.api.types.is_integer_dtype(manifest["sample_id"]):
-        raise CanonicalDataError(f"{path}: sample_id must be integers, got {manifest['sample_id'].dtype}")
+    manifest["sample_id"] = checked_sample_ids(manifest["sample_id"], f"{path}: column 'sample_id'")
     if "source" not in manifest:
         manifest = manifest.assign(source="train")
     listed, on_disk = set(manifest["path"]), set(found)

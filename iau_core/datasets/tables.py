@@ -8,7 +8,13 @@ import numpy as np
 import pandas as pd
 
 from iau_core.config import Purchase100Params, TableParams
-from iau_core.datasets.base import CanonicalDataError, DatasetSourceMissing, RawDataset, records_frame
+from iau_core.datasets.base import (
+    CanonicalDataError,
+    DatasetSourceMissing,
+    RawDataset,
+    checked_sample_ids,
+    records_frame,
+)
 
 TABLE_READERS = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".pq": pd.read_parquet}
 PURCHASE100_URL = "https://github.com/privacytrustlab/datasets/raw/master/dataset_purchase.tgz"
@@ -51,9 +57,10 @@ def read_table(params: TableParams, base_dir: Path) -> RawDataset:
     if not np.isfinite(values).all():
         bad = [c for c in features if not np.isfinite(table[c].to_numpy(np.float64)).all()]
         raise CanonicalDataError(f"{path}: missing or infinite values in {bad}; impute or drop them first")
-    for column, what in ((params.sample_id_column, "sample ids"), (params.label_column, "labels")):
-        if not pd.api.types.is_integer_dtype(table[column]):
-            raise CanonicalDataError(f"{path}: {what} ({column!r}) must be integers, got {table[column].dtype}")
+    ids = checked_sample_ids(table[params.sample_id_column], f"{path}: column {params.sample_id_column!r}")
+    if not pd.api.types.is_integer_dtype(table[params.label_column]):
+        raise CanonicalDataError(f"{path}: labels ({params.label_column!r}) must be integers, got "
+                                 f"{table[params.label_column].dtype}")
     duplicated = table[params.sample_id_column].duplicated(keep=False)
     if duplicated.any():
         dupes = sorted(table.loc[duplicated, params.sample_id_column].unique().tolist())
@@ -66,7 +73,7 @@ def read_table(params: TableParams, base_dir: Path) -> RawDataset:
                                  f"present: map them to 0..{len(labels) - 1} first")
     sources = table[params.source_column].astype(str).to_numpy() if params.source_column \
         else np.full(len(table), "train")
-    records = records_frame(table[params.label_column].to_numpy(), sources, table[params.sample_id_column].to_numpy())
+    records = records_frame(table[params.label_column].to_numpy(), sources, ids)
     return RawDataset(values, records)
 
 
