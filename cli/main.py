@@ -188,7 +188,7 @@ def show(
     for line in gate_verdicts(events):
         typer.echo(line)
     if request.status == "done":
-        typer.echo(receipt(request, purge))
+        typer.echo(receipt(request, purge, kept_champion(request, events)))
 
 
 @data_app.command("ids")
@@ -245,8 +245,9 @@ def train_command(ctx: typer.Context, overrides: Overrides = None) -> None:
 
 @app.command("nightly")
 def nightly_command(ctx: typer.Context, overrides: Overrides = None) -> None:
-    """Process every pending deletion request now, as the 02:00 deployment unlearn/nightly does: IAU from the
-    champion (or a retrain when escalated), the gate, promotion, the data's new version, the audit."""
+    """Process every pending deletion request now, as the 02:00 deployment unlearn/nightly does: the ladder's
+    methods from the champion, cheapest first, until one passes the gate (retrain last, or at once when
+    escalated), promotion, the data's new version, the audit."""
     from flows.nightly import deletion_batch
 
     result = run_flow(ctx, lambda changes: deletion_batch(overrides=changes,
@@ -257,6 +258,8 @@ def nightly_command(ctx: typer.Context, overrides: Overrides = None) -> None:
     typer.echo(f"batch {result['batch_id']}: {result['requests']} request(s) forgotten by {result['method']}; "
                f"champion {result['model_version']}, data version {result['data_version']}; audit in MLflow run "
                f"{result['mlflow_run_id']} (audit/batch-{result['batch_id']}.md)")
+    if result["status"] == "no-change":
+        typer.echo(result["outcome"])
 
 
 @app.command("purge")
@@ -424,12 +427,21 @@ def describe(request: RequestView) -> str:
     return "\n".join(lines)
 
 
-def receipt(request: RequestView, purge: ModelPurgeView | None) -> str:
+def kept_champion(request: RequestView, events: list[EventView]) -> bool:
+    """Whether the record's batch finished on the champion unchanged (its step changed nothing)."""
+    return any(e.kind == "done" and e.sample_id == request.sample_id and e.detail.get("unchanged") for e in events)
+
+
+def receipt(request: RequestView, purge: ModelPurgeView | None, unchanged: bool = False) -> str:
     """Proof of forgetting: the model and data versions that first exclude the record, and the purge that removed
     the last weights trained on a data version that still held it."""
     lines = ["receipt:",
              f"  model version: {request.model_version} (the first that excludes the record; batch {request.batch_id})",
              f"  data version:  {request.data_version}"]
+    if unchanged:
+        lines.insert(2, f"  no change: the champion already showed no more membership of the record than the gate "
+                        f"can detect, and the batch's step left it unchanged: version {request.model_version} "
+                        "serves on, no new version was registered")
     if purge is None:
         lines.append("  earlier weights: not purged yet (`iau purge` removes them once "
                      "the retention window of nightly.purge has passed)")
@@ -448,8 +460,9 @@ def scope(event: EventView) -> str:
 
 
 def gate_verdicts(events: list) -> list[str]:
-    """One line per gated method of the record's batches: the privacy verdict said plainly (an inconclusive gate
-    saw nothing to remove; it did not show the record was forgotten)."""
+    """One line per gated method of the record's batches (each rung of the ladder it tried, in order): the privacy
+    verdict said plainly (an inconclusive gate saw nothing to remove; it did not show the record was forgotten),
+    the validation-accuracy drop, the unlearning's seconds and whether the batch took it."""
     lines = []
     for event in events:
         if event.kind != "gate" or not isinstance(event.detail, dict):
@@ -460,8 +473,16 @@ def gate_verdicts(events: list) -> list[str]:
             lines.append(f"privacy gate ({method}, {result.get('attack', 'lira')}): {result['privacy_verdict']}; "
                          f"champion AUC {auc(result['forget_auc_champion'])}, after "
                          f"{auc(result['forget_auc_candidate'])}, smallest detectable {auc(result['auc_threshold'])} "
-                         f"for {result['members']} records")
+                         f"for {result['members']} records; val acc drop {auc(result.get('val_acc_drop'))}"
+                         + attempt_outcome(result))
     return lines
+
+
+def attempt_outcome(result: dict[str, Any]) -> str:
+    """'; 1.23 s; accepted' (a gate recorded before the ladder has neither)."""
+    seconds = f"; {result['seconds']:.2f} s" if isinstance(result.get("seconds"), int | float) else ""
+    taken = {True: "; accepted", False: "; rejected"}.get(result.get("accepted"), "")
+    return seconds + taken
 
 
 def auc(value: Any) -> str:

@@ -4,14 +4,16 @@ unlearn/nightly (prefect.yaml, 02:00).
 
     lock -> claim the pending requests (or resume the batch a killed run left) -> data check
       -> preconditions (data layout, the ids in D, the DVC remote, the champion's roles) -> champion
-      -> IAU from the champion (retrain on D_r instead when a request is high tier or drift limits are reached)
-      -> gate (failed: escalate, retrain, gate again) -> register the version
-      -> forget the records in the DVC data -> champion alias -> audit -> requests done -> D's gradient cached
+      -> the ladder (nightly.ladder): each method in cost order unlearns from the champion and is gated, the
+         first the gate accepts wins; retraining on D_r is the last rung, and the only one when a request is high
+         tier or drift limits are reached -> register the version (or, when the winning step changed nothing,
+         keep the champion) -> forget the records in the DVC data -> champion alias -> audit -> requests done
+      -> D's gradient cached
 
 Exactly once: the ledger claims requests in one transaction; a version is registered with its batch id in the
-same call, so a rerun after a kill finds it and goes on from there instead of unlearning again; every later
-step (data, alias, audit, ledger) is idempotent. Until a version is registered a failure returns the requests
-to pending; after, the batch stays open and the next run finishes it.
+same call, so a rerun after a kill finds it and goes on from there instead of unlearning again (a batch that keeps
+the champion records that in the ledger instead); every later step (data, alias, audit, ledger) is idempotent.
+Until then a failure returns the requests to pending; after, the batch stays open and the next run finishes it.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from prefect.runtime import flow_run
 from torch import nn
 
 from iau_core.config import Params, load_params
-from iau_core.deletion import Lineage, escalation_reason
+from iau_core.deletion import Attempt, GateResult, Lineage, climb_ladder, escalation_reason, rejection_reason, rungs
 from iau_core.runtime import prepare_process
 from iau_core.selection import forget_set_sha256
 from iau_core.unlearning import MethodResult
@@ -49,7 +51,7 @@ FAULT_ENV = "IAU_FAULT_KILL_AFTER"  # crash tests: SIGKILL this process right af
 
 
 class GateFailed(RuntimeError):
-    """Even the model retrained on the retained data failed the gate: nothing promoted, requests back to pending."""
+    """Every rung failed the gate, retraining on the retained data too: nothing promoted, requests back to pending."""
 
 
 class PreconditionFailed(RuntimeError):
@@ -76,7 +78,7 @@ def deletion_batch(params_file: str = "params.yaml", overrides: dict | None = No
         if problem := reconcile(ledger, params.tracking.deployed_model, release_unregistered=False).problem:
             raise RegistryDiverged(problem)
         deployed = registry.champion(params.tracking.deployed_model)  # none: a clear error, nothing claimed
-        batch = ledger.open_batch(deployed.version, ctx.data_version)
+        batch = ledger.open_batch(deployed.version, ctx.data_version, params.nightly.ladder[0])
         if batch is None:
             log.info("no pending deletion requests: nothing to do (champion %s stays)", deployed.uri)
             return {"status": "no-op", "champion": deployed.uri}
@@ -87,7 +89,8 @@ def deletion_batch(params_file: str = "params.yaml", overrides: dict | None = No
             return run_batch(ctx, ledger, batch, deployed, own)
         except BaseException as exc:
             end_failed_runs(ctx, batch.id)
-            if registry.find(params.tracking.deployed_model, "batch_id", str(batch.id)) is None:
+            kept = ledger.batch(batch.id).model_version is not None  # keep_champion: past the point of no return
+            if not kept and registry.find(params.tracking.deployed_model, "batch_id", str(batch.id)) is None:
                 ledger.release_batch(batch.id, f"{type(exc).__name__}: {exc}")
                 log.error("batch %d failed before a version was registered; its requests are pending again", batch.id)
             raise
@@ -99,7 +102,8 @@ def run_batch(ctx: RunContext, ledger: Ledger, batch, deployed: registry.Version
     run_id = batch_run(ctx, batch.id, deployed)
     steps = StepClock(ledger, batch.id)
     candidate: MethodResult | None = None  # in memory only when this run unlearned it
-    if own is None:  # nothing irreversible yet: unlearn, gate and register
+    kept = ledger.batch(batch.id).model_version  # set by keep_champion: nothing registered, the champion stays
+    if own is None and kept is None:  # nothing irreversible yet: unlearn, gate and register
         with steps("data"):
             ensure_data_task(str(ctx.repo_root))
         with steps("preconditions"):  # everything forgetting needs, before anything irreversible
@@ -109,43 +113,64 @@ def run_batch(ctx: RunContext, ledger: Ledger, batch, deployed: registry.Version
         candidate, gates = unlearn_and_gate(ctx, ledger, batch, champion, ids, run_id, steps)
         with steps("register"):
             tracking.log_text(run_id, json.dumps(gates, indent=2), GATES_FILE)
-            tracking.log_model(run_id, candidate.model, ctx.bundle().test.x[:2])
-            own = registry.register(ctx.params.tracking.deployed_model, run_id, {
-                "batch_id": batch.id, "method": candidate.method, "parent_version": deployed.version,
-                "parent_data_version": ctx.data_version, "reference_attack_run": champion.attack_run_id,
-                "forget_set_sha256": forget_set_sha256(np.asarray(ids)), "requests": len(ids),
-                "roles_fingerprint": ctx.bundle().roles_fingerprint},
-                f"{candidate.method}: nightly batch {batch.id} forgets {len(ids)} request(s) from version "
-                f"{deployed.version} (data version {ctx.data_version}); run {run_id}")
-    else:  # a rerun after registration: the gates were recorded with the version
+            if gates[candidate.method]["unchanged"]:  # a new version would be the champion under another number
+                ledger.keep_champion(batch.id, deployed.version, candidate.method, gates)
+            else:
+                own = register(ctx, batch, deployed, champion, candidate, ids, run_id)
+    else:  # a rerun after registration (or keep_champion): the gates were recorded then
         gates = json.loads(tracking.read_text(run_id, GATES_FILE))
     with steps("forget-data"):
         new_data = forget_records(ctx.repo_root, ctx.params.data.dataset.name, ids, f"batch {batch.id}")
-        registry.tag(own, {"data_version": new_data})
-    with steps("promote"):
-        registry.promote(own)
-    method = own.tags["method"]
+        # the serving version goes with the new data (load_champion checks it); a kept champion's run keeps the
+        # tags of the data its weights saw, which the purge reads
+        registry.tag(own or deployed, {"data_version": new_data})
+    if own is not None:
+        with steps("promote"):
+            registry.promote(own)
+    serving = own or deployed  # the model that excludes the records from now on
     recorded = ledger.batch(batch.id)
-    audit = {"batch_id": batch.id, "outcome": "promoted", "method": method, "resumed": batch.resumed,
-             "escalation": recorded.escalation_reason or None,
-             "parent_model_version": deployed.uri, "model_version": own.uri,
-             "parent_data_version": own.tags["parent_data_version"], "data_version": new_data,
+    method = own.tags["method"] if own is not None else recorded.method
+    outcome = "promoted" if own is not None else (
+        f"no change: the champion already shows no more membership of these records than the gate can detect, "
+        f"and {method}'s step left its parameters unchanged; the requests are done on {deployed.uri}, no new "
+        "version was registered")
+    audit = {"batch_id": batch.id, "outcome": outcome, "method": method, "resumed": batch.resumed,
+             "escalation": recorded.escalation_reason or None, "ladder": list(ctx.params.nightly.ladder),
+             "parent_model_version": deployed.uri, "model_version": serving.uri,
+             "parent_data_version": recorded.parent_data_version, "data_version": new_data,
              "mlflow_run_id": run_id, "prefect_flow_run_id": str(flow_run.id), "gates": gates,
              "steps": recorded.steps,
              "requests": [r.as_json() for r in ledger.list_requests() if r.batch_id == batch.id]}
     with steps("audit"):
         publish_audit(audit, run_id)
     with steps("finish"):
-        ledger.finish_batch(batch.id, own.version, new_data, method, gates, run_id)
-        tracking.set_tags(run_id, {"model_version": own.uri, "data_version_after": new_data})
+        ledger.finish_batch(batch.id, serving.version, new_data, method, gates, run_id)
+        tracking.set_tags(run_id, {"model_version": serving.uri, "data_version_after": new_data,
+                                   "outcome": "promoted" if own is not None else "no-change"})
         tracking.finish(run_id)
     with steps("cache-gradient"):  # off the critical path: the requests are done already
         after = replace(ctx, data_version=new_data)
         bundle = after.bundle()
-        store_summed_gradient(run_id, new_champion_model(after, candidate), bundle.train, bundle.val, after)
-    get_run_logger().info("batch %d: %s promoted (%s), data version %s", batch.id, own.uri, method, new_data)
-    return {"status": "promoted", "batch_id": batch.id, "model_version": own.uri, "method": method,
-            "data_version": new_data, "requests": len(ids), "mlflow_run_id": run_id, "gates": gates}
+        # on the serving model's run, where the next batch looks (a kept champion's own run: D shrank under it)
+        store_summed_gradient(serving.run_id, new_champion_model(after, candidate), bundle.train, bundle.val, after)
+    get_run_logger().info("batch %d: %s (%s), %s, data version %s", batch.id, serving.uri, method,
+                          "promoted" if own is not None else "no change, the champion stays", new_data)
+    return {"status": "promoted" if own is not None else "no-change", "outcome": outcome, "batch_id": batch.id,
+            "model_version": serving.uri, "method": method, "data_version": new_data, "requests": len(ids),
+            "mlflow_run_id": run_id, "gates": gates}
+
+
+def register(ctx: RunContext, batch, deployed: registry.Version, champion: Champion, candidate: MethodResult,
+             ids: list[int], run_id: str) -> registry.Version:
+    """The candidate as a new version of the deployed model, tagged with its batch (found again by a rerun)."""
+    tracking.log_model(run_id, candidate.model, ctx.bundle().test.x[:2])
+    return registry.register(ctx.params.tracking.deployed_model, run_id, {
+        "batch_id": batch.id, "method": candidate.method, "parent_version": deployed.version,
+        "parent_data_version": ctx.data_version, "reference_attack_run": champion.attack_run_id,
+        "forget_set_sha256": forget_set_sha256(np.asarray(ids)), "requests": len(ids),
+        "roles_fingerprint": ctx.bundle().roles_fingerprint},
+        f"{candidate.method}: nightly batch {batch.id} forgets {len(ids)} request(s) from version "
+        f"{deployed.version} (data version {ctx.data_version}); run {run_id}")
 
 
 def check_preconditions(ctx: RunContext, deployed: registry.Version, ids: list[int]) -> None:
@@ -180,7 +205,9 @@ def new_champion_model(after: RunContext, candidate: MethodResult | None) -> nn.
 
 def unlearn_and_gate(ctx: RunContext, ledger: Ledger, batch, champion: Champion, ids: list[int], run_id: str,
                      steps: StepClock) -> tuple[MethodResult, dict]:
-    """IAU unless the batch must retrain; a failed IAU gate escalates to retraining, gated the same way."""
+    """The ladder (nightly.ladder) from the champion: each rung unlearned and gated in cost order until the gate
+    accepts one; only its last rung, retraining, when the batch must retrain. Returns the accepted candidate and
+    every attempt's record (gates.json: method -> the gate's numbers, seconds, accepted)."""
     log = get_run_logger()
     row = ledger.current_champion()
     lineage = Lineage(row.iau_batches_since_retrain, row.forgotten_since_retrain, row.train_size_at_retrain) \
@@ -193,29 +220,34 @@ def unlearn_and_gate(ctx: RunContext, ledger: Ledger, batch, champion: Champion,
         if reason:
             ledger.escalate(batch.id, reason)
             log.warning("batch %d escalated: %s", batch.id, reason)
-    method = "retrain" if reason else "iau"
-    gates: dict = {}
-    while True:
+
+    def attempt(method: str, rejected: list[Attempt]) -> tuple[MethodResult, GateResult, float]:
+        if rejected and method == "retrain":  # every cheaper rung was rejected: the batch escalates
+            why = rejection_reason(rejected)
+            ledger.escalate(batch.id, why)
+            log.warning("batch %d escalated: %s", batch.id, why)
+        elif rejected:
+            log.warning("batch %d: %s; next rung %s", batch.id, rejection_reason(rejected[-1:]), method)
         with steps(f"unlearn-{method}"):
             candidate = unlearn_batch(ctx, champion, ids, method, run_id)
         with steps(f"gate-{method}"):
             result = gate(ctx, champion, candidate, ids, run_id)
-        gates[method] = result.as_dict()
-        # an inconclusive privacy verdict promotes only by policy (nightly.gate.when_inconclusive), and the
-        # retrained model, which has no stronger fallback, always; the verdict stays in gates.json and the audit
-        if result.accepts(ctx.params.nightly.gate.when_inconclusive, method):
-            if not result.passed:
-                log.warning("batch %d: %s promoted with privacy verdict %s: %s", batch.id, method,
-                            result.privacy_verdict, "; ".join(result.reasons))
-            return candidate, gates
-        if method == "retrain":
-            raise GateFailed(f"batch {batch.id}: the model retrained on the retained data failed the gate too ("
-                             f"{'; '.join(result.reasons)}). Nothing was promoted; the requests are pending again.")
-        reason = ("gate inconclusive, policy retrain: " if result.privacy_verdict == "inconclusive" and
-                  result.utility_ok else "gate failed: ") + "; ".join(result.reasons)
-        ledger.escalate(batch.id, reason)
-        log.warning("batch %d escalated: %s", batch.id, reason)
-        method = "retrain"
+        return candidate, result, candidate.seconds
+
+    policy = ctx.params.nightly.gate.when_inconclusive
+    candidate, attempts = climb_ladder(rungs(ctx.params.nightly.ladder, reason), attempt, policy)
+    gates = {a.method: a.as_dict() for a in attempts}
+    if candidate is None:
+        raise GateFailed(f"batch {batch.id}: the model retrained on the retained data failed the gate too ("
+                         f"{'; '.join(attempts[-1].gate.reasons)}). Nothing was promoted; the requests are pending "
+                         "again.")
+    # an inconclusive privacy verdict promotes only by policy (nightly.gate.when_inconclusive), and the
+    # retrained model, which has no stronger fallback, always; the verdict stays in gates.json and the audit
+    accepted = attempts[-1].gate
+    if not accepted.passed:
+        log.warning("batch %d: %s promoted with privacy verdict %s: %s", batch.id, candidate.method,
+                    accepted.privacy_verdict, "; ".join(accepted.reasons))
+    return candidate, gates
 
 
 class StepClock:

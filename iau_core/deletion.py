@@ -1,6 +1,6 @@
-"""A deletion batch's science: which way to unlearn (IAU, or retraining when drift or risk says so), and the
-gate a new model must pass before it replaces the champion. The orchestration (ledger, registry, DVC) lives in
-tasks/ and flows/; this module only decides and measures.
+"""A deletion batch's science: which way to unlearn (the ladder of methods in cost order, or retraining alone when
+drift or risk says so), and the gate a new model must pass before it replaces the champion. The orchestration
+(ledger, registry, DVC) lives in tasks/ and flows/; this module only decides and measures.
 
 The gate reads two numbers, from data a real batch has (never a retrained model):
 - utility: the validation-accuracy drop against the champion;
@@ -19,7 +19,9 @@ A parameter or validation loss that is not finite fails the gate outright.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -153,3 +155,46 @@ def evaluate_gate(champion: nn.Module, candidate: nn.Module, forget: Split, val:
     return GateResult(utility_ok and verdict == PASSED, reasons, verdict, utility_ok, attack_name, acc_champion,
                       acc_candidate, drop, auc_champion, auc_candidate, threshold, threshold - 0.5, unchanged,
                       len(forget), len(nonmembers))
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One rung of the ladder: the method, its gate result, and the seconds its unlearning took."""
+
+    method: str
+    gate: GateResult
+    seconds: float
+    accepted: bool  # GateResult.accepts under the batch's when_inconclusive policy
+
+    def as_dict(self) -> dict:
+        """The record gates.json, the audit and the ledger keep per method (the gate's numbers, then these)."""
+        return {**self.gate.as_dict(), "seconds": self.seconds, "accepted": self.accepted}
+
+
+def rungs(ladder: Sequence[str], escalation: str | None) -> list[str]:
+    """The methods this batch tries: the whole ladder, or only its last rung (retraining) when the batch must
+    retrain (escalation_reason: a high-tier request or a drift limit)."""
+    return [ladder[-1]] if escalation else list(ladder)
+
+
+def climb_ladder(methods: Sequence[str], attempt: Callable[[str, list[Attempt]], tuple[Any, GateResult, float]],
+                 when_inconclusive: str) -> tuple[Any | None, list[Attempt]]:
+    """Try `methods` in order; `attempt(method, earlier)` unlearns and gates one (earlier: the rungs rejected so
+    far) and returns (candidate, gate result, seconds). Returns the first accepted candidate, or None when every
+    rung was rejected, with every attempt made; the rungs after the accepted one are never run."""
+    attempts: list[Attempt] = []
+    for method in methods:
+        candidate, result, seconds = attempt(method, list(attempts))
+        attempts.append(Attempt(method, result, seconds, result.accepts(when_inconclusive, method)))
+        if attempts[-1].accepted:
+            return candidate, attempts
+    return None, attempts
+
+
+def rejection_reason(rejected: Sequence[Attempt]) -> str:
+    """Why the cheaper rungs were not promoted, one clause per rung (the escalation recorded before retraining)."""
+    def why(a: Attempt) -> str:
+        policy = a.gate.privacy_verdict == INCONCLUSIVE and a.gate.utility_ok  # rejected by when_inconclusive
+        return f"{a.method}: " + ("gate inconclusive, policy retrain: " if policy else "gate failed: ") + \
+            "; ".join(a.gate.reasons)
+    return " | ".join(why(a) for a in rejected)

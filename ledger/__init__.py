@@ -6,12 +6,12 @@ Imports SQLAlchemy and Alembic only (no torch, prefect, mlflow or dvc), so the C
 """
 
 from ledger.errors import LedgerError, LedgerUrlError, LockHeld, RequestError
-from ledger.models import BATCH_METHODS, BATCH_STATUSES, REQUEST_STATUSES, TIERS
+from ledger.models import BATCH_STATUSES, REQUEST_STATUSES, TIERS
 from ledger.store import Ledger, ledger_url
 from ledger.views import AddResult, Batch, BatchView, ChampionView, EventView, ModelPurgeView, RequestView
 
 __all__ = [
-    "BATCH_METHODS", "BATCH_STATUSES", "REQUEST_STATUSES", "TIERS",
+    "BATCH_STATUSES", "REQUEST_STATUSES", "TIERS",
     "AddResult", "Batch", "BatchView", "ChampionView", "EventView", "Ledger", "LedgerError", "LockHeld",
     "LedgerUrlError", "ModelPurgeView", "RequestError", "RequestView", "ledger_url",
 ]

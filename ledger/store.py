@@ -4,8 +4,9 @@ Every public method is one database transaction, so a process killed at any poin
 before the call or after it, never between. The calls the nightly flow repeats when it resumes after a crash
 (open_batch, escalate, finish_batch, release_batch, record_step, record_champion) are idempotent.
 
-Life of a request: pending --open_batch--> processing [--escalate--> escalated] --finish_batch--> done,
-or back to pending by release_batch (a clean failure before promotion). Each step appends to `events`.
+Life of a request: pending --open_batch--> processing [--escalate--> escalated] [--keep_champion-->]
+--finish_batch--> done, or back to pending by release_batch (a clean failure before promotion). Each step appends
+to `events`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from ledger.errors import LedgerError, LockHeld, RequestError
 from ledger.liveness import holder_alive, this_host
 from ledger.migrate import make_engine, masked, upgrade_to_head
 from ledger.models import (
-    BATCH_METHODS,
+    METHOD_NAME,
     REQUEST_STATUSES,
     TIERS,
     BatchRow,
@@ -218,9 +219,11 @@ class Ledger:
                 held = session.get(LockRow, name)
             raise _lock_held(held, True) if held else LockHeld(f"the {name} lock was just taken") from None
 
-    def open_batch(self, parent_model_version: str, parent_data_version: str) -> Batch | None:
+    def open_batch(self, parent_model_version: str, parent_data_version: str,
+                   method: str = "iau") -> Batch | None:
         """The batch to work on: the running one (after a crash), else every pending request claimed into a new
-        one; None when nothing is pending."""
+        one that starts with `method` (the ladder's first rung); None when nothing is pending."""
+        method = method_name(method)
         with self._transaction() as session:
             running = session.scalars(select(BatchRow).where(BatchRow.status == "running")
                                       .order_by(BatchRow.id).with_for_update()).first()
@@ -235,7 +238,7 @@ class Ledger:
             if not pending:
                 return None
             now = utcnow()
-            batch = BatchRow(status="running", method="iau", started_at=now, steps={},
+            batch = BatchRow(status="running", method=method, started_at=now, steps={},
                              parent_model_version=parent_model_version, parent_data_version=parent_data_version)
             session.add(batch)
             session.flush()  # gives batch.id
@@ -256,7 +259,8 @@ class Ledger:
             batch.steps = {**batch.steps, step: seconds}
 
     def escalate(self, batch_id: int, reason: str) -> None:
-        """The batch will be retrained instead of unlearned by IAU (gate failed, high tier, drift limit)."""
+        """The batch will be retrained instead of unlearned approximately (every cheaper rung of the ladder was
+        rejected by the gate, a high tier, a drift limit)."""
         if not reason or not reason.strip():
             raise LedgerError("escalate needs a reason")
         with self._transaction() as session:
@@ -271,15 +275,36 @@ class Ledger:
                 session.add(EventRow(sample_id=row.sample_id, batch_id=batch_id, at=now, kind="escalated",
                                      detail={"reason": reason}))
 
+    def keep_champion(self, batch_id: int, model_version: str, method: str, gate: dict[str, Any]) -> None:
+        """The batch's accepted candidate is the champion unchanged (its step changed nothing): no new version is
+        registered, and the batch will finish on the champion `model_version`. Recorded before the data forgets
+        the records, so a rerun after a kill goes on from there and a failure no longer releases the requests
+        (a running batch with a model version has passed its point of no return). Idempotent."""
+        method = method_name(method)
+        with self._transaction() as session:
+            batch = _batch_row(session, batch_id)
+            _require_running(batch, "keep the champion")
+            if batch.model_version is not None:
+                if batch.model_version != model_version:
+                    raise LedgerError(f"batch {batch_id} keeps model version {batch.model_version} already")
+                return
+            parent = _current_champion(session)
+            if parent is None or parent.model_version != model_version:
+                raise LedgerError(f"model version {model_version} is not the recorded champion")
+            batch.model_version, batch.method, batch.gate = model_version, method, plain_json(gate)
+            session.add(EventRow(batch_id=batch_id, at=utcnow(), kind="unchanged",
+                                 detail={"model_version": model_version, "method": method}))
+
     def finish_batch(self, batch_id: int, model_version: str, data_version: str, method: str,
                      gate: dict[str, Any], mlflow_run_id: str | None) -> None:
         """The batch's model passed the gate and took the champion alias: its requests are done.
 
         Writes the gate, marks every request done with the version that first excludes it, and records the new
-        champion with its drift counters. Repeating it for a batch already done with this model version is a no-op.
+        champion with its drift counters. A batch that kept the champion (keep_champion) finishes on it instead:
+        the champion serves the new data version, its records counted as forgotten since the last retrain.
+        Repeating it for a batch already done with this model version is a no-op.
         """
-        if method not in BATCH_METHODS:
-            raise LedgerError(f"method {method!r} is not one of {', '.join(BATCH_METHODS)}")
+        method = method_name(method)
         with self._transaction() as session:
             batch = _batch_row(session, batch_id)
             if batch.status == "done" and batch.model_version == model_version:
@@ -288,10 +313,15 @@ class Ledger:
             if batch.method == "retrain" and method != "retrain":
                 raise LedgerError(f"batch {batch_id} was escalated to retrain ({batch.escalation_reason}); "
                                   f"it cannot finish with method {method!r}")
+            kept = batch.model_version is not None
+            if kept and batch.model_version != model_version:
+                raise LedgerError(f"batch {batch_id} keeps the champion {batch.model_version}; it cannot finish "
+                                  f"with model version {model_version}")
             parent = _current_champion(session)
             if parent is None:
                 raise LedgerError("no champion is recorded: the first one comes from `iau train` (record_champion)")
-            if session.scalars(select(ChampionRow).where(ChampionRow.model_version == model_version)).first():
+            if not kept and session.scalars(select(ChampionRow).where(ChampionRow.model_version == model_version)
+                                            .limit(1)).first():
                 raise LedgerError(f"model version {model_version} is already a recorded champion; "
                                   "each batch promotes a new version")
             now, gate = utcnow(), plain_json(gate)
@@ -305,8 +335,13 @@ class Ledger:
             session.add(EventRow(batch_id=batch_id, at=now, kind="gate", detail=gate))
             session.add_all(EventRow(sample_id=row.sample_id, batch_id=batch_id, at=now, kind="done",
                                      detail={"model_version": model_version, "data_version": data_version,
-                                             "method": method, "mlflow_run_id": mlflow_run_id})
+                                             "method": method, "mlflow_run_id": mlflow_run_id,
+                                             **({"unchanged": True} if kept else {})})
                             for row in members)
+            if kept:  # the same weights now serve the smaller D: no step taken, but the records count as forgotten
+                parent.data_version = data_version  # without a retrain (the share limit still sees them)
+                parent.forgotten_since_retrain += len(members)
+                return
             remaining = parent.train_size_at_retrain - parent.forgotten_since_retrain - len(members)
             if method == "retrain":  # a full training on what is left: the drift counters restart
                 counters = (0, 0, remaining)
@@ -419,6 +454,14 @@ class Ledger:
 
 
 # --- helpers ----------------------------------------------------------------------------------------------------
+
+
+def method_name(method: str) -> str:
+    """`method` if it has a method's shape (lowercase, at most 16 characters): which names exist is the params'
+    business (nightly.ladder is validated against the unlearning registry), not the ledger's."""
+    if not isinstance(method, str) or not METHOD_NAME.fullmatch(method):
+        raise LedgerError(f"method {method!r} is not a method name (lowercase letters, digits, _; at most 16)")
+    return method
 
 
 def plain_json(value: Any) -> Any:

@@ -77,7 +77,7 @@ class Batch(_AsJson):
     resumed: bool  # True: this batch was running when the previous process died
     parent_model_version: str
     parent_data_version: str
-    method: str  # iau, or retrain once escalated
+    method: str  # the ladder's first rung (nightly.ladder), or retrain once escalated
     escalation_reason: str | None
 
     @property
@@ -107,7 +107,7 @@ class BatchView(_AsJson):
 @dataclass(frozen=True)
 class ChampionView(_AsJson):
     model_version: str
-    method: str  # train | iau | retrain
+    method: str  # train, or the rung of nightly.ladder that made it (iau, retrain, ...)
     batch_id: int | None
     data_version: str
     promoted_at: datetime
@@ -117,5 +117,6 @@ class ChampionView(_AsJson):
 
     @property
     def forgotten_share(self) -> float:
-        """The share of D (as it was at the last full training) forgotten by IAU since: what the drift limit reads."""
+        """The share of D (as it was at the last full training) forgotten without retraining since: what the drift
+        limit reads."""
         return self.forgotten_since_retrain / self.train_size_at_retrain

@@ -64,8 +64,9 @@ def reconcile(ledger: Ledger, model_name: str, release_unregistered: bool = True
             continue
         # with its history lost the registry cannot say; the ledger's steps can: before "register" nothing
         # irreversible happened (no version, data untouched), so the requests can safely go back to pending
+        # (a batch that kept the champion unchanged registered nothing but holds its model version: past it too)
         registered = "register" in batch.steps if result.problem else \
-            registry.find(model_name, "batch_id", str(batch.id)) is not None
+            batch.model_version is not None or registry.find(model_name, "batch_id", str(batch.id)) is not None
         if not registered:
             why = result.problem or "no model version is registered for it"
             ledger.release_batch(batch.id, f"released by reconciliation: {why}")

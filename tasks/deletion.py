@@ -1,6 +1,6 @@
-"""The steps of one deletion batch, as the nightly flow composes them: unlearn (IAU from the champion, or retrain
-on the retained data), gate, and the audit report. Ledger and registry state changes stay in the flow, where their
-order is visible; these tasks compute and record to MLflow.
+"""The steps of one deletion batch, as the nightly flow composes them: unlearn (a rung of nightly.ladder from the
+champion, or retrain on the retained data), gate, and the audit report. Ledger and registry state changes stay
+in the flow, where their order is visible; these tasks compute and record to MLflow.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import numpy as np
 from prefect import get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from iau_core.deletion import INCONCLUSIVE, GateResult, evaluate_gate
@@ -26,8 +26,9 @@ from stores.project import RunContext
 @task(name="unlearn-batch", task_run_name="{method}-batch", cache_policy=NO_CACHE)
 def unlearn_batch(ctx: RunContext, champion: Champion, forget_ids: list[int], method: str,
                   run_id: str) -> MethodResult:
-    """IAU from the champion (with D's cached summed gradient when the champion has it), or `retrain`: the GR
-    recipe from scratch on D_r. Recorded on the batch's MLflow run with the method's prefix."""
+    """A method of the unlearning registry from the champion (IAU with D's cached summed gradient when the
+    champion has it), or `retrain`: the GR recipe from scratch on D_r. Recorded on the batch's MLflow run with the
+    method's prefix."""
     log = get_run_logger()
     bundle = ctx.bundle()
     forget, retain = bundle.train.partition(np.asarray(forget_ids))
@@ -79,11 +80,24 @@ def gate(ctx: RunContext, champion: Champion, candidate: MethodResult, forget_id
 
 @task(name="audit", cache_policy=NO_CACHE)
 def publish_audit(audit: dict, run_id: str) -> str:
-    """The audit onto the batch's MLflow run (Markdown and JSON) and as a Prefect artifact; returns the Markdown."""
+    """The audit onto the batch's MLflow run (Markdown and JSON) and as Prefect artifacts (the audit, and a table
+    of the ladder's attempts); returns the Markdown."""
     markdown = audit_report(audit)
     name = f"audit/batch-{audit['batch_id']}"
     tracking.log_text(run_id, markdown, f"{name}.md")
     tracking.log_text(run_id, json.dumps(audit, indent=2, default=str), f"{name}.json")
     create_markdown_artifact(markdown, key=f"deletion-batch-{audit['batch_id']}",
                              description=f"audit of deletion batch {audit['batch_id']}")
+    create_table_artifact(attempt_rows(audit["gates"]), key=f"deletion-batch-{audit['batch_id']}-ladder",
+                          description=f"deletion batch {audit['batch_id']}: {audit['outcome']}")
     return markdown
+
+
+ATTEMPT_COLUMNS = ("accepted", "privacy_verdict", "forget_auc_champion", "forget_auc_candidate", "auc_threshold",
+                   "val_acc_drop", "seconds")
+
+
+def attempt_rows(gates: dict[str, dict]) -> list[dict]:
+    """One row per rung the batch tried, in order: the method, whether it was accepted, the gate's numbers and
+    the seconds its unlearning took (absent from batches gated before the ladder)."""
+    return [{"method": method, **{c: result.get(c) for c in ATTEMPT_COLUMNS}} for method, result in gates.items()]

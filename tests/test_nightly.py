@@ -212,6 +212,48 @@ def test_nan_during_unlearning_fails_the_gate_and_escalates(project):
     assert "not finite" in shown and "privacy gate (iau, lira): failed" in shown
 
 
+def test_a_rejected_rung_is_recorded_and_the_next_rung_promoted(project):
+    """nightly.ladder [iau, finetune, retrain]: IAU's overflowing step fails the gate, fine-tuning is tried next and
+    promoted; retraining never runs. gates.json and `iau requests show` list both attempts with their seconds."""
+    import json
+
+    from mlflow import MlflowClient
+
+    ids = pick(project, 4)
+    add(project, ids)
+    # the stop rule off, so fine-tuning keeps its epochs (a rung that kept none would leave the champion unchanged)
+    iau(project, "nightly", "--set", "unlearning.eta=1.0e+38", "--set", "nightly.ladder=[iau,finetune,retrain]",
+        "--set", "unlearning.stop_rule.val_drop_budget=100.0",
+        "--set", "unlearning.stop_rule.stop_at_heldout_loss=false")
+    new = champion(project)
+    shown = iau(project, "requests", "show", str(ids[0])).stdout
+    assert new.tags["method"] == "finetune", shown
+    assert_forgotten_once(project, ids)
+    gates = json.loads(Path(MlflowClient().download_artifacts(new.run_id, "gates.json")).read_text())
+    assert list(gates) == ["iau", "finetune"] and [g["accepted"] for g in gates.values()] == [False, True]
+    assert all(g["seconds"] > 0 for g in gates.values())
+    assert "privacy gate (iau, lira): failed" in shown and "rejected" in shown
+    assert "privacy gate (finetune, lira)" in shown and "accepted" in shown and "(retrain" not in shown
+
+
+def test_a_step_that_changes_nothing_registers_no_version(project):
+    """eta 0: the IAU step leaves the champion's parameters as they were. The gate, which cannot see membership on
+    a few records of this champion, accepts it (inconclusive, policy promote); the requests are done on the champion
+    itself, the data forgets them, and no version is registered."""
+    before = champion(project)
+    ids = pick(project, 3)
+    add(project, ids)
+    result = iau(project, "nightly", "--set", "unlearning.eta=0.0")
+    assert "no change: the champion already" in result.stdout
+    assert champion(project).version == before.version
+    assert_forgotten_once(project, ids)
+    rows = [r for r in ledger_of(project).list_requests() if r.sample_id in ids]
+    assert {r.model_version for r in rows} == {str(before.version)}
+    assert versions_of_batch(rows[0].batch_id) == []
+    shown = iau(project, "requests", "show", str(ids[0])).stdout
+    assert "no change: the champion already showed" in shown
+
+
 STAGES = ["champion", "unlearn-iau", "gate-iau", "register", "forget-data", "promote", "audit", "finish"]
 
 

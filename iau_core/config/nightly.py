@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from iau_core.config.base import Section
+from iau_core.config.unlearning import GOLD, METHOD_NAMES
 
 # What a batch does when its gate cannot see anything to remove (the champion's own attack AUC on the batch's records is
 # already within what the gate accepts): promote with the verdict "inconclusive" recorded, or retrain on D_r.
@@ -32,9 +33,10 @@ class GateParams(Section):
 class DriftParams(Section):
     """When approximate unlearning has gone on long enough: the next batch retrains on the retained data."""
 
-    max_iau_batches: int = Field(7, gt=0, description="IAU batches since the last full retrain")
+    max_iau_batches: int = Field(7, gt=0, description="batches unlearned approximately (IAU or another rung "
+                                 "below retrain) since the last full retrain")
     max_forgotten_share: float = Field(0.05, gt=0, le=1, description="share of the last full training set "
-                                       "forgotten by IAU since then")
+                                       "forgotten without retraining since then")
 
 class PurgeParams(Section):
     """`iau purge`: when the weights of models that saw forgotten records go (docs/operations.md)."""
@@ -52,9 +54,24 @@ class NightlyParams(Section):
     """The scheduled deletion batch (`iau nightly`, deployment unlearn/nightly)."""
 
     timezone: str = Field("UTC", description="the 02:00 schedule's time zone (IANA name), used by `make deploy`")
+    ladder: tuple[str, ...] = Field(("iau", GOLD), description="the methods a batch tries in cost order, each "
+                                    "unlearned from the champion and gated; the first that passes is promoted. "
+                                    "Names of the unlearning registry, then `retrain` last (the last resort)")
     gate: GateParams = GateParams()
     drift: DriftParams = DriftParams()
     purge: PurgeParams = PurgeParams()
+
+    @field_validator("ladder")
+    @classmethod
+    def _a_ladder_ending_in_retrain(cls, ladder: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [m for m in ladder if m not in METHOD_NAMES and m != GOLD]
+        if unknown:
+            raise ValueError(f"unknown method(s) {unknown}; known: {sorted(METHOD_NAMES)} and {GOLD}")
+        if not ladder or ladder[-1] != GOLD:  # a batch whose every rung failed must have the full retrain left
+            raise ValueError(f"the last rung must be {GOLD!r} (the last resort), got {list(ladder)}")
+        if len(set(ladder)) != len(ladder):  # the attempts are recorded by method name
+            raise ValueError(f"methods are listed twice: {sorted({m for m in ladder if ladder.count(m) > 1})}")
+        return ladder
 
     @field_validator("timezone")
     @classmethod
