@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from iau_core.attacks import Attack, label_matched
-from iau_core.config import DriftParams, GateParams
+from iau_core.config import DriftParams, GateParams, Params, UnlearningParams
 from iau_core.data import Split
 from iau_core.training import logits_accuracy, predict_logits
 
@@ -169,6 +169,12 @@ class Attempt:
     def as_dict(self) -> dict:
         """The record gates.json, the audit and the ledger keep per method (the gate's numbers, then these)."""
         return {**self.gate.as_dict(), "seconds": self.seconds, "accepted": self.accepted}
+
+
+def batch_unlearning(params: Params) -> UnlearningParams:
+    """A deletion batch's unlearning settings: params.yaml's, with the nightly stop rule for the iterative rungs
+    (nightly.stop_rule: by default the self-check, since a batch aims at passing its gate)."""
+    return params.unlearning.model_copy(update={"stop_rule": params.nightly.stop_rule})
 
 
 def rungs(ladder: Sequence[str], escalation: str | None) -> list[str]:

@@ -1,7 +1,7 @@
 """What the nightly gate says at three batch sizes, on a champion that leaks: the smallest AUC it can detect for the
 batch's size, the champion's own headline-attack AUC on the batch's records, and the privacy verdict (passed,
-failed, inconclusive) of the IAU candidate and of the retrained model (the gold model: what a perfect deletion
-would get).
+failed, inconclusive) of the IAU candidate, of the retrained model (the gold model: what a perfect deletion
+would get) and of every rung of the nightly ladder (nightly.ladder), with which rung the ladder promotes.
 
     .venv/bin/python -m studies.gate_power [--batches 10,100,1000] [--seed 0] [--set KEY=VALUE ...] [--out F]
 
@@ -23,9 +23,9 @@ import numpy as np
 import yaml
 
 from iau_core.attacks import fit_attack
-from iau_core.config import ParamsError, deep_merge, load_params, parse_overrides
+from iau_core.config import GOLD, ParamsError, deep_merge, load_params, parse_overrides
 from iau_core.data import load_bundle
-from iau_core.deletion import evaluate_gate
+from iau_core.deletion import batch_unlearning, climb_ladder, evaluate_gate
 from iau_core.recipe import attack_setup, model_builder, train_original, train_references
 from iau_core.runtime import prepare_process
 from iau_core.sources import materialized_root
@@ -75,21 +75,42 @@ def main(argv: list[str] | None = None) -> int:
              "| batch | smallest detectable AUC | champion's AUC | candidate | its AUC | val drop (points) | verdict |",
              "| ---: | ---: | ---: | --- | ---: | ---: | --- |"]
     rng = np.random.default_rng(args.seed)
+    unlearning = batch_unlearning(params)  # the nightly stop rule for the ladder's iterative rungs
+    ladder_rows = []
     for size in batches:
         forget_ids = np.sort(rng.choice(bundle.train.ids.cpu().numpy(), size=size, replace=False))
         forget, retain = bundle.train.partition(forget_ids)
+        task = UnlearningTask(model=champion, retain=retain.to(device), forget=forget.to(device),
+                              val=bundle.val.to(device), build_model=model_builder(params, bundle),
+                              training=params.training, unlearning=unlearning, device=device, seed=params.seed)
+        judged: dict[str, tuple] = {}
+
+        def attempt(method: str, earlier: list, task=task, forget=forget, judged=judged) -> tuple:
+            if method not in judged:  # each method runs once per batch, whether the ladder or a row asks
+                run = run_method(method, task)
+                judged[method] = (run.model, evaluate_gate(champion, run.model, forget, bundle.val, bundle.test,
+                                                           attack, gate, device, params.seed, headline), run.seconds)
+            return judged[method]
+
+        _, attempts = climb_ladder(params.nightly.ladder, attempt, gate.when_inconclusive)
         for method in CANDIDATES:
-            task = UnlearningTask(model=champion, retain=retain.to(device), forget=forget.to(device),
-                                  val=bundle.val.to(device), build_model=model_builder(params, bundle),
-                                  training=params.training, unlearning=params.unlearning, device=device,
-                                  seed=params.seed)
-            candidate = run_method(method, task).model
-            found = evaluate_gate(champion, candidate, forget, bundle.val, bundle.test, attack, gate, device,
-                                  params.seed, headline)
+            attempt(method, [])
+        for method, (_, found, _) in judged.items():
             lines.append(f"| {size} | {found.auc_threshold:.3f} | {found.forget_auc_champion:.3f} | {method} | "
                          f"{found.forget_auc_candidate:.3f} | {found.val_acc_drop:+.2f} | {found.privacy_verdict}"
                          f"{'' if found.passed or found.privacy_verdict != 'passed' else ' (utility failed)'} |")
             log(lines[-1])
+        promoted = next((a.method for a in attempts if a.accepted), "none")
+        spent = sum(a.seconds for a in attempts)
+        ladder_rows.append(f"| {size} | {' → '.join(f'{a.method} ({a.gate.privacy_verdict})' for a in attempts)} | "
+                           f"{promoted} | {spent:.1f} | {judged[GOLD][2]:.1f} | {judged[GOLD][2] / spent:.1f}x |")
+    lines += ["", f"**The nightly ladder** `{list(params.nightly.ladder)}` (nightly.ladder; iterative rungs stop by "
+              f"nightly.stop_rule: target {unlearning.stop_rule.target}, chance_z {unlearning.stop_rule.chance_z}): "
+              "each rung unlearned from the champion and gated, the first the gate accepts promoted "
+              f"(when_inconclusive: {gate.when_inconclusive}). Seconds: the rungs' unlearning, tried in order, "
+              "against retraining's.", "",
+              "| batch | rungs tried (privacy verdict) | promoted | seconds | retraining's seconds | retraining / "
+              "ladder |", "| ---: | --- | --- | ---: | ---: | ---: |", *ladder_rows]
     lines.append(f"\n({time.perf_counter() - start:.0f} s on {device}, `python -m studies.gate_power "
                  f"{' '.join(argv if argv is not None else sys.argv[1:])}`.)")
     table = "\n".join(lines) + "\n"

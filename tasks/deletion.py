@@ -13,7 +13,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from iau_core.deletion import INCONCLUSIVE, GateResult, evaluate_gate
+from iau_core.deletion import INCONCLUSIVE, GateResult, batch_unlearning, evaluate_gate
 from iau_core.recipe import model_builder
 from iau_core.unlearning import MethodResult, UnlearningTask, run_method
 from reporting.tables import audit_report
@@ -39,7 +39,7 @@ def unlearn_batch(ctx: RunContext, champion: Champion, forget_ids: list[int], me
         log.warning("the champion has no stored gradient over this D: the IAU step makes one pass over D_r")
     task_ = UnlearningTask(model=champion.model, retain=retain.to(ctx.device), forget=forget.to(ctx.device),
                            val=bundle.val.to(ctx.device), build_model=model_builder(ctx.params, bundle),
-                           training=ctx.params.training, unlearning=ctx.params.unlearning, device=ctx.device,
+                           training=ctx.params.training, unlearning=batch_unlearning(ctx.params), device=ctx.device,
                            seed=ctx.params.seed, progress=lambda line: log.info("%s: %s", method, line),
                            summed_gradient=cache)
     run = run_method(method, task_)

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from iau_core.config.base import Section
-from iau_core.config.unlearning import GOLD, METHOD_NAMES
+from iau_core.config.unlearning import GOLD, METHOD_NAMES, StopRule
 
 # What a batch does when its gate cannot see anything to remove (the champion's own attack AUC on the batch's records is
 # already within what the gate accepts): promote with the verdict "inconclusive" recorded, or retrain on D_r.
@@ -57,6 +57,12 @@ class NightlyParams(Section):
     ladder: tuple[str, ...] = Field(("iau", GOLD), description="the methods a batch tries in cost order, each "
                                     "unlearned from the champion and gated; the first that passes is promoted. "
                                     "Names of the unlearning registry, then `retrain` last (the last resort)")
+    # Production aims at passing its gate, so the rungs' iterative methods stop at the self-check by default (an
+    # oracle-free rule: the model, D_f and the validation set only); `make run` compares the methods under
+    # unlearning.stop_rule instead. reports/frontier.md measures both.
+    stop_rule: StopRule = Field(StopRule(target="self_check", chance_z=0.0), description="the stop rule of the "
+                                "ladder's iterative rungs (replaces unlearning.stop_rule in a batch): by default "
+                                "until the self-check's AUC on D_f against validation records is at 0.5")
     gate: GateParams = GateParams()
     drift: DriftParams = DriftParams()
     purge: PurgeParams = PurgeParams()
