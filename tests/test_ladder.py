@@ -203,3 +203,15 @@ def test_migration_0003_keeps_the_rows_of_an_older_ledger(tmp_path):
         batch = upgraded.open_batch("1", "dv0", "ssd")
         upgraded.finish_batch(batch.id, "2", "dv1", "ssd", {}, None)
         assert upgraded.current_champion().method == "ssd"
+
+
+def test_a_batch_stops_its_iterative_rungs_by_the_nightly_stop_rule():
+    """make run compares methods under unlearning.stop_rule; a batch replaces it with nightly.stop_rule (by default
+    the self-check at AUC 0.5), and nothing else of the unlearning settings."""
+    from iau_core.deletion import batch_unlearning
+
+    params = load_params(REPO / "params.yaml")
+    batch = batch_unlearning(params)
+    assert batch.stop_rule.target == "self_check" and batch.stop_rule.chance_z == 0.0
+    assert params.unlearning.stop_rule.target == "heldout_loss"
+    assert batch.model_copy(update={"stop_rule": params.unlearning.stop_rule}) == params.unlearning
