@@ -362,21 +362,27 @@ def doctor_command(ctx: typer.Context) -> None:
 
 def run_flow(ctx: typer.Context, start: Callable[[dict], dict], overrides: list[str] | None) -> dict:
     """Validate --set first (exit 2, nothing started), run the flow, and turn its known failures into one line."""
+    from dvc.exceptions import DvcException
+
     from cli.prefect_server import ServerUnavailable, owned_prefect_server
     from flows.nightly import GateFailed, TrackingUnavailable
     from iau_core.config import ParamsError, load_params, parse_overrides
     from stores.champion import ChampionUnusable
-    from stores.data import DataVersionMismatch
+    from stores.data import DataVersionMismatch, checked_data
     from stores.reconcile import RegistryDiverged
     from stores.registry import ChampionMissing
 
     try:
         changes = parse_overrides(overrides or [])
-        load_params(ctx.obj.project_root / "params.yaml", changes)
+        params = load_params(ctx.obj.project_root / "params.yaml", changes)
     except ParamsError as exc:
         fail(str(exc), BAD_INPUT)
     with opened(ctx):  # an unreachable or bad ledger: one line here, before Prefect starts and logs tracebacks
         pass
+    try:  # data not built, not versioned or not the recorded version: one line naming the fix, before Prefect
+        checked_data(ctx.obj.project_root, params.data)
+    except (DataVersionMismatch, FileNotFoundError, DvcException) as exc:
+        fail(one_line(exc), UNAVAILABLE)
     try:
         with ledger_for_flows(ctx.obj.ledger_url), owned_prefect_server():
             return start(changes)

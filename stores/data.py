@@ -28,6 +28,7 @@ import yaml
 from dvc.exceptions import DvcException
 from dvc.repo import Repo
 
+from iau_core.config import DataParams
 from iau_core.sources import (
     FORGOTTEN_COLUMNS,
     FORGOTTEN_LIST,
@@ -77,6 +78,19 @@ def ensure_data(repo_root: str | Path) -> str:
             raise mismatch(data_dir, expected, state)
         push_to_default_remote(repo, repo_root)
     return expected
+
+
+def checked_data(repo_root: str | Path, data: DataParams) -> str:
+    """ensure_data, first making sure the dataset params.yaml names is there to check: what `iau train` and the
+    flows' command lines call before Prefect starts, so a documented mistake ends in one line naming its fix."""
+    repo_root = Path(repo_root).resolve()
+    _, data_dir = recorded_version(repo_root)
+    folder = repo_root / data.root / data.dataset.name
+    if data_dir.exists() and not (folder / "records.csv").is_file():
+        raise FileNotFoundError(f"{folder} is missing (params.yaml's data.dataset is {data.dataset.name!r}): build it "
+                                "with `.venv/bin/python -m iau_core.datasets`, then `.venv/bin/dvc add data` and "
+                                "commit data.dvc (docs/datasets.md, 'Bring your own data')")
+    return ensure_data(repo_root)
 
 
 def restore(repo: Repo, repo_root: Path, data_dir: Path) -> None:
