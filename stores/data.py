@@ -80,9 +80,10 @@ def ensure_data(repo_root: str | Path) -> str:
     return expected
 
 
-def checked_data(repo_root: str | Path, data: DataParams) -> str:
-    """ensure_data, first making sure the dataset params.yaml names is there to check: what `iau train` and the
-    flows' command lines call before Prefect starts, so a documented mistake ends in one line naming its fix."""
+def checked_data(repo_root: str | Path, data: DataParams, version: bool = True) -> str | None:
+    """ensure_data (with `version`), first making sure the dataset params.yaml names is there to check: what the
+    command lines call before Prefect starts, so a documented mistake ends in one line naming its fix. A nightly
+    checks the folder only: ensure_data may rewrite data.dvc, which is the lock holder's to change."""
     repo_root = Path(repo_root).resolve()
     _, data_dir = recorded_version(repo_root)
     folder = repo_root / data.root / data.dataset.name
@@ -90,7 +91,7 @@ def checked_data(repo_root: str | Path, data: DataParams) -> str:
         raise FileNotFoundError(f"{folder} is missing (params.yaml's data.dataset is {data.dataset.name!r}): build it "
                                 "with `.venv/bin/python -m iau_core.datasets`, then `.venv/bin/dvc add data` and "
                                 "commit data.dvc (docs/datasets.md, 'Bring your own data')")
-    return ensure_data(repo_root)
+    return ensure_data(repo_root) if version else None
 
 
 def restore(repo: Repo, repo_root: Path, data_dir: Path) -> None:
