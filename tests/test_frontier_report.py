@@ -51,8 +51,8 @@ def test_the_oracle_best_stays_within_the_mu_floor_and_the_rule_walks_the_line_a
     strict = stop_rule_walk(points, "finetune", "lr 0.01", 0.0)
     assert list(strict.knob) == [3, 3, 3]  # at z = 0 only epoch 3 (0.50) is at chance
     rule = summary["methods"]["finetune"]["self_check_rule"]
-    assert rule["z=2"]["oracle_free"] and rule["z=2"]["kept"] == ["2", "2", "2"]
-    assert rule["z=2"]["fraction_closed"]["mean"] == pytest.approx(0.5)
+    assert rule["z=2, stop"]["oracle_free"] and rule["z=2, stop"]["kept"] == ["2", "2", "2"]
+    assert rule["z=2, stop"]["fraction_closed"]["mean"] == pytest.approx(0.5)
     assert summary["methods"]["iau"]["iau (sum), eta rule"]["fraction_closed"]["mean"] == pytest.approx(0.05)
     assert summary["methods"]["neggrad"]["best"] is None
     assert summary["methods"]["salun"]["best"]["point"] == "lr 0.013, 1"  # the closest to retraining's movement
@@ -72,6 +72,13 @@ def test_the_walk_undoes_an_epoch_over_the_validation_budget_and_stops():
             p["val_acc"] = 80.0
     kept = stop_rule_walk(points_of([raw], "random_200"), "finetune", "lr 0.01", 0.0)
     assert list(kept.method) == ["original"] and kept.fraction_closed.iloc[0] == 0
+    raw = seed_raw(0)
+    for p in raw["settings"]["random_200"]["points"]:
+        if p["method"] == "finetune" and p["knob"] == 1:
+            p["val_acc"] = 85.0  # only the first epoch over budget: `continue` walks on to epoch 3
+    points = points_of([raw], "random_200")
+    assert list(stop_rule_walk(points, "finetune", "lr 0.01", 0.0, "stop").method) == ["original"]
+    assert list(stop_rule_walk(points, "finetune", "lr 0.01", 0.0, "continue").knob) == [3]
 
 
 def test_render_writes_the_report_the_json_and_the_plot(tmp_path):
@@ -84,5 +91,6 @@ def test_render_writes_the_report_the_json_and_the_plot(tmp_path):
     assert "oracle study" in text.lower() and "| finetune | lr 0.01, 2 |" in text
     data = json.loads((tmp_path / "frontier.json").read_text())
     assert data["random_200"]["methods"]["finetune"]["best"]["within_floor"] is True
-    assert data["random_200"]["methods"]["finetune"]["self_check_rule"]["z=0"]["oracle_free"] is True
+    nightly = data["random_200"]["methods"]["finetune"]["self_check_rule"]["z=0, continue (nightly)"]
+    assert nightly["oracle_free"] is True and nightly["over_budget"] == "continue"
     assert (tmp_path / "frontier.png").stat().st_size > 10_000

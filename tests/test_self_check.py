@@ -55,3 +55,28 @@ def test_a_method_stopped_by_the_check_stops_at_the_first_epoch_that_passes(trai
                         update={"stop_at_heldout_loss": False})}))
     get_method("neggrad")(every)
     assert seen.index(True) + 1 == kept
+
+
+def test_over_budget_continue_trains_past_an_epoch_that_cost_accuracy_and_never_returns_it(trained, digits_bundle,
+                                                                                           digits_params):
+    """An epoch that ruins validation accuracy, then one that recovers it: `stop` undoes the first and returns the
+    deployed model; `continue` goes on and returns the recovered epoch, never the ruined one."""
+    from iau_core.unlearning.loop import run_epochs
+
+    deployed = {k: v.clone() for k, v in trained[0].state_dict().items()}
+
+    def outcome(over_budget: str) -> dict:
+        rule = {"over_budget": over_budget, "stop_at_heldout_loss": False}
+        task = make_task(trained, digits_bundle, digits_params, stop_rule=rule)
+        model = task.copy_model()
+
+        def one_epoch(epoch: int) -> None:
+            with torch.no_grad():
+                for name, p in model.named_parameters():
+                    p.copy_(torch.zeros_like(p) if epoch == 1 else deployed[name] * (1 + 1e-4 * epoch))
+
+        return run_epochs(model, task, 3, one_epoch)
+
+    stopped, continued = outcome("stop"), outcome("continue")
+    assert stopped["epochs_kept"] == 0 and "epoch 1 would cost" in stopped["stop_rule.reason"]
+    assert continued["epochs_kept"] == 3 and continued["stop_rule.val_acc_drop"] <= 1.0

@@ -38,6 +38,9 @@ class StopRule(Section):
                                "loss; self_check: the loss attack's AUC on D_f against validation records of its "
                                "labels is within chance (iau_core/unlearning/self_check.py)")
     chance_z: float = Field(2.0, ge=0, description="self_check: chance is 0.5 + this many null standard deviations")
+    over_budget: Literal["stop", "continue"] = Field("stop", description="an epoch over the validation budget is "
+                                                     "undone and the method stops (stop), or it is never returned "
+                                                     "but training goes on, so a later epoch may recover (continue)")
 
 class FinetuneSettings(Section):
     """Fine-tune on D_r only, so D_f fades by catastrophic forgetting. Jia et al. 2023 ('Model sparsity can

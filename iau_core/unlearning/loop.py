@@ -70,10 +70,11 @@ def run_epochs(model: nn.Module, task: UnlearningTask, epochs: int,
                one_epoch: Callable[[int], None]) -> dict[str, str | float | int]:
     """Run `one_epoch(1..epochs)` on `model` under the stop rule; returns what the rule decided.
 
-    After each epoch: if the validation accuracy has fallen more than the budget below the deployed model's,
-    the epoch is undone and the method stops; otherwise, once the rule's target is met, it stops there: D_f's
-    mean loss has reached the validation set's (target heldout_loss), or the self-check passes (target
-    self_check: self_check.py). `model` is left at the last epoch kept."""
+    After each epoch: if the validation accuracy has fallen more than the budget below the deployed model's, the
+    epoch is undone and the method stops (over_budget stop), or it is only never returned and training goes on
+    (over_budget continue: a method whose first epochs cost accuracy may recover it). Otherwise, once the rule's
+    target is met, it stops there: D_f's mean loss has reached the validation set's (target heldout_loss), or the
+    self-check passes (target self_check: self_check.py). `model` is left at the last epoch kept."""
     rule: StopRule = task.unlearning.stop_rule
     val_logits = predict_logits(task.model, task.val, task.device)
     target = F.cross_entropy(val_logits, task.val.y.cpu()).item()
@@ -89,10 +90,12 @@ def run_epochs(model: nn.Module, task: UnlearningTask, epochs: int,
         one_epoch(epoch)
         epoch_drop = base_acc - accuracy(model, task.val, task.device)
         if epoch_drop > rule.val_drop_budget:
-            model.load_state_dict(kept)
             reason = f"epoch {epoch} would cost more than {rule.val_drop_budget} validation points"
-            break
+            if rule.over_budget == "stop":
+                break
+            continue  # over_budget continue: this epoch is never returned, but a later one may recover
         kept, kept_epochs, drop = copy.deepcopy(model.state_dict()), epoch, epoch_drop
+        reason = f"all {epochs} epochs run"
         forget_loss = per_sample_losses(model, task.forget, task.device).mean().item()
         if task.observe:
             task.observe(epoch, model)
@@ -104,6 +107,9 @@ def run_epochs(model: nn.Module, task: UnlearningTask, epochs: int,
         elif rule.stop_at_heldout_loss and forget_loss >= target:
             reason = "D_f's loss reached the validation loss"
             break
+    if kept_epochs != epoch:  # the last epoch run was over budget: back to the last one kept
+        model.load_state_dict(kept)
+        reason += f"; epoch {kept_epochs} kept" if kept_epochs else "; the deployed model kept"
     model.eval()
     return {"stop_rule.reason": reason, "epochs_kept": kept_epochs, "stop_rule.target_loss": target,
             "stop_rule.forget_loss": forget_loss, "stop_rule.val_acc_drop": drop,
