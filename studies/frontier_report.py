@@ -40,6 +40,7 @@ def points_of(raws: list[dict], setting: str) -> pd.DataFrame:
         frames.append(df)
     out = pd.concat(frames, ignore_index=True)
     out["oracle_free"] = out.get("oracle_free", pd.Series(index=out.index, dtype=object)).fillna("")
+    out.loc[out.oracle_free != "", "knob"] = 0.0  # a rule's own choice differs per seed: one point over seeds
     return out
 
 
@@ -70,7 +71,8 @@ DEFAULT_LINE = {"iau": "iau (mean)", "iau_adam": "lr 0.001", "finetune": "lr 0.0
 # The self-check's two principled limits: the gate's noise allowance (0.5 + 2 null standard deviations), and the
 # distribution match itself (AUC 0.5: D_f's losses no more member-like than unseen records', ReGUn's target).
 # (chance_z, over_budget) of the rules shown: make run's stop rule aimed at the self-check, and nightly.stop_rule
-RULES = {"z=2, stop": (2.0, "stop"), "z=0, stop": (0.0, "stop"), "z=0, continue (nightly)": (0.0, "continue")}
+NIGHTLY_RULE = "z=0, continue (nightly)"
+RULES = {"z=2, stop": (2.0, "stop"), "z=0, stop": (0.0, "stop"), NIGHTLY_RULE: (0.0, "continue")}
 
 
 def stop_rule_walk(points: pd.DataFrame, method: str, line: str, z: float, over_budget: str = "stop") -> pd.DataFrame:
@@ -208,7 +210,7 @@ def render_setting(name: str, s: dict) -> list[str]:
 
 
 def plot(summaries: dict[str, dict]) -> Figure:
-    fig = Figure(figsize=(13, 5.5))
+    fig = Figure(figsize=(15, 5.5))
     axes = fig.subplots(1, len(summaries), squeeze=False)[0]
     for ax, (name, s) in zip(axes, summaries.items(), strict=True):
         table = s["table"]
@@ -219,12 +221,21 @@ def plot(summaries: dict[str, dict]) -> Figure:
         for i, method in enumerate(methods):
             for j, (line, group) in enumerate(table[table.method == method].groupby("line", sort=False)):
                 if "rule" in line:
-                    ax.scatter(group.mu_gap, group.fraction, marker="*", s=140, color=colours[method], zorder=5,
-                               edgecolor="black", label=f"{line} (oracle-free)")
-                    continue
+                    continue  # the eta rule: drawn with the other oracle-free choices below
                 ax.errorbar(group.mu_gap, group.fraction, yerr=[group.fraction - group.ci_low,
                             group.ci_high - group.fraction], color=colours[method], marker=markers[i % len(markers)],
-                            ms=4, lw=1, alpha=0.8, capsize=2, label=method if j == 0 else None)
+                            ms=4, lw=1, alpha=0.6, capsize=2, label=method if j == 0 else None)
+        # oracle-free: each method under nightly.stop_rule, and IAU's eta rule (mean reduction, params.yaml's)
+        free = {m: e["self_check_rule"][NIGHTLY_RULE] for m, e in s["methods"].items()
+                if (e.get("self_check_rule") or {}).get(NIGHTLY_RULE)}
+        if "iau (mean), eta rule" in s["methods"].get("iau", {}):
+            free["iau"] = s["methods"]["iau"]["iau (mean), eta rule"]
+        for k, (method, rule) in enumerate(free.items()):
+            frac = rule["fraction_closed"]
+            ax.errorbar([rule["mu_gap"]], [frac["mean"]], yerr=[[frac["mean"] - frac["ci_low"]],
+                        [frac["ci_high"] - frac["mean"]]], marker="*", ms=14, color=colours[method], mec="black",
+                        lw=1.5, capsize=3, zorder=5, label="oracle-free rule (nightly.stop_rule; iau: eta rule)"
+                        if k == 0 else None)
         ax.axvline(s["mu_floor"], color="grey", ls="--", lw=1)
         ax.axhline(1.0, color="black", lw=0.8)
         ax.axhline(FRACTION_TARGET, color="green", ls=":", lw=1)
@@ -232,13 +243,14 @@ def plot(summaries: dict[str, dict]) -> Figure:
         ax.axhline(alt, color="grey", ls=":", lw=1)
         ax.text(s["mu_floor"], -0.2, " MU floor", color="grey", fontsize=8)
         ax.set_xscale("symlog", linthresh=1.0)
+        ax.set_xlim(left=0)
         ax.set_xlabel("MU gap (test-accuracy points from retraining; symlog)")
         ax.set_ylabel("fraction of retraining's RMIA movement closed")
         ax.set_title(f"{name}: {len(s['seeds'])} seeds (mean, 95% CI)")
         ax.set_ylim(-0.3, 1.4)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="center right", fontsize=8)
-    fig.subplots_adjust(right=0.8, wspace=0.25)
+    fig.subplots_adjust(left=0.06, right=0.74, wspace=0.22)
     return fig
 
 
