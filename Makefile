@@ -95,9 +95,14 @@ deploy:  ## register unlearn/outliers, unlearn/random and unlearn/nightly (02:00
 	IAU_NIGHTLY_TIMEZONE=$$($(PY) -c 'from iau_core.config import load_params; print(load_params().nightly.timezone)') \
 		$(VENV)/bin/prefect --no-prompt deploy --all
 
+# MLflow 3.17's UI opens an experiment in GenAI mode unless the URL or the browser chose model training: open the
+# printed links (docs/tracking.md, "Browsing"). The AI Gateway, a GenAI feature unused here, is switched off; the
+# Assistant panel and the GenAI popups have no server switch.
 mlflow-ui:  ## browse runs and comparisons (http://127.0.0.1:5000)
-	@echo "MLflow UI on http://127.0.0.1:5000/#/experiments?workflowType=machine_learning (Ctrl-C stops it)"
-	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+	@$(PY) -m stores.mlflow_ui
+	@echo "MLflow UI on http://127.0.0.1:5000 (Ctrl-C stops it)"
+	MLFLOW_ENABLE_AI_GATEWAY=false $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db \
+		--host 127.0.0.1 --port 5000
 
 clean-tracking:  ## forget every recorded run and cached model (keeps data and the venv)
 	rm -rf mlflow.db mlartifacts .prefect

@@ -174,16 +174,17 @@ class FlowSteps:
 @contextmanager
 def children(parent: str) -> Iterator[list[str]]:
     """Nested runs opened inside the block end with it: FINISHED once every gap and verdict is on them, FAILED
-    if the flow fails first."""
+    if the flow fails first; each at the end time its method recorded (tracking.work_done), so its Duration is
+    the method's own work, not the wait for the others."""
     opened: list[str] = []
     try:
         yield opened
     except BaseException:
         for run_id in opened:
-            tracking.finish(run_id, ok=False)
+            tracking.finish(run_id, ok=False, keep_end_time=True)
         raise
     for run_id in opened:
-        tracking.finish(run_id, ok=True)
+        tracking.finish(run_id, ok=True, keep_end_time=True)
 
 
 # --- where the tasks run: `execution: local | dask` (docs/scale-out.md) --------------------------------------------

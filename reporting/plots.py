@@ -10,13 +10,14 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from iau_core.config import FLOOR, GOLD
+from iau_core.config import DO_NOTHING, FLOOR, GOLD
 from iau_core.metrics import GAPS as GAPS_OF
 
 if TYPE_CHECKING:
@@ -26,13 +27,23 @@ if TYPE_CHECKING:
     from iau_core.unlearning import MethodResult
 
 ROC_MIN_FPR = 1e-3  # the lower end of the log-scale ROC (Carlini et al., LiRA)
-# 10 distinct colours (tab10) x 2 line styles: 20 curves, none sharing both colour and style
-ROC_STYLES = [(f"C{i}", style) for style in ("-", "--") for i in range(10)]
+# tab20's strong colours first, then their light partners: the first ten methods never get a light/dark pair.
+PALETTE = [matplotlib.colormaps["tab20"](i) for i in (*range(0, 20, 2), *range(1, 20, 2))]
+# The marker says the verdict, the colour the method: a legend entry per method reads "iau (forgets)".
+VERDICT_MARKERS = {"forgets": "o", "overshoots": "^", "moves away": "v", "no detectable change": "s",
+                   "no change": "X", "n/a (one seed)": "D"}
+REFERENCE_MARKER = "P"
 
 
-def _std(value: float) -> float:
-    """A std to draw as an error bar: NaN (one seed) draws none."""
-    return 0.0 if value is None or not math.isfinite(value) else float(value)
+def method_colors(methods) -> dict[str, tuple]:
+    """One colour per method, in the given order (the comparison's), the same in every plot. Past 20 methods
+    the palette repeats; roc_plot then also changes the line style."""
+    return {str(m): PALETTE[i % len(PALETTE)] for i, m in enumerate(methods)}
+
+
+def _std(value: float) -> float | None:
+    """A std to draw as an error bar: None (no bar) where there is none, e.g. one seed (NaN)."""
+    return None if value is None or not math.isfinite(value) else float(value)
 
 
 def _seeds_text(seeds: int | None) -> str:
@@ -42,72 +53,49 @@ def _seeds_text(seeds: int | None) -> str:
 
 
 def _noise_floor(ax: Axes, summary: pd.DataFrame) -> None:
-    """Dashed lines at retrain_alt's gaps: a second gold model's distance to the first, so any gap below them
-    is indistinguishable from retraining."""
+    """retrain_alt's gaps: a second gold model's distance to the first. Dashed lines at each, and the box below
+    both shaded: a method inside it is indistinguishable from retraining on both gaps."""
     if FLOOR not in summary.index:
         return
-    row = summary.loc[FLOOR]
-    ax.axvline(row["mu_gap_mean"], color="grey", linestyle="--", linewidth=1, label="noise floor (retrain_alt)")
-    ax.axhline(row["ue_gap_mean"], color="grey", linestyle="--", linewidth=1)
+    mu, ue = float(summary.loc[FLOOR, "mu_gap_mean"]), float(summary.loc[FLOOR, "ue_gap_mean"])
+    ax.axvline(mu, color="grey", linestyle="--", linewidth=1, label="noise floor (retrain_alt)")
+    ax.axhline(ue, color="grey", linestyle="--", linewidth=1)
+    ax.fill_between([0, mu], 0, ue, color="grey", alpha=0.15, linewidth=0, label="within both floors")
 
 
-def _place_labels(ax: Axes, points: dict[str, tuple[float, float]], fontsize: float = 8) -> None:
-    """Direct labels that never overlap: each label goes to the first free slot next to its point (right, then
-    stepping up and down a line at a time), in axes fractions with the limits fixed first; a label moved off its
-    point gets a thin leader line. Greedy, deterministic, enough for the 15 methods of a comparison."""
-    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
-    width_in, height_in = ax.figure.get_size_inches() * 0.8  # the axes' share of the figure, about
-    line = fontsize * 1.8 / 72 / height_in  # one text line, as a fraction of the axes' height, with a margin
-    char = fontsize * 0.72 / 72 / width_in  # one character's width (generous), as a fraction of the axes' width
-    placed: list[tuple[float, float, float, float]] = []
-    for name, (x, y) in sorted(points.items(), key=lambda item: (item[1][1], item[1][0])):
-        fx, fy = (x - x0) / (x1 - x0), (y - y0) / (y1 - y0)
-        w = char * len(name)
-        for k in range(60):
-            dy = (k + 1) // 2 * line * (1 if k % 2 else -1)
-            left = fx + 0.012 if fx + 0.012 + w <= 1 else fx - 0.012 - w
-            box = (left, fy + dy - line / 2, left + w, fy + dy + line / 2)
-            inside = 0 <= box[1] and box[3] <= 1
-            if inside and not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3]
-                                  for b in placed):
-                break
-        placed.append(box)
-        ax.annotate(name, (x, y), xytext=(box[0], (box[1] + box[3]) / 2), textcoords="axes fraction",
-                    fontsize=fontsize, va="center", ha="left",
-                    arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.5} if abs(dy) > 0 else None)
-
-
-def mu_ue_plot(summary: pd.DataFrame, seeds: int | None = None, verdicts: pd.Series | None = None) -> Figure:
-    """MU gap (x) against UE gap (y) per method, with std error bars: the best method sits nearest the origin,
-    where retrain (the gold model) is by definition. Labels sit beside their points without overlapping; with
-    `verdicts`, a point's colour is its method's verdict."""
-    fig = Figure(figsize=(8, 6.5), layout="constrained")
+def mu_ue_plot(summary: pd.DataFrame, seeds: int | None = None, verdicts: pd.Series | None = None,
+               colors: dict[str, tuple] | None = None) -> Figure:
+    """MU gap (x) against UE gap (y) per method: the best method sits nearest the origin, where retrain (the gold
+    model) is by definition. Each method has its own colour (tab20, `colors` or method_colors) and a legend entry
+    beside the axes, so no two names ever overlap; with `verdicts` the marker is the verdict's and the entry names
+    it. Error bars (std over seeds) only where more than one seed ran; the noise floor is drawn."""
+    fig = Figure(figsize=(10, 6.5), layout="constrained")
     ax = fig.add_subplot()
     ax.scatter([0], [0], marker="*", s=220, color="gold", edgecolor="black", zorder=3, label="retrain (gold)")
-    points, seen = {}, set()
-    for method, row in summary.iterrows():
-        if method == GOLD:
-            continue
+    _noise_floor(ax, summary)
+    methods = [m for m in summary.index if m != GOLD]
+    colors = colors or method_colors(methods)
+    xs, ys = [0.0], [0.0]
+    for method in methods:
+        row = summary.loc[method]
         x, y = float(row["mu_gap_mean"]), float(row["ue_gap_mean"])
         verdict = None if verdicts is None else verdicts.get(method)
-        color = VERDICT_COLORS.get(verdict, "tab:blue") if verdicts is not None else None
-        label = verdict if verdict in VERDICT_COLORS and verdict not in seen else None
-        seen.add(verdict)
-        ax.errorbar(x, y, xerr=_std(row.get("mu_gap_std")), yerr=_std(row.get("ue_gap_std")),
-                    fmt="o", capsize=3, zorder=2, color=color, label=label, markersize=5, elinewidth=0.8)
-        points[str(method)] = (x, y)
-    _noise_floor(ax, summary)
+        marker = VERDICT_MARKERS.get(verdict, REFERENCE_MARKER if method in (FLOOR, DO_NOTHING) else "o")
+        label = f"{method} ({verdict})" if isinstance(verdict, str) else str(method)
+        ax.errorbar(x, y, xerr=_std(row.get("mu_gap_std")), yerr=_std(row.get("ue_gap_std")), fmt=marker,
+                    color=colors[str(method)], markeredgecolor="black", markeredgewidth=0.5, markersize=7,
+                    capsize=3, elinewidth=0.8, zorder=2, label=label)
+        xs += [x - (_std(row.get("mu_gap_std")) or 0), x + (_std(row.get("mu_gap_std")) or 0)]  # bars in view
+        ys += [y - (_std(row.get("ue_gap_std")) or 0), y + (_std(row.get("ue_gap_std")) or 0)]
     ax.set_xlabel("MU gap: |test accuracy − retrain's| (percentage points)")
     ax.set_ylabel("UE gap: |attack success on D_f − retrain's| (percentage points)")
     ax.set_title(f"MU vs UE gap to retrain ({_seeds_text(seeds)})")
-    xs = [p[0] for p in points.values()] + [0.0]
-    ys = [p[1] for p in points.values()] + [0.0]
     span_x, span_y = (max(xs) - min(xs)) or 1.0, (max(ys) - min(ys)) or 1.0
-    ax.set_xlim(min(0.0, min(xs)) - 0.05 * span_x, max(xs) + 0.35 * span_x)  # room on the right for labels
-    ax.set_ylim(min(0.0, min(ys)) - 0.08 * span_y, max(ys) + 0.12 * span_y)
-    _place_labels(ax, points)
+    ax.set_xlim(min(xs) - 0.05 * span_x, max(xs) + 0.08 * span_x)
+    ax.set_ylim(min(ys) - 0.08 * span_y, max(ys) + 0.08 * span_y)
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="upper left", fontsize=8, title="verdict" if verdicts is not None else None)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8, borderaxespad=0,
+              title="method (verdict)" if verdicts is not None else "method")
     return fig
 
 
@@ -170,14 +158,17 @@ def grad_norm_plot(norms: dict[str, np.ndarray], title: str = "Per-sample gradie
     return fig
 
 
-def roc_plot(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], title: str) -> Figure:
+def roc_plot(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], title: str,
+             colors: dict[str, tuple] | None = None) -> Figure:
     """Membership-inference ROC curves on log-log axes (Carlini et al.): an attack is judged by its true
-    positives at low false-positive rates, which a linear plot squeezes into its corner."""
+    positives at low false-positive rates, which a linear plot squeezes into its corner. One colour per method
+    (`colors`, as in mu_ue_plot, or method_colors): no two curves share one."""
     fig = Figure(figsize=(9, 6), layout="constrained")
     ax = fig.add_subplot()
+    colors = colors or method_colors(curves)
     for i, (name, (fpr, tpr, auc)) in enumerate(curves.items()):
-        color, style = ROC_STYLES[i % len(ROC_STYLES)]
-        ax.plot(fpr, tpr, linewidth=1.5, color=color, linestyle=style, label=f"{name} (AUC {auc:.3f})")
+        style = ("-", "--", ":")[i // len(PALETTE) % 3]  # past 20 curves a colour repeats, with another style
+        ax.plot(fpr, tpr, linewidth=1.5, color=colors[name], linestyle=style, label=f"{name} (AUC {auc:.3f})")
     ax.plot([ROC_MIN_FPR, 1], [ROC_MIN_FPR, 1], color="black", linestyle="--", linewidth=1, label="chance")
     ax.axvline(0.01, color="grey", linestyle=":", linewidth=1.2, label="1% FPR")
     ax.set_xscale("log")
@@ -199,8 +190,10 @@ def comparison_figures(outcomes: list[MethodResult], summary: pd.DataFrame,
     seeds = sorted({o.seed for o in outcomes})
     curves = {o.method: (o.scores.lira_roc.fpr, o.scores.lira_roc.tpr, o.scores.lira_roc.auc)
               for o in outcomes if o.seed == seeds[0] and o.method != FLOOR}
-    figures = {"plots/mu_vs_ue.png": mu_ue_plot(summary, len(seeds), None if found is None else found.verdicts),
-               "plots/lira_roc.png": roc_plot(curves, f"LiRA on D_f vs held-out records (seed {seeds[0]})")}
+    colors = method_colors([m for m in summary.index if m != GOLD] + [GOLD])  # retrain: a ROC curve, a star
+    figures = {"plots/mu_vs_ue.png": mu_ue_plot(summary, len(seeds), None if found is None else found.verdicts,
+                                                colors),
+               "plots/lira_roc.png": roc_plot(curves, f"LiRA on D_f vs held-out records (seed {seeds[0]})", colors)}
     if found is not None and not found.table.empty:
         floors = {g: float(summary.loc[FLOOR, f"{g}_mean"]) for g in GAPS_OF if FLOOR in summary.index}
         metrics = list(dict.fromkeys(found.table.metric))

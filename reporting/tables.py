@@ -98,12 +98,12 @@ def artifact_key(key: str) -> str:
 
 
 def comparison_records(summary: pd.DataFrame, columns: list[str], verdicts: pd.Series | None = None) -> list[dict]:
-    """One row per method, each metric as 'mean ± std' (after the method's verdict, when given): the rows of the
-    comparison's table artifact."""
+    """One row per method, each metric as 'mean ± std' to the decimals its noise justifies (after the method's
+    verdict, when given): the rows of the comparison's table artifact."""
     def verdict(m: str) -> dict:
         return {} if verdicts is None else {"verdict": str(verdicts.get(m, ""))}
-    return [{"method": m, **verdict(m), **{c: mean_std(summary.loc[m, f"{c}_mean"], summary.loc[m, f"{c}_std"])
-                                           for c in columns}} for m in summary.index]
+    return [{"method": m, **verdict(m), **{c: mean_std(summary.loc[m, f"{c}_mean"], summary.loc[m, f"{c}_std"],
+                                                       decimals(c)) for c in columns}} for m in summary.index]
 
 
 def _calibrated_seen(name: str, strength: dict[str, float], auc: str, tpr: str, tpr_0_1pct: str) -> str:

@@ -43,6 +43,7 @@ from torch import nn
 from iau_core.config import Params
 
 if TYPE_CHECKING:
+    import pandas as pd
     from matplotlib.figure import Figure
 
 STATE_DICT = "state_dict.pt"
@@ -222,8 +223,16 @@ def set_tags(run_id: str, tags: dict[str, str]) -> None:
     MlflowClient().log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
 
-def finish(run_id: str, ok: bool = True) -> None:
-    MlflowClient().set_terminated(run_id, status="FINISHED" if ok else "FAILED")
+def finish(run_id: str, ok: bool = True, keep_end_time: bool = False) -> None:
+    """End the run; with keep_end_time, at the end work_done recorded, if any (its Duration is then that work's)."""
+    end = MlflowClient().get_run(run_id).info.end_time if keep_end_time else None
+    MlflowClient().set_terminated(run_id, status="FINISHED" if ok else "FAILED", end_time=end)
+
+
+def work_done(run_id: str) -> None:
+    """Record now as the run's end time but leave it RUNNING: a method's run is finished only once the comparison
+    has written its gaps (flows/unlearn.py), yet the UI's Duration should be the method's own work."""
+    MlflowClient().set_terminated(run_id, status="RUNNING", end_time=int(time.time() * 1000))
 
 
 @contextmanager
@@ -251,7 +260,7 @@ def find_finished_run(experiment_id: str, kind: str, key: str) -> str | None:
 
 
 def log_model(run_id: str, model: nn.Module, input_example: torch.Tensor, registered_name: str | None = None,
-              description: str | None = None) -> str:
+              description: str | None = None, name: str = MODEL_ARTIFACT) -> str:
     """Log the model twice over: as an MLflow LoggedModel of the run (the run page's and the runs list's Models,
     the experiment's Models tab; browsable, servable, optionally registered with `description`) and as a plain
     state_dict on the run, which is what the pipeline reloads (torch.load with weights_only=True: exact).
@@ -262,16 +271,17 @@ def log_model(run_id: str, model: nn.Module, input_example: torch.Tensor, regist
     stays RUNNING until the caller has written the rest (e.g. its model_uri tag) and finishes it.
     MLflow 3 saves PyTorch as 'pt2' (torch.export), which traces the graph on a real input (a few records of
     the data; a batch of more than one keeps the batch dimension dynamic); the requirement list is given, not
-    inferred (inference re-imports the model in a subprocess: slow).
+    inferred (inference re-imports the model in a subprocess: slow). `name`: the LoggedModel's name (the Models
+    column and tab show it), e.g. the method's.
 
     Returns models:/<name>/<version> when registered, else models:/<model_id>."""
     model = model.cpu().eval()
     log_state_dict(run_id, model)
     client = MlflowClient()
     experiment_id = client.get_run(run_id).info.experiment_id
-    logged = client.create_logged_model(experiment_id, name=MODEL_ARTIFACT, source_run_id=run_id)
+    logged = client.create_logged_model(experiment_id, name=name, source_run_id=run_id)
     mlflow.pytorch.log_model(
-        model, name=MODEL_ARTIFACT, model_id=logged.model_id, run_id=run_id, serialization_format="pt2",
+        model, name=name, model_id=logged.model_id, run_id=run_id, serialization_format="pt2",
         input_example=input_example.detach().cpu().numpy(),
         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
     if not registered_name:
@@ -320,6 +330,11 @@ def load_state_dict(run_id: str) -> dict[str, torch.Tensor]:
 
 def log_text(run_id: str, text: str, artifact_file: str) -> None:
     MlflowClient().log_text(run_id, text, artifact_file)
+
+
+def log_table(run_id: str, table: pd.DataFrame, artifact_file: str) -> None:
+    """A table the run page's artifact viewer shows as one (mlflow.log_table: a JSON artifact, NaN as null)."""
+    MlflowClient().log_table(run_id, table, artifact_file)
 
 
 def read_text(run_id: str, artifact_file: str) -> str:

@@ -27,8 +27,8 @@ from iau_core.metrics import (
 from iau_core.recipe import per_seed_tables
 from iau_core.training import per_sample_grad_norms
 from iau_core.unlearning import MethodResult
-from iau_core.verdicts import assess, unchanged_methods
-from reporting import plots
+from iau_core.verdicts import Assessment, assess, unchanged_methods
+from reporting import plots, runs_list
 from reporting import verdicts as verdict_text
 from reporting.tables import (
     SHOWN,
@@ -37,7 +37,7 @@ from reporting.tables import (
     summary_markdown,
     what_attacks_see,
 )
-from stores import tracking
+from stores import mlflow_ui, tracking
 from stores.artifacts import ModelRef, load_attacks, load_base_model
 from stores.project import RunContext
 
@@ -111,10 +111,11 @@ def compare_methods(outcomes: list[MethodResult], strengths: list[dict[str, floa
     by_seed = {int(t["seed"].iloc[0]): t for t in tables}
     tracking.describe_comparison(
         parent_run_id, verdict_text.parent_description(title, summary, floors, found, attacks_see),
-        parent_tags(found), {"methods_forgetting": float((found.verdicts.drop(index="retrain_alt", errors="ignore")
-                                                          == "forgets").sum())},
+        parent_tags(found, summary.index), {"methods_forgetting": float(
+            (found.verdicts.drop(index="retrain_alt", errors="ignore") == "forgets").sum())},
         {o.run_id: (verdict_text.child_description(o.method, o.seed, by_seed[o.seed], found),
-                    {"verdict": found.verdicts.get(o.method, o.method)}) for o in outcomes if o.run_id})
+                    {"verdict": runs_list.verdict_of(found, o.method)}) for o in outcomes if o.run_id})
+    publish_verdict_columns(outcomes, summary, found, plain, rocs, parent_run_id, selection)
     for artifact_file, figure in plots.comparison_figures(outcomes, summary, found).items():
         tracking.log_figure(parent_run_id, figure, artifact_file)
     publish_table_artifact(comparison_records(summary, SHOWN, found.verdicts), key=f"unlearn-{selection}-comparison",
@@ -124,10 +125,25 @@ def compare_methods(outcomes: list[MethodResult], strengths: list[dict[str, floa
     return shown.join(found.wide()), strength
 
 
-def parent_tags(found) -> dict[str, str]:
-    """What the runs list can show as columns: the best method within every floor and each method's verdict."""
+def parent_tags(found: Assessment, methods) -> dict[str, str]:
+    """What the runs list can show as columns: the best method within every floor and each method's verdict (the
+    references' say what they are)."""
     return {"best_method": found.best or "none", "verdict_metric": found.headline, "verdict_basis": found.basis,
-            **{f"verdict.{m}": v for m, v in found.verdicts.items()}}
+            **{f"verdict.{m}": runs_list.verdict_of(found, m) for m in methods}}
+
+
+def publish_verdict_columns(outcomes: list[MethodResult], summary: pd.DataFrame, found: Assessment,
+                            tables: list[pd.DataFrame],
+                            rocs: dict | None, parent_run_id: str, selection: str) -> None:
+    """Each method's headline differences and CI ends (and rank) as metrics of its runs, the same as a table on the
+    parent (mlflow.log_table), and the saved view `verdicts-<selection>` of the runs list: this comparison's method
+    runs with those columns, ranked first (docs/tracking.md)."""
+    numbers = runs_list.verdict_metrics(found, tables, rocs)
+    for o in outcomes:
+        tracking.log_metrics(o.run_id, numbers.get(o.method, {}))
+    tracking.log_table(parent_run_id, runs_list.summary_table(summary, found, numbers), "verdicts_table.json")
+    mlflow_ui.save_children_view(parent_run_id, f"verdicts-{selection}", f"verdicts: latest unlearn-{selection}",
+                                 runs_list.VIEW_COLUMNS, order_by=f"metrics.`{runs_list.VERDICT_RANK}`")
 
 
 def log_gaps(outcomes: list[MethodResult], tables: list[pd.DataFrame]) -> None:

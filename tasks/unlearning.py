@@ -1,7 +1,8 @@
 """Run one unlearning method (or a reference) on the base model and record it as a nested run.
 
 The nested run stays open (RUNNING) after this task: the gaps to the gold model and the noise-floor verdicts
-are written onto it once every method of every seed has run, and only then is it finished (flows/unlearn.py).
+are written onto it once every method of every seed has run, and only then is it finished (flows/unlearn.py), at
+the end time this task recorded, so the UI's Duration is the method's own work.
 """
 
 from __future__ import annotations
@@ -40,7 +41,10 @@ def unlearn_with(method: str, ctx: RunContext, base: ModelRef, attack_run_id: st
     tracking.log_params(run_id, {k: str(v) for k, v in result.choices.items()})
     tracking.log_data_version(run_id, ctx.params.data.dataset.name, ctx.data_version, "data.dvc")
     tracking.log_metrics(run_id, {**result.scores.values, UNLEARN_SECONDS: result.seconds})
-    tracking.log_model(run_id, result.model, bundle.test.x[:2])
+    # The LoggedModel is named after the method (the Models column and tab list 16 of them per comparison).
+    model_name = method if run_name == method else f"{method}-seed{ctx.params.seed}"
+    tracking.log_model(run_id, result.model, bundle.test.x[:2], name=model_name)
+    tracking.work_done(run_id)  # the run's Duration is this method's work: unlearning, scoring, recording
     log.info("%s (seed %s): %.3fs, %s", method, ctx.params.seed, result.seconds,
              ", ".join(f"{k} {v:.3f}" for k, v in result.scores.values.items()))
     return replace(result, model=None, run_id=run_id)  # the model is on its run; the comparison needs the rest

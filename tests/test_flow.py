@@ -27,6 +27,8 @@ PARENT_KEYS = {"attack_strength", "attack_strength_auc", "lira_strength", "lira_
                "floor_mu_gap", "floor_ue_gap", "floor_lira_auc_gap", "grad_norm_mean", "grad_norm_mean_alpha0"}
 LINEAGE_TAGS = {"flow", "selection", "data_version", "forget_set_sha256", "git_commit", "prefect_flow_run_id",
                 "base_model", "mlflow.source.name", "mlflow.source.type", "mlflow.user"}
+VERDICT_KEYS = {f"verdict_{name}_{versus}" for name in ("diff", "ci_low", "ci_high")
+                for versus in ("original", "retrain")}
 SHIPPED = load_params(REPO / "params.yaml")
 REFERENCES = {"original", "retrain", "retrain_alt"}
 METHODS = REFERENCES | set(SHIPPED.unlearning.methods)  # the default list: every method but fisher
@@ -100,6 +102,10 @@ def test_flow_leaves_the_promised_record(two_runs):
     assert "±" in markdown and "noise floor" in markdown and "What the attacks see" in markdown
     plots = {f.path for f in client.list_artifacts(parent.info.run_id, "plots")}
     assert plots == {"plots/mu_vs_ue.png", "plots/grad_norms.png", "plots/lira_roc.png", "plots/verdicts.png"}
+    # the verdicts as the runs list shows them: a table on the parent, a tag per method, a saved view of the columns
+    assert "verdicts_table.json" in {f.path for f in client.list_artifacts(parent.info.run_id)}
+    assert {f"verdict.{m}" for m in METHODS} <= set(parent.data.tags)
+    assert "mlflow.sharedViewState.verdicts-random" in client.get_experiment(parent.info.experiment_id).tags
     from flows.unlearn import report
 
     printed = report(first)  # what `make run` prints last: the table, what the attacks see, how to browse
@@ -113,8 +119,11 @@ def test_flow_leaves_the_promised_record(two_runs):
     for run in children:
         method = run.data.tags["method"]
         assert METHOD_KEYS <= set(run.data.metrics), (method, METHOD_KEYS - set(run.data.metrics))
+        assert VERDICT_KEYS <= set(run.data.metrics), (method, VERDICT_KEYS - set(run.data.metrics))
+        assert run.data.tags["verdict"] == parent.data.tags[f"verdict.{method}"]  # original and retrain too
         assert run.info.status == "FINISHED"
-        assert client.get_run(run.info.run_id).outputs.model_outputs  # a LoggedModel: the runs list's Models column
+        outputs = client.get_run(run.info.run_id).outputs.model_outputs  # a LoggedModel: the runs list's Models
+        assert client.get_logged_model(outputs[-1].model_id).name == f"{method}-seed{run.data.tags['seed']}"
         if method == "retrain":
             assert run.data.metrics["mu_gap"] == 0 and run.data.metrics["ue_gap"] == 0
         if method == "iau":  # its hyperparameters and the step its rule chose are on the run
@@ -129,6 +138,9 @@ def test_flow_leaves_the_promised_record(two_runs):
         if method in ("retrain", "retrain_alt"):
             assert "training.gr_alpha" in run.data.params
         assert run.data.params, method  # every child shows its hyperparameters or choices in the UI
+    # each method's run ends with its own work (Duration), before the next method's run starts
+    ordered = sorted(children, key=lambda r: r.info.start_time)
+    assert all(a.info.end_time <= b.info.start_time for a, b in zip(ordered, ordered[1:], strict=False))
     seeds_of = {r.data.tags["method"]: set() for r in children}
     for r in children:
         seeds_of[r.data.tags["method"]].add(r.data.params.get("seed"))

@@ -10,13 +10,13 @@ import os
 import warnings
 from pathlib import Path
 
+import matplotlib
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.text import Text
 from mlflow import MlflowClient
 from sklearn.metrics import roc_auc_score, roc_curve
 
@@ -71,9 +71,12 @@ def test_mu_ue_plot(seeds: int, tmp_path: Path):
     assert ax.get_title() == ("MU vs UE gap to retrain (mean ± std over 3 seeds)" if seeds == 3
                               else "MU vs UE gap to retrain (one seed)")
     assert "percentage points" in ax.get_xlabel() and "percentage points" in ax.get_ylabel()
-    assert {t.get_text() for t in ax.texts} == {"original", "retrain_alt", "iau"}
+    assert not ax.texts  # names in the legend, never on the axes: they cannot overlap
     labels = legend_labels(fig)
-    assert "retrain (gold)" in labels and "noise floor (retrain_alt)" in labels
+    assert {"retrain (gold)", "noise floor (retrain_alt)", "within both floors", "original", "retrain_alt",
+            "iau"} <= set(labels)
+    bars = [c for c in ax.containers if c.has_xerr or c.has_yerr]
+    assert len(bars) == (3 if seeds > 1 else 0)  # error bars only where seeds give a spread
     floor_x = [line for line in ax.get_lines() if line.get_label() == "noise floor (retrain_alt)"][0]
     assert floor_x.get_xdata()[0] == pytest.approx(0.45)
     assert any(line.get_ydata()[0] == pytest.approx(2.5) and line.get_linestyle() == "--" for line in ax.get_lines())
@@ -273,26 +276,36 @@ def test_roc_plot_with_fifteen_methods_reuses_no_style_and_keeps_the_legend_off_
     fig = plots.roc_plot(curves, "LiRA on D_f")
     png(fig, tmp_path / "roc.png")
     ax = fig.axes[0]
-    styles = [(line.get_color(), line.get_linestyle()) for line in ax.get_lines()[:15]]
-    assert len(set(styles)) == 15
+    assert len({line.get_color() for line in ax.get_lines()[:15]}) == 15  # no two methods share a colour
+    shared = plots.method_colors(curves)
+    assert all(line.get_color() == shared[name] for line, name in zip(ax.get_lines(), curves, strict=False))
     renderer = FigureCanvasAgg(fig).get_renderer()
     legend_box, axes_box = ax.get_legend().get_window_extent(renderer), ax.get_window_extent(renderer)
     assert legend_box.x0 >= axes_box.x1  # beside the axes, covering no curve
 
 
-def test_mu_ue_plot_labels_of_fifteen_close_methods_do_not_overlap(tmp_path: Path):
+def test_mu_ue_plot_gives_sixteen_close_methods_a_colour_each_and_a_legend_beside_the_axes(tmp_path: Path):
     rng = np.random.default_rng(3)
-    names = ["original", "retrain", "retrain_alt", *[f"method_{i}" for i in range(12)]]
-    table = pd.DataFrame({"mu_gap_mean": rng.uniform(0.3, 0.5, 15), "ue_gap_mean": rng.uniform(0.9, 1.1, 15),
+    names = ["original", "retrain", "retrain_alt", *[f"method_{i}" for i in range(13)]]
+    table = pd.DataFrame({"mu_gap_mean": rng.uniform(0.3, 0.5, 16), "ue_gap_mean": rng.uniform(0.9, 1.1, 16),
                           "mu_gap_std": 0.1, "ue_gap_std": 0.1}, index=names)
-    fig = plots.mu_ue_plot(table, seeds=3)
+    verdicts = pd.Series({n: ("forgets" if i % 2 else "no change") for i, n in enumerate(names)})
+    fig = plots.mu_ue_plot(table, seeds=3, verdicts=verdicts)
     png(fig, tmp_path / "mu_ue.png")
+    ax = fig.axes[0]
+    points = [c.lines[0] for c in ax.containers]  # one errorbar container per method but retrain
+    assert len(points) == 15 and len({line.get_color() for line in points}) == 15
+    assert {line.get_marker() for line in points} == {"o", "X"}  # the marker is the verdict
+    assert "method_0 (forgets)" in legend_labels(fig)
     renderer = FigureCanvasAgg(fig).get_renderer()
-    boxes = [Text.get_window_extent(label, renderer) for label in fig.axes[0].texts]  # the text, not its leader
-    assert len(boxes) == 14
-    for i, a in enumerate(boxes):
-        for b in boxes[i + 1:]:
-            assert not a.overlaps(b)
+    legend_box, axes_box = ax.get_legend().get_window_extent(renderer), ax.get_window_extent(renderer)
+    assert legend_box.x0 >= axes_box.x1 and not ax.texts  # no name on the axes, so none overlaps another
+
+
+def test_method_colors_come_from_tab20_and_never_repeat_within_twenty():
+    colors = plots.method_colors([f"m{i}" for i in range(20)])
+    assert len(set(colors.values())) == 20
+    assert set(colors.values()) == {matplotlib.colormaps["tab20"](i) for i in range(20)}
 
 
 def test_verdict_plot_draws_one_panel_per_metric_with_the_floor(tmp_path: Path):
