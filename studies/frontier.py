@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -213,7 +214,7 @@ def main() -> None:
 
             def save(raw: dict, seed: int = seed) -> None:
                 raw |= {"wall_seconds_so_far": time.perf_counter() - started, "torch_threads": torch.get_num_threads(),
-                        "measured_on": time.strftime("%Y-%m-%d")}
+                        "measured_on": time.strftime("%Y-%m-%d"), "command": " ".join(sys.argv[1:])}
                 (RAW / f"seed_{seed}.json").write_text(json.dumps(raw, indent=1))
 
             measure_seed(params, bundle, steps, seed, device, save)
