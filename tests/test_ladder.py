@@ -21,8 +21,10 @@ D = set(range(100, 200))
 # --- nightly.ladder in params.yaml ------------------------------------------------------------------------------
 
 
-def test_the_default_ladder_is_iau_then_retrain():
-    assert load_params(REPO / "params.yaml").nightly.ladder == ("iau", "retrain")
+def test_the_default_ladder_is_iau_then_salun_then_retrain():
+    assert load_params(REPO / "params.yaml").nightly.ladder == ("iau", "salun", "retrain")
+    assert load_params(REPO / "params.yaml", {"nightly": {"ladder": ["iau", "retrain"]}}).nightly.ladder == \
+        ("iau", "retrain")
 
 
 def test_a_ladder_of_registry_methods_ending_in_retrain_is_accepted():

@@ -180,7 +180,7 @@ def test_an_inconclusive_gate_escalates_when_the_policy_says_retrain(project):
     whose model is then promoted (no stronger fallback), its verdict recorded."""
     ids = pick(project, 3)
     add(project, ids)
-    iau(project, "nightly", "--set", "nightly.gate.when_inconclusive=retrain")
+    iau(project, "nightly", "--set", "nightly.gate.when_inconclusive=retrain", "--set", "nightly.ladder=[iau,retrain]")
     new = champion(project)
     assert new.tags["method"] == "retrain"
     assert_forgotten_once(project, ids)
@@ -204,7 +204,7 @@ def test_nan_during_unlearning_fails_the_gate_and_escalates(project):
     """A step so large the parameters overflow: the gate must catch it, and retraining takes over."""
     ids = pick(project, 4)
     add(project, ids)
-    iau(project, "nightly", "--set", "unlearning.eta=1.0e+38")
+    iau(project, "nightly", "--set", "unlearning.eta=1.0e+38", "--set", "nightly.ladder=[iau,retrain]")
     new = champion(project)
     assert new.tags["method"] == "retrain"
     assert_forgotten_once(project, ids)
@@ -221,10 +221,10 @@ def test_a_rejected_rung_is_recorded_and_the_next_rung_promoted(project):
 
     ids = pick(project, 4)
     add(project, ids)
-    # the stop rule off, so fine-tuning keeps its epochs (a rung that kept none would leave the champion unchanged)
+    # the rungs' stop rule off, so fine-tuning keeps its epochs (a rung that kept none leaves the champion unchanged)
     iau(project, "nightly", "--set", "unlearning.eta=1.0e+38", "--set", "nightly.ladder=[iau,finetune,retrain]",
-        "--set", "unlearning.stop_rule.val_drop_budget=100.0",
-        "--set", "unlearning.stop_rule.stop_at_heldout_loss=false")
+        "--set", "nightly.stop_rule.val_drop_budget=100.0",
+        "--set", "nightly.stop_rule.stop_at_heldout_loss=false")
     new = champion(project)
     shown = iau(project, "requests", "show", str(ids[0])).stdout
     assert new.tags["method"] == "finetune", shown

@@ -54,7 +54,9 @@ class NightlyParams(Section):
     """The scheduled deletion batch (`iau nightly`, deployment unlearn/nightly)."""
 
     timezone: str = Field("UTC", description="the 02:00 schedule's time zone (IANA name), used by `make deploy`")
-    ladder: tuple[str, ...] = Field(("iau", GOLD), description="the methods a batch tries in cost order, each "
+    # salun: the cheapest method whose oracle-free stop reached the gate on 1,000 deletions of a leaking champion
+    # (reports/frontier.md, reports/gate_power.md), with its published settings
+    ladder: tuple[str, ...] = Field(("iau", "salun", GOLD), description="the methods a batch tries in cost order, each "
                                     "unlearned from the champion and gated; the first that passes is promoted. "
                                     "Names of the unlearning registry, then `retrain` last (the last resort)")
     # Production aims at passing its gate, so the rungs' iterative methods stop at the self-check by default (an
