@@ -261,6 +261,9 @@ def nightly_command(ctx: typer.Context, overrides: Overrides = None) -> None:
                f"{result['mlflow_run_id']} (audit/batch-{result['batch_id']}.md)")
     if result["status"] == "no-change":
         typer.echo(result["outcome"])
+    # the new data version lives in these two files: a clone without them rebuilds the records it forgot
+    typer.echo('next: git add data.dvc forgotten.csv && git commit -m "data: forget batch '
+               f'{result["batch_id"]}"')
 
 
 @app.command("purge")

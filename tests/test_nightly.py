@@ -245,6 +245,7 @@ def test_a_step_that_changes_nothing_registers_no_version(project):
     add(project, ids)
     result = iau(project, "nightly", "--set", "unlearning.eta=0.0")
     assert "no change: the champion already" in result.stdout
+    assert "next: git add data.dvc forgotten.csv" in result.stdout  # the forgotten version must be committed
     assert champion(project).version == before.version
     assert_forgotten_once(project, ids)
     rows = [r for r in ledger_of(project).list_requests() if r.sample_id in ids]
