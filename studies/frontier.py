@@ -43,16 +43,15 @@ import torch
 import yaml
 from torch import nn
 
-from iau_core.attacks import label_matched, loss_attack
 from iau_core.config import deep_merge, load_params, parse_overrides
 from iau_core.data import load_bundle
-from iau_core.deletion import chance_auc_std
 from iau_core.recipe import LocalSteps, model_builder
 from iau_core.selection import select_forget_set
 from iau_core.sources import materialized_root
 from iau_core.training import accuracy, resolve_device
 from iau_core.unlearning import UnlearningTask, get_method
 from iau_core.unlearning.gradients import choose_eta, iau_direction_and_line, step
+from iau_core.unlearning.self_check import SelfCheck
 from stores.project import PROJECT_ROOT
 
 REPORTS = PROJECT_ROOT / "reports"
@@ -92,8 +91,8 @@ class Scorer:
 
     def __init__(self, bundle, attacks, forget, device, seed: int) -> None:
         self.bundle, self.attacks, self.forget, self.device = bundle, attacks, forget, device
-        self.val_matched = label_matched(bundle.val, forget, seed)  # the self-check's non-members
-        self.self_check_limit = 0.5 + 2 * chance_auc_std(len(forget), len(self.val_matched))
+        self.check = SelfCheck.of(forget, bundle.val, 2.0, device, seed)  # the stop rule's own check, at z = 2
+        self.self_check_limit = self.check.limit
 
     def __call__(self, model: nn.Module) -> dict[str, float]:
         if not all(torch.isfinite(p).all() for p in model.parameters()):
@@ -107,7 +106,7 @@ class Scorer:
                 "rmia_tpr_at_1pct_fpr": judged["rmia"].tpr_at_1pct_fpr,
                 "test_acc": accuracy(model, self.bundle.test, self.device),
                 "val_acc": accuracy(model, self.bundle.val, self.device),
-                "self_check_auc": loss_attack(model, self.forget, self.val_matched, self.device).auc}
+                "self_check_auc": self.check.auc(model)}
 
 
 class Clock:
