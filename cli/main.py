@@ -149,6 +149,28 @@ def add(
         typer.echo(f"notice: already pending, left as they were: {joined(result.already_pending)}")
 
 
+@requests_app.command("cancel")
+def cancel(
+    ctx: typer.Context,
+    ids: Annotated[list[str] | None, typer.Argument(help="Sample ids of pending requests.", show_default=False)] = None,
+    reason: Annotated[str, typer.Option(help="Why the requests are withdrawn (kept in the audit).")] = ...,
+) -> None:
+    """Withdraw pending deletion requests before a batch claims them. All or nothing: an id with no request, or
+    one a batch has already claimed or finished, refuses the call and nothing is written. The request stays in the
+    ledger as 'cancelled', with an event saying why; asking for the record again makes it pending once more."""
+    from cli.ids import IdFileError, parse_ids
+
+    try:
+        wanted = parse_ids(ids or [])
+    except IdFileError as exc:
+        fail(str(exc), BAD_INPUT)
+    if not wanted:
+        fail("no sample ids: give the ids of pending requests as arguments", BAD_INPUT)
+    with opened(ctx) as ledger:
+        cancelled = ledger.cancel_requests(wanted, reason)
+    typer.echo(f"cancelled {len(cancelled)} deletion request(s): {joined(cancelled)}")
+
+
 @requests_app.command("list")
 def list_(
     ctx: typer.Context,

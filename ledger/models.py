@@ -16,7 +16,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-REQUEST_STATUSES = ("pending", "processing", "done", "escalated")
+REQUEST_STATUSES = ("pending", "processing", "done", "escalated", "cancelled")
 TIERS = ("normal", "high")
 BATCH_STATUSES = ("running", "done", "failed")
 # A batch's method is a rung of nightly.ladder (a method of the unlearning registry, or retrain); a champion's is

@@ -118,7 +118,7 @@ class Ledger:
                 problems.append("the reason is empty: say why the records must be forgotten")
             if tier not in TIERS:
                 problems.append(f"tier {tier!r} is not one of {', '.join(TIERS)}")
-            unknown = [i for i in wanted if i not in existing and i not in known]
+            unknown = [i for i in wanted if (i not in existing or existing[i].status == "cancelled") and i not in known]
             if unknown:
                 problems.append(f"not in the current training data: {_ids(unknown)}")
             done = [existing[i] for i in wanted if i in existing and existing[i].status == "done"]
@@ -132,9 +132,13 @@ class Ledger:
             if problems:
                 raise RequestError("deletion requests refused, nothing was written: " + "; ".join(problems))
             now = utcnow()
+            revived = [existing.pop(i) for i in wanted if i in existing and existing[i].status == "cancelled"]
+            for row in revived:  # a withdrawn request asked for again: pending once more, its history kept
+                row.status, row.reason, row.tier, row.requested_at, row.updated_at = "pending", reason, tier, now, now
             added = [i for i in wanted if i not in existing]
+            revived_ids = {r.sample_id for r in revived}
             session.add_all(RequestRow(sample_id=i, status="pending", reason=reason, tier=tier, requested_at=now,
-                                       updated_at=now) for i in added)
+                                       updated_at=now) for i in added if i not in revived_ids)
             session.add_all(EventRow(sample_id=i, at=now, kind="requested", detail={"reason": reason, "tier": tier})
                             for i in added)
             # A pending request asked again at a higher tier takes the higher one (a lower tier never lowers it):
@@ -148,6 +152,34 @@ class Ledger:
             raised_ids = {row.sample_id for row in raised}
             return AddResult(added=added, already_pending=[i for i in wanted if i in existing and i not in raised_ids],
                              raised=sorted(raised_ids))
+
+    def cancel_requests(self, ids: Sequence[int], reason: str) -> list[int]:
+        """Withdraw pending requests, all or nothing: each becomes 'cancelled' with a 'cancelled' event naming why.
+        Refused (RequestError naming every offender, nothing written): an empty reason, an id nobody asked for, a
+        request a batch has claimed or finished (too late: `iau requests show` says where it is)."""
+        wanted, malformed = _distinct_sample_ids(ids)
+        reason = reason.strip() if isinstance(reason, str) else ""
+        with self._transaction() as session:
+            existing = {row.sample_id: row for row in _rows_by_id(session, wanted)}
+            problems = []
+            if malformed:
+                problems.append(f"sample ids must be integers in 0..2^63-1, got {_named(malformed)}")
+            elif not wanted:
+                problems.append("no sample ids given")
+            if not reason:
+                problems.append("the reason is empty: say why the requests are withdrawn")
+            if unknown := [i for i in wanted if i not in existing]:
+                problems.append(f"no deletion request for {_ids(unknown)}")
+            if late := [existing[i] for i in wanted if i in existing and existing[i].status != "pending"]:
+                problems.append("not pending, so not cancellable: " + _named(
+                    [f"{r.sample_id} ({r.status})" for r in late]))
+            if problems:
+                raise RequestError("cancellation refused, nothing was written: " + "; ".join(problems))
+            now = utcnow()
+            for i in wanted:
+                existing[i].status, existing[i].updated_at = "cancelled", now
+                session.add(EventRow(sample_id=i, at=now, kind="cancelled", detail={"reason": reason}))
+            return wanted
 
     def list_requests(self, status: str | None = None) -> list[RequestView]:
         """Every request (or those with `status`), oldest first."""

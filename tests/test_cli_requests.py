@@ -1,4 +1,4 @@
-"""`iau requests add|list|show` through Typer's runner, on a real project: params.yaml + the digits data."""
+"""`iau requests add|list|show|cancel` through Typer's runner, on a real project: params.yaml + the digits data."""
 
 from __future__ import annotations
 
@@ -63,7 +63,8 @@ def test_training_ids_are_the_ids_of_d(project, roles):
     assert not training_ids(project) & set(val)
 
 
-@pytest.mark.parametrize("args", [[], ["requests"], ["requests", "add"], ["requests", "list"], ["requests", "show"]])
+@pytest.mark.parametrize("args", [[], ["requests"], ["requests", "add"], ["requests", "list"], ["requests", "show"],
+                                  ["requests", "cancel"]])
 def test_every_command_has_help(args):
     done = runner.invoke(app, [*args, "--help"])
     assert done.exit_code == 0 and "Usage" in done.stdout
@@ -354,3 +355,19 @@ def test_a_higher_tier_on_re_add_raises_the_tier_with_a_notice(iau, roles):
     assert records[train[0]]["tier"] == "high" and records[train[0]]["reason"] == "gdpr"
     shown = json.loads(iau("requests", "show", str(train[0]), "--json").stdout)
     assert [e["kind"] for e in shown["events"]] == ["requested", "tier-raised"]
+
+
+def test_cancel_withdraws_pending_requests_in_one_line_or_refuses_in_one(iau, roles):
+    train, _ = roles
+    assert iau("requests", "add", str(train[0]), str(train[1]), "--reason", "gdpr").exit_code == 0
+    done = iau("requests", "cancel", str(train[0]), "--reason", "asked by mistake")
+    assert done.exit_code == 0 and done.stdout.strip() == f"cancelled 1 deletion request(s): {train[0]}"
+    assert {r["sample_id"]: r["status"] for r in listed(iau)} == {train[0]: "cancelled", train[1]: "pending"}
+    shown = iau("requests", "show", str(train[0])).stdout
+    assert "cancelled" in shown and "asked by mistake" in shown
+    for args, message in ((["99999999", "--reason", "x"], "no deletion request for 99999999"),
+                          ([str(train[0]), "--reason", "x"], "not pending, so not cancellable"),
+                          ([str(train[1])], "--reason")):
+        refused = iau("requests", "cancel", *args)
+        assert refused.exit_code == 2 and message in refused.output, refused.output
+    assert {r["sample_id"]: r["status"] for r in listed(iau)}[train[1]] == "pending"

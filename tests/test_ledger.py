@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -153,7 +154,7 @@ def test_list_filters_by_status_and_refuses_an_unknown_one(ledger):
     assert [v.sample_id for v in ledger.list_requests("processing")] == [101, 102]
     assert [v.sample_id for v in ledger.list_requests("pending")] == [103]
     assert len(ledger.list_requests()) == 3
-    with pytest.raises(RequestError, match="'waiting' is not one of pending, processing, done, escalated"):
+    with pytest.raises(RequestError, match="'waiting' is not one of pending, processing, done, escalated, cancelled"):
         ledger.list_requests("waiting")
     record = ledger.list_requests("pending")[0].as_json()
     assert record["requested_at"].endswith("+00:00") and datetime.fromisoformat(record["requested_at"])
@@ -377,3 +378,29 @@ def test_a_lock_released_by_someone_else_is_not_deleted_from_under_the_new_holde
             connection.execute(update(LockRow).values(owner="B", acquired_at=datetime.now(UTC) + timedelta(1)))
     with ledger.engine.connect() as connection:
         assert connection.execute(select(LockRow.owner)).scalar_one() == "B"
+
+
+def test_a_pending_request_can_be_cancelled_and_asked_for_again(ledger):
+    """`iau requests cancel`: pending requests are withdrawn all or nothing, with an event saying why; a claimed,
+    finished, unknown or already cancelled one refuses the call; asking again revives the request as pending."""
+    ledger.add_requests([101, 102, 103], "gdpr art. 17", "normal", D)
+    assert ledger.cancel_requests([101, 102], "asked by mistake") == [101, 102]
+    by_id = {r.sample_id: r.status for r in ledger.list_requests()}
+    assert by_id == {101: "cancelled", 102: "cancelled", 103: "pending"}
+    assert [e.kind for e in ledger.history(101)[1]][-1] == "cancelled"
+    for ids, reason, message in (([101], "again", "not pending, so not cancellable: 101 (cancelled)"),
+                                 ([103, 999], "x", "no deletion request for 999"),
+                                 ([103], "  ", "the reason is empty")):
+        with pytest.raises(RequestError, match=re.escape(message)):
+            ledger.cancel_requests(ids, reason)
+    assert {r.sample_id: r.status for r in ledger.list_requests()}[103] == "pending"  # nothing was written
+    ledger.record_champion("1", data_version="dv0", train_size=100)
+    batch = ledger.open_batch("1", "dv0")
+    assert batch.sample_ids == [103]  # a batch claims pending requests only
+    with pytest.raises(RequestError, match=r"103 \(processing\)"):
+        ledger.cancel_requests([103], "too late")
+    again = ledger.add_requests([101], "asked again", "high", D)
+    assert again.added == [101]
+    revived = {r.sample_id: r for r in ledger.list_requests()}[101]
+    assert (revived.status, revived.tier, revived.reason) == ("pending", "high", "asked again")
+    assert [e.kind for e in ledger.history(101)[1]] == ["requested", "cancelled", "requested"]
