@@ -109,13 +109,7 @@ class Ledger:
                   known: Collection[int]) -> AddResult:
         with self._transaction() as session:
             existing = {row.sample_id: row for row in _rows_by_id(session, wanted)}
-            problems = []
-            if malformed:
-                problems.append(f"sample ids must be integers in 0..2^63-1, got {_named(malformed)}")
-            elif not wanted:
-                problems.append("no sample ids given")
-            if not reason:
-                problems.append("the reason is empty: say why the records must be forgotten")
+            problems = _ids_and_reason_problems(wanted, malformed, reason, "the records must be forgotten")
             if tier not in TIERS:
                 problems.append(f"tier {tier!r} is not one of {', '.join(TIERS)}")
             unknown = [i for i in wanted if (i not in existing or existing[i].status == "cancelled") and i not in known]
@@ -161,13 +155,7 @@ class Ledger:
         reason = reason.strip() if isinstance(reason, str) else ""
         with self._transaction() as session:
             existing = {row.sample_id: row for row in _rows_by_id(session, wanted)}
-            problems = []
-            if malformed:
-                problems.append(f"sample ids must be integers in 0..2^63-1, got {_named(malformed)}")
-            elif not wanted:
-                problems.append("no sample ids given")
-            if not reason:
-                problems.append("the reason is empty: say why the requests are withdrawn")
+            problems = _ids_and_reason_problems(wanted, malformed, reason, "the requests are withdrawn")
             if unknown := [i for i in wanted if i not in existing]:
                 problems.append(f"no deletion request for {_ids(unknown)}")
             if late := [existing[i] for i in wanted if i in existing and existing[i].status != "pending"]:
@@ -594,6 +582,18 @@ def _request_view(row: RequestRow) -> RequestView:
 def _model_purge_view(row: ModelPurgeRow) -> ModelPurgeView:
     return ModelPurgeView(id=row.id, status=row.status, started_at=row.started_at, finished_at=row.finished_at,
                           plan=row.plan, report=row.report, cleared_data_versions=list(row.cleared_data_versions))
+
+
+def _ids_and_reason_problems(wanted: list[int], malformed: list[str], reason: str, why: str) -> list[str]:
+    """What every call that names requests refuses first: malformed ids, no ids, no reason."""
+    problems = []
+    if malformed:
+        problems.append(f"sample ids must be integers in 0..2^63-1, got {_named(malformed)}")
+    elif not wanted:
+        problems.append("no sample ids given")
+    if not reason:
+        problems.append(f"the reason is empty: say why {why}")
+    return problems
 
 
 def _event_view(row: EventRow) -> EventView:
