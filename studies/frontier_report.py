@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from iau_core.verdicts import t_interval
+from iau_core.intervals import t_interval
 
 VAL_DROP_BUDGET = 1.0  # validation-accuracy points the self-check rule lets a point cost (the eta rule's default)
 COMPUTE_TARGET = 0.1  # issue 28: at least 10x less compute than retraining

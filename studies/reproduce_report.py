@@ -10,6 +10,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from iau_core.config import METHOD_NAMES, REFERENCE_METHODS
+from iau_core.intervals import t_interval
 from iau_core.metrics import (
     AVG_RANK,
     FORGET_ACC,
@@ -22,7 +23,7 @@ from iau_core.metrics import (
     noise_floors,
     summarize,
 )
-from iau_core.verdicts import assess, t_interval
+from iau_core.verdicts import assess
 from reporting import plots
 
 SELECTIONS = ("random", "outliers")  # Table II's random 5% and Table V's isolation-forest outliers

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from iau_core.intervals import t_interval
 from iau_core.verdicts import (
     FORGETS,
     NO_CHANGE,
@@ -17,7 +18,6 @@ from iau_core.verdicts import (
     floors_blind,
     method_verdicts,
     small_roles,
-    t_interval,
     unchanged_methods,
     verdict_rank,
     verdict_table,
@@ -208,7 +208,7 @@ def roc_of(members, nonmembers):
 def test_the_record_interval_is_the_paired_auc_difference_and_excludes_zero_only_for_a_real_move():
     from sklearn.metrics import roc_auc_score
 
-    from iau_core.verdicts import record_interval
+    from iau_core.intervals import record_interval
 
     rng = np.random.default_rng(1)
     held_out = rng.normal(size=2000)
