@@ -3,11 +3,11 @@
 tensors. Adam and SGD (momentum, weight decay, Nesterov) act elementwise, so one optimizer over stacked
 parameters is K independent optimizers.
 
-The recipe is train_model's (iau_core/training.py): the same GR loss and reading, Hessian-vector product, lr
-schedule, augmentation, and early stopping that keeps each model's best epoch. Model i draws its batches from its
-own generator seeded with seeds[i], as train_model would, so with the same initial weights the K models are the
-ones train_model gives one after another, up to float rounding. A model whose patience runs out leaves the stack
-(its optimizer state with it), as it would have stopped alone.
+The recipe is train_model's (iau_core/training.py, its GR math in iau_core/gr.py): the same GR loss and reading,
+Hessian-vector product, lr schedule, augmentation, and early stopping that keeps each model's best epoch. Model i
+draws its batches from its own generator seeded with seeds[i], as train_model would, so with the same initial
+weights the K models are the ones train_model gives one after another, up to float rounding. A model whose patience
+runs out leaves the stack (its optimizer state with it), as it would have stopped alone.
 
 Models with buffers (batch norm) or dropout cannot be trained this way: `can_train_together` says so and the
 caller trains them one by one.
@@ -27,20 +27,9 @@ from torch.func import functional_call, grad, grad_and_value, stack_module_state
 
 from iau_core.config import TrainingParams
 from iau_core.data import Split
-from iau_core.runtime import rebalance_threads
-from iau_core.training import (
-    FD_RELATIVE_STEP,
-    FrozenKinks,
-    Progress,
-    TrainReport,
-    augment_batch,
-    batches,
-    floored_sqrt,
-    lr_factor,
-    recipe_optimizer_over,
-    resolve_hvp,
-    synchronize,
-)
+from iau_core.evaluation import batches
+from iau_core.gr import FD_RELATIVE_STEP, FrozenKinks, floored_sqrt, resolve_hvp
+from iau_core.training import Progress, TrainReport, augment_batch, lr_factor, recipe_optimizer_over, synchronize
 
 Params = dict[str, torch.Tensor]
 
@@ -53,7 +42,7 @@ def can_train_together(model: nn.Module) -> bool:
 
 def gr_gradient_fn(base: nn.Module, params: TrainingParams) -> Callable[[Params, torch.Tensor, torch.Tensor], Params]:
     """One model's gradient of the GR loss (paper Eq. 7, training.gr_reading and gr_hvp) as a pure function of
-    its parameters, for vmap over models; the functional twin of training.gr_backward."""
+    its parameters, for vmap over models; the functional twin of gr.gr_backward."""
     alpha, reading = params.gr_alpha, params.gr_reading
     hvp = resolve_hvp(base, reading, params.gr_hvp)
 
@@ -74,7 +63,7 @@ def gr_gradient_fn(base: nn.Module, params: TrainingParams) -> Callable[[Params,
         g = vmap(grad(ce_one), in_dims=(None, 0, 0))(p, x, y)
         return ce(p, x, y) + alpha * floored_sqrt(sum(t.flatten(1).pow(2).sum(1) for t in g.values())).mean()
 
-    kinks = FrozenKinks(base)  # the finite difference replays the switches of the first pass (training.py)
+    kinks = FrozenKinks(base)  # the finite difference replays the switches of the first pass (gr.py)
     kinks.mode = "off"
 
     def record(p: Params, x: torch.Tensor) -> list[torch.Tensor]:
@@ -139,7 +128,6 @@ def train_models_together(models: list[nn.Module], trains: list[Split], vals: li
     best_state: list[Params | None] = [None] * len(models)
     epochs_run = [0] * len(models)
     for epoch in range(1, params.max_epochs + 1):
-        rebalance_threads()
         for group in optimizer.param_groups:
             group["lr"] = params.lr * lr_factor(params, epoch - 1)
         orders = [list(batches(len(trains[0]), params.batch_size, generators[i])) for i in active]

@@ -1,27 +1,37 @@
-"""What every process that runs torch does first: quiet offline settings, and its share of the cores.
+"""What every process that runs torch does first: quiet offline settings, OpenMP's wait policy, and a thread count
+fixed for the whole run.
 
-Why a share: torch starts one compute thread per core. Two such processes on one machine oversubscribe it, and
-OpenMP's busy-waiting threads then fight for the cores (measured on 2 cores: a 1.4 s epoch became 85 s). So each
-process registers itself in a small folder of pid files and takes cores // (live registered processes) threads,
-re-checked at least once a second while training (`rebalance_threads`).
+Why fixed: a different intra-op thread count gives a different float trajectory (reductions split differently), so
+the same params and data would give different models, verdicts and test outcomes depending on what else runs on
+the machine. The count is therefore decided once, when the run starts, from params and this process alone:
+`threads` in params.yaml is a number, or `auto` = the usable cores of this process's CPU affinity (never a share
+of what other processes are doing); IAU_THREADS overrides both (a Dask worker sets 1). Nothing changes it while
+training, and no other process, of this checkout or another, is consulted. The count is recorded with every MLflow
+run that logs params (stores/tracking.flatten: `torch_threads`).
 
-OpenMP's waiting threads spin by default. Alone, that is 25-30% faster than sleeping (a default epoch on 2 cores:
-2.4 s against 3.1 s). Oversubscribed, it collapses (two processes with 2 threads each on 2 cores: 34 s epochs
-against 4.9 s when they sleep). So a process that starts while another is registered sets OMP_WAIT_POLICY=PASSIVE
-(it must be set before torch loads OpenMP); one that starts alone spins, and gives its extra threads back within a
-second of a peer's start. A job this registry does not know of (your own torch script) is not seen: set
-OMP_WAIT_POLICY=PASSIVE in the environment when the machine is shared that way; a value you set is kept.
+Why OpenMP's waiting threads sleep (OMP_WAIT_POLICY=PASSIVE, set before torch loads OpenMP): torch's OpenMP
+threads spin between parallel regions by default. Alone, that is faster; oversubscribed, it collapses (measured on
+2 cores, 2026-12: two processes with 2 threads each, spinning, 34 s epochs against 4.9 s when they sleep). A
+process cannot know at start whether a neighbour will come, so the policy must hold without knowing: with sleeping
+threads two jobs side by side take no longer than the same two in sequence (`concurrent_slowdown` <= 1.05,
+benchmarks/concurrency.py). The cost is speed alone: `python -m benchmarks.concurrency --wait-policies` measures
+each policy alone and in pairs, interleaved (reports/wait_policy.json). On the 2-core development machine, shared
+with other work (2026-12-07, 3 rounds, a LeNet5 GR epoch of 900 records; spreads of 90-600%, so read it as a
+direction): alone, sleeping trained in 1.79 s least / 2.57 s median against spinning's 1.69 / 2.13 s (6-20% slower;
+25-30% in an earlier idle measurement); paired, sleeping stayed at 2.1-6.0 s while spinning collapsed in 2 of 3
+rounds (18-21 s). A bounded spin (GOMP_SPINCOUNT=10000) was as fast as spinning alone but slower than sleeping in pairs
+(3.0 s least against 2.1 s; 26 s against 14 s on a busier run), and only libgomp reads it. A value you set
+(OMP_WAIT_POLICY or GOMP_SPINCOUNT) is kept, e.g. OMP_WAIT_POLICY=ACTIVE for a machine you know runs nothing else.
 
-`threads` in params.yaml: `auto` (the share above) or a number; IAU_THREADS overrides both (a Dask worker sets 1).
+Where: OpenMP reads the policy once, when torch loads it, and importing iau_core sets nothing. So an entry point
+calls quiet_offline_env (or prepare_process) before anything imports torch (flows/__init__.py does, and so does a
+benchmark job); a process started later inherits the setting from its parent's environment (Dask workers, pytest's
+xdist workers, benchmark jobs).
 """
 
 from __future__ import annotations
 
-import atexit
 import os
-import tempfile
-import time
-from pathlib import Path
 
 # Offline hygiene for every entry point, not only make targets: no telemetry, no progress bars, no downloads.
 OFFLINE_ENV = {
@@ -37,71 +47,32 @@ OFFLINE_ENV = {
 }
 
 THREADS_ENV = "IAU_THREADS"
-REGISTRY_ENV = "IAU_THREAD_REGISTRY"  # a folder of pid files; tests and benchmarks may point it elsewhere
-
-_setting: str | int = "auto"
-_registered: Path | None = None
-_next_check = 0.0  # time.monotonic() of the next registry read in rebalance_threads
-REBALANCE_EVERY_S = 1.0
+WAIT_POLICY_ENV = "OMP_WAIT_POLICY"
+WAIT_POLICY = "PASSIVE"  # see the module docstring: holds whatever runs beside this process
+# Either one, set by the user, already chooses how OpenMP waits: then ours is not added.
+USER_WAIT_SETTINGS = (WAIT_POLICY_ENV, "GOMP_SPINCOUNT")
 
 
 def quiet_offline_env() -> None:
-    """Set the offline settings where the user has not chosen otherwise. Call before importing torch."""
+    """Set the offline settings and the wait policy where the user has not chosen otherwise. Call before
+    importing torch (OpenMP reads its policy once, when it loads)."""
     for key, value in OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
-    if "OMP_WAIT_POLICY" not in os.environ and _others_registered():
-        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # sharing from the start: waiting threads sleep
-
-
-def _others_registered() -> bool:
-    try:
-        return live_peers(count_self=False) > 0
-    except OSError:  # an unwritable registry folder: no sharing is known of
-        return False
+    if not any(key in os.environ for key in USER_WAIT_SETTINGS):
+        os.environ[WAIT_POLICY_ENV] = WAIT_POLICY
 
 
 def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, e.g. a container's or taskset's limit)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
         return max(1, os.cpu_count() or 1)
 
 
-def _registry() -> Path:
-    folder = Path(os.environ.get(REGISTRY_ENV) or Path(tempfile.gettempdir()) / f"iau-threads-{os.getuid()}")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
-
-
-def live_peers(count_self: bool = True) -> int:
-    """Processes registered as running torch here (this one included), stale pid files removed; at least 1."""
-    count = 0
-    for entry in _registry().glob("*.pid"):
-        try:
-            pid = int(entry.stem)
-        except ValueError:
-            continue
-        if pid == os.getpid() and not count_self:
-            continue
-        if _alive(pid):
-            count += 1
-        else:
-            entry.unlink(missing_ok=True)
-    return max(1 if count_self else 0, count)
-
-
-def thread_share(setting: str | int = "auto") -> int:
-    """The thread count for this process: IAU_THREADS, else a fixed setting, else cores // live peers."""
+def resolve_threads(setting: str | int = "auto") -> int:
+    """The thread count for a run: IAU_THREADS, else a number from params, else (auto) the usable cores.
+    Depends on this process's settings and affinity only, never on other processes."""
     forced = os.environ.get(THREADS_ENV)
     if forced:
         try:
@@ -113,49 +84,16 @@ def thread_share(setting: str | int = "auto") -> int:
         return value
     if setting != "auto":
         return max(1, int(setting))
-    return max(1, usable_cores() // live_peers())
-
-
-def _unregister() -> None:
-    if _registered is not None:
-        _registered.unlink(missing_ok=True)
-
-
-def set_torch_threads(setting: str | int = "auto") -> int:
-    """Register this process and set torch's intra-op threads to its share; returns the count."""
-    global _setting, _registered
-    import torch
-
-    _setting = setting
-    if _registered is None:
-        _registered = _registry() / f"{os.getpid()}.pid"
-        _registered.touch()
-        atexit.register(_unregister)
-    threads = thread_share(setting)
-    if torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
-    return threads
-
-
-def rebalance_threads() -> int:
-    """Re-take this process's share (peers may have started or ended). Cheap enough for every batch: it reads
-    the registry at most once a second."""
-    global _next_check
-    if _registered is None:
-        return set_torch_threads(_setting)
-    import torch
-
-    now = time.monotonic()
-    if now < _next_check:
-        return torch.get_num_threads()
-    _next_check = now + REBALANCE_EVERY_S
-    threads = thread_share(_setting)
-    if torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
-    return threads
+    return usable_cores()
 
 
 def prepare_process(setting: str | int = "auto") -> int:
-    """The first call of every entry point that runs torch: offline settings, then its thread share."""
+    """The first call of every entry point that runs torch: offline settings, then torch's intra-op threads fixed
+    to resolve_threads(setting) for the run; returns the count."""
     quiet_offline_env()
-    return set_torch_threads(setting)
+    import torch
+
+    threads = resolve_threads(setting)
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return threads

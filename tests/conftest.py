@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-import pytest
-import torch
+from iau_core.runtime import THREADS_ENV, prepare_process, quiet_offline_env, usable_cores
 
-from iau_core.config import DataParams, Params, TrainingParams, parse_params
-from iau_core.data import DataBundle, load_bundle
-from iau_core.runtime import prepare_process
-from iau_core.sources import materialize
+# Before torch loads OpenMP: waiting threads sleep, so the two xdist workers (and the CLI processes tests start) never
+# spin against each other. Each worker takes a fixed share of the cores, decided here once and inherited by the
+# processes it starts: a test's outcome never depends on what else runs (iau_core/runtime.py).
+quiet_offline_env()
+if "PYTEST_XDIST_WORKER" in os.environ:  # a worker (the controller runs no test and sets nothing its workers inherit)
+    os.environ.setdefault(THREADS_ENV, str(max(1, usable_cores() // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
 
-prepare_process("auto")  # offline settings, and this test process's share of the cores
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from iau_core.config import DataParams, Params, TrainingParams, parse_params  # noqa: E402
+from iau_core.data import DataBundle, load_bundle  # noqa: E402
+from iau_core.sources import materialize  # noqa: E402
+
+prepare_process("auto")  # offline settings, and this test process's thread count (IAU_THREADS above)
 
 # `make test` runs the suite on two xdist workers (-n 2 --dist loadgroup). The files below run flows or the CLI in
 # this checkout, or write its data/ and DVC cache: they form one unit of work, run in order on one worker, so no two
