@@ -7,8 +7,10 @@ import torch
 from conftest import training
 
 from iau_core.config import load_params
+from iau_core.evaluation import accuracy, per_sample_grad_norms
+from iau_core.gr import gr_backward, gr_loss, resolve_hvp
 from iau_core.recipe import model_builder
-from iau_core.training import accuracy, gr_backward, gr_loss, per_sample_grad_norms, resolve_hvp, train_model
+from iau_core.training import train_model
 
 
 def fit(bundle, params, seed=0, **changes):
@@ -173,3 +175,14 @@ def test_auto_hvp_takes_the_finite_difference_only_where_it_holds_every_switch_a
         gr_backward(net, x, y, 0.05, "batch", hvp)
         grads.append(torch.cat([p.grad.flatten() for p in net.parameters()]))
     assert torch.equal(grads[0], grads[1])
+
+
+def test_the_names_callers_import_from_training_are_the_split_modules_own():
+    """training.py was split (gr.py, evaluation.py); `from iau_core.training import X` still gives the one X."""
+    from iau_core import evaluation, gr, training
+
+    for name in training.__all__:
+        found = getattr(training, name)  # every listed name exists
+        for home in (gr, evaluation):
+            if hasattr(home, name):
+                assert found is getattr(home, name), name
