@@ -48,7 +48,7 @@ def test_every_configured_name_finds_its_code_and_every_method_module_is_named()
     exists that config does not name (the shared helpers aside)."""
     for name in ALL_METHODS:
         assert callable(get_method(name)), name
-    helpers = {"__init__", "base", "gradients", "loop", "last_layers", "self_check"}
+    helpers = {"__init__", "base", "gradients", "loop", "last_layers", "self_check", "refresh"}
     modules = {p.stem for p in Path(iau_core.unlearning.__file__).parent.glob("*.py")} - helpers
     assert modules == set(ALL_METHODS)
     assert set(BASE_RECIPES) <= set(METHOD_NAMES)

@@ -69,3 +69,52 @@ def test_a_damaged_or_missing_cache_is_ignored_with_a_warning(champion_with_cach
         assert cached_summed_gradient(champion, digits_bundle.train, CPU) is None  # never raises
     if damage != "missing":  # a missing cache is normal (e.g. a killed cache step): no warning
         assert "damaged" in caplog.text and GRADIENT_FILE in caplog.text
+
+
+def test_the_eta_rule_reads_the_validation_set_a_fixed_number_of_times(trained, digits_bundle, digits_params,
+                                                                       monkeypatch):
+    """The eta rule's full validation passes do not depend on the model or the batch: 1 with the validation logits
+    cached with the gradient, 2 without, on both of its paths (within budget; over budget, searched below on the
+    records that step changed). Its choice is the rule's with the confirming pass it had before (confirm=True)
+    wherever that pass found no other record changed, which was every case here."""
+    import copy
+
+    from iau_core.unlearning import gradients
+    from iau_core.unlearning.gradients import choose_eta, iau_direction_and_line
+
+    model, forget, retain = trained
+    val = digits_bundle.val
+    full_reads = []
+    real = gradients.predict_logits
+
+    def counted(m, split, device, *rest):  # what the rule reads, not what it reports
+        full_reads.append(len(split) == len(val))
+        return real(m, split, device, *rest)
+
+    monkeypatch.setattr(gradients, "predict_logits", counted)
+    cached_logits = real(model, val, CPU)
+    reasons = set()
+    for reduction in ("sum", "mean"):
+        direction, line = iau_direction_and_line(model, retain, forget, 128, reduction)
+        for budget, start in ((100.0, 1e-4), (1.0, 1e-4), (0.5, 1e-3), (0.0, 1e-4), (0.0, 1e-2)):
+            rule = digits_params.unlearning.eta_rule.model_copy(update={"val_drop_budget": budget, "start": start})
+            choices = {}
+            for name, logits, confirm in (("cached", cached_logits, False), ("read", None, False),
+                                          ("confirmed", cached_logits, True)):
+                full_reads.clear()
+                choices[name] = choose_eta(copy.deepcopy(model), direction, forget, val, rule, CPU, logits, line,
+                                           confirm=confirm)
+                choices[name + " reads"] = sum(full_reads)
+            case = (reduction, budget, start, choices["confirmed"])
+            assert choices["cached reads"] == choices["cached"].validation_passes == 1, case
+            assert choices["read reads"] == choices["read"].validation_passes == 2, case
+            assert "the step below the confirmed one" not in choices["confirmed"].reason, case  # no record found
+            assert choices["cached"] == choices["confirmed"].__class__(**{
+                **choices["confirmed"].__dict__, "validation_passes": 1}), case
+            assert choices["cached"].eta == choices["read"].eta, case
+            over = "budget" in choices["cached"].reason
+            reasons.add("reached" if not over else "budget, a step kept" if choices["cached"].eta > 0 else
+                        "budget, no step")
+            if over and choices["cached"].eta > 0:
+                assert choices["confirmed reads"] == 2, case  # the pass the fixed rule saves
+    assert {"reached", "budget, a step kept"} <= reasons, reasons  # both paths were exercised

@@ -3,17 +3,18 @@ accumulated batch by batch, D's summed gradient (so a batch's step reads D_f onl
 that chooses the step's size from data a real deletion request has (D_f and the validation set), never from the
 test set or a retrained model.
 
-A nightly batch holds the deployed model's summed gradient over all of D (`SummedGradient`, computed once per
-model off the critical path). Then sum_{D_r} = sum_D - sum_{D_f}, and the step needs a pass over D_f only: its
-cost follows the batch, not the data. The same cache holds the deployed model's validation logits, the eta
-rule's starting point, so a cached step reads the validation set once (at the step it chooses), not twice.
+A nightly batch holds the deployed model's summed gradient over all of D (`SummedGradient`, left by the previous
+batch off the critical path: unlearning.refresh). Then sum_{D_r} = sum_D - sum_{D_f}, and the step needs a pass
+over D_f only: its cost follows the batch, not the data. The same cache holds the deployed model's validation
+logits, the eta rule's starting point, so a cached step reads the validation set once (at the step it chooses),
+not twice.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -87,10 +88,13 @@ class SummedGradient:
     # rule's target loss and the accuracy to keep. None when not cached (the rule then reads the set itself).
     val_logits: torch.Tensor | None = None
     val_ids_sha256: str | None = None
+    # How the cache was made (iau_core.unlearning.refresh): nightly batches since D's gradient was last computed
+    # in full (0: this one was), and the estimated relative error accumulated since then (0 when exact).
+    batches_since_exact: int = 0
+    drift: float = 0.0
 
     def to(self, device: torch.device) -> SummedGradient:
-        return SummedGradient([g.to(device) for g in self.grads], self.count, self.ids_sha256, self.val_logits,
-                              self.val_ids_sha256)
+        return replace(self, grads=[g.to(device) for g in self.grads])
 
     def val_logits_for(self, val: Split) -> torch.Tensor | None:
         """The cached validation logits if they were computed on exactly this validation set, else None."""
@@ -160,7 +164,7 @@ class EtaChoice:
     forget_loss: float  # D_f's mean loss after the chosen step
     val_acc_drop: float  # validation-accuracy points the chosen step costs
     candidates: int  # eta values at which D_f's loss was read
-    validation_passes: int  # full passes over the validation set, the deployed model's included (at most 3)
+    validation_passes: int  # full passes over the validation set, the deployed model's included (2; 1 cached)
 
     def as_choices(self) -> dict[str, str | float | int]:
         return {"eta_chosen": self.eta, "eta_rule.reason": self.reason, "eta_rule.target_loss": self.target_loss,
@@ -170,18 +174,22 @@ class EtaChoice:
 
 def choose_eta(model: nn.Module, direction: list[torch.Tensor], forget: Split, val: Split, rule: EtaRule,
                device: torch.device, base_logits: torch.Tensor | None = None,
-               line: ForgetLine | None = None) -> EtaChoice:
+               line: ForgetLine | None = None, confirm: bool = False) -> EtaChoice:
     """Take the first eta = start * growth^k at which D_f's mean loss reaches the validation set's (D_f then
     looks like data the model never saw); if that step costs more than `val_drop_budget` validation-accuracy
     points, the last candidate below the first one over budget (no step when even the first is).
 
     Why not read the validation set at every candidate: that made up to 17 passes, 95% of the method's time.
-    Here at most 3 full passes: (1) the deployed model's, for the target loss and the accuracy to keep; then a
-    scan that reads only D_f (small) finds the step; (2) the validation set at that step. Only when it is over
-    budget are the candidates below read, on the validation records whose prediction that step changed (a few
-    percent of the set: a record the step leaves as it was is taken as unchanged below it too), and (3) one
-    full pass confirms the step so chosen. The same choice as reading every candidate in full unless a record
-    changes and changes back inside the scanned range (tests/test_unlearning.py compares the two rules).
+    Here a fixed number of full passes, 2, or 1 with `base_logits`: (1) the deployed model's, for the target loss
+    and the accuracy to keep; then a scan that reads only D_f (small) finds the step; (2) the validation set at
+    that step. When it is over budget the candidates below are read on the validation records whose prediction
+    that step changed only (a few percent of the set: a record the step leaves as it was is taken as unchanged
+    below it too), and the chosen step's drop is read on them too. The same choice as reading every candidate in
+    full unless a record changes and changes back inside the scanned range (tests/test_unlearning.py compares the
+    two rules); the gate measures the real drop of every batch. Why fixed: an extra full pass on the over-budget
+    path doubled the cached step's seconds for some models and not others (issue 29). `confirm` restores it: (3)
+    one full pass confirms the step so chosen, widening the suspects with the records it finds changed, the rule
+    as it was (tests/test_gradient_cache.py: both choose the same step unless that pass finds such a record).
 
     The scan over D_f reads every `SCAN_STRIDE`-th candidate until D_f's loss reaches the target, then bisects
     the candidates in between: the first crossing on the same grid, in about a third of the reads, as long as
@@ -230,7 +238,9 @@ def choose_eta(model: nn.Module, direction: list[torch.Tensor], forget: Split, v
     suspects = torch.nonzero(correct != base_correct).flatten()
     kept = _last_before_budget(etas[:found], val, suspects, base_correct, rule.val_drop_budget, at)
     passes, val_drop = passes_before + 1, 0.0
-    if kept >= 0:
+    if kept >= 0 and not confirm:  # the drop read on the suspects; the gate measures the real one
+        val_drop = _estimated_drop(at(etas[kept], val.take(suspects)), suspects, base_correct)
+    elif kept >= 0:
         correct = at(etas[kept], val)  # pass 3
         passes, val_drop = passes_before + 2, drop(correct)
         if val_drop > rule.val_drop_budget:  # a record outside `suspects` flipped below: widen them, no 4th pass
