@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from iau_core.attacks import Attack, label_matched
-from iau_core.config import DriftParams, GateParams, Params, UnlearningParams
+from iau_core.config import GOLD, DriftParams, GateParams, Params, UnlearningParams
+from iau_core.config.unlearning import EXACT_METHODS
 from iau_core.data import Split
 from iau_core.training import logits_accuracy, predict_logits
 
@@ -99,12 +100,12 @@ class GateResult:
 
     def accepts(self, when_inconclusive: str, method: str) -> bool:
         """Whether the batch may promote this candidate: it passed, or the privacy verdict is inconclusive, the
-        utility check held, and the policy promotes then (or the candidate is already the retrained model, which
-        there is no stronger fallback to)."""
+        utility check held, and the policy promotes then (or the candidate is exact, retrained or `sisa`: a model
+        that never saw the records, which retraining again could not improve on)."""
         if self.passed:
             return True
         return (self.privacy_verdict == INCONCLUSIVE and self.utility_ok
-                and (when_inconclusive == "promote" or method == "retrain"))
+                and (when_inconclusive == "promote" or is_exact(method)))
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -157,18 +158,36 @@ def evaluate_gate(champion: nn.Module, candidate: nn.Module, forget: Split, val:
                       len(forget), len(nonmembers))
 
 
+def is_exact(method: str) -> bool:
+    """Whether the method's model never saw the forgotten records: retraining, or sisa (retrains their shards)."""
+    return method == GOLD or method in EXACT_METHODS
+
+
 @dataclass(frozen=True)
 class Attempt:
-    """One rung of the ladder: the method, its gate result, and the seconds its unlearning took."""
+    """One rung of the ladder: the method, its gate result, the seconds its unlearning took, and what an exact
+    rung reports about itself (sisa: exact, the shards and slices it retrained)."""
 
     method: str
     gate: GateResult
     seconds: float
     accepted: bool  # GateResult.accepts under the batch's when_inconclusive policy
+    exactness: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         """The record gates.json, the audit and the ledger keep per method (the gate's numbers, then these)."""
-        return {**self.gate.as_dict(), "seconds": self.seconds, "accepted": self.accepted}
+        return {**self.gate.as_dict(), "seconds": self.seconds, "accepted": self.accepted,
+                "exact": is_exact(self.method), **self.exactness}
+
+
+# What of a method's choices the batch's record keeps (sisa's: unlearning/sisa.py).
+EXACTNESS_KEYS = ("shards", "slices", "shards_retrained", "slices_retrained", "retrained_shards")
+
+
+def exactness(candidate: Any) -> dict:
+    """The exactness keys of a candidate's choices (a MethodResult or Unlearned), if it has any."""
+    chosen = getattr(candidate, "choices", None) or {}
+    return {k: chosen[k] for k in EXACTNESS_KEYS if k in chosen}
 
 
 def batch_unlearning(params: Params) -> UnlearningParams:
@@ -177,10 +196,22 @@ def batch_unlearning(params: Params) -> UnlearningParams:
     return params.unlearning.model_copy(update={"stop_rule": params.nightly.stop_rule})
 
 
-def rungs(ladder: Sequence[str], escalation: str | None) -> list[str]:
+EXACT_RUNG = "sisa"
+
+
+def rungs(ladder: Sequence[str], escalation: str | None, sharded: bool = False) -> list[str]:
     """The methods this batch tries: the whole ladder, or only its last rung (retraining) when the batch must
-    retrain (escalation_reason: a high-tier request or a drift limit)."""
-    return [ladder[-1]] if escalation else list(ladder)
+    retrain (escalation_reason: a high-tier request or a drift limit).
+
+    On a sharded champion (training.shards > 1, with its checkpoints) `sisa` is the exact rung before full
+    retraining: inserted before it when the ladder lacks it, and where the batch must retrain it goes there
+    first (retraining stays behind it, should its gate fail)."""
+    ladder = list(ladder)
+    if sharded and EXACT_RUNG not in ladder:
+        ladder.insert(len(ladder) - 1, EXACT_RUNG)
+    if not escalation:
+        return ladder if sharded else [m for m in ladder if m != EXACT_RUNG]
+    return [EXACT_RUNG, ladder[-1]] if sharded else [ladder[-1]]
 
 
 def climb_ladder(methods: Sequence[str], attempt: Callable[[str, list[Attempt]], tuple[Any, GateResult, float]],
@@ -191,7 +222,8 @@ def climb_ladder(methods: Sequence[str], attempt: Callable[[str, list[Attempt]],
     attempts: list[Attempt] = []
     for method in methods:
         candidate, result, seconds = attempt(method, list(attempts))
-        attempts.append(Attempt(method, result, seconds, result.accepts(when_inconclusive, method)))
+        attempts.append(Attempt(method, result, seconds, result.accepts(when_inconclusive, method),
+                                exactness(candidate)))
         if attempts[-1].accepted:
             return candidate, attempts
     return None, attempts

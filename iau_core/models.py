@@ -1,17 +1,24 @@
 """Models by name, built from one record's input shape. Plain nn.Modules; training glue lives in training.py.
 
 The names and each model's options live in config.py (ModelParams); this registry says which class builds each.
-Shapes: images (C, H, W), tables (F,).
+Shapes: images (C, H, W), tables (F,). `model_builder` is the one factory of a run's fresh models: one network, or
+with training.shards > 1 the SISA ensemble of one network per shard (ShardEnsemble; iau_core/sharding.py trains it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from iau_core.config import LeNet5Params, MlpParams, ModelSection, ResNet18Params, Vgg19BnParams
+from iau_core.config import LeNet5Params, MlpParams, ModelSection, Params, ResNet18Params, Vgg19BnParams
+
+if TYPE_CHECKING:
+    from iau_core.data import DataBundle
 
 
 class LeNet5(nn.Module):
@@ -159,3 +166,54 @@ def build_model(params: ModelSection, input_shape: tuple[int, ...], num_classes:
     """A freshly initialised model for records of `input_shape`; seed torch before calling for reproducible
     weights."""
     return MODELS[type(params)](params, tuple(input_shape), num_classes)
+
+
+class ShardEnsemble(nn.Module):
+    """SISA's aggregate (Bourtoule et al. 2021): one network per shard, their softmax probabilities averaged. The
+    forward returns log(mean probability) as its logits, so softmax, argmax, cross-entropy and every attack read it
+    as any classifier's output (softmax(log p) = p). Its state_dict is the members' (members.<s>.<name>): tensors
+    only, loadable with torch.load(weights_only=True)."""
+
+    def __init__(self, members: Sequence[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, ...) -> (B, num_classes) log-probabilities
+        log_probs = torch.stack([F.log_softmax(member(x), dim=1) for member in self.members])
+        return torch.logsumexp(log_probs, dim=0) - math.log(len(self.members))
+
+
+# A shard's model is initialised (and its slices shuffled) from the run's seed plus this times the shard index:
+# shard 0 keeps the run's seed (S = 1 is today's model), and the strides stay clear of the seed offsets the
+# methods add (retrain_alt's 10,000).
+SHARD_SEED_STRIDE = 1_000_000
+
+
+def shard_seed(seed: int, shard: int) -> int:
+    return seed + SHARD_SEED_STRIDE * shard
+
+
+def member_builder(params: Params, bundle: DataBundle) -> Callable[[int], nn.Module]:
+    """A factory of one freshly initialised network (a shard's, or the attacker's reference model); the seed fixes
+    the initial weights."""
+
+    def build(seed: int) -> nn.Module:
+        torch.manual_seed(seed)
+        return build_model(params.model, bundle.input_shape, bundle.num_classes)
+
+    return build
+
+
+def model_builder(params: Params, bundle: DataBundle) -> Callable[[int], nn.Module]:
+    """A factory of the run's freshly initialised model from a seed: one network (training.shards = 1, exactly
+    member_builder), or a ShardEnsemble whose shard s starts from shard_seed(seed, s). A registered model's
+    state_dict loads into what it builds."""
+    build_member = member_builder(params, bundle)
+    shards = params.training.shards
+    if shards == 1:
+        return build_member
+
+    def build(seed: int) -> nn.Module:
+        return ShardEnsemble([build_member(shard_seed(seed, s)) for s in range(shards)])
+
+    return build

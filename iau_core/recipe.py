@@ -5,11 +5,12 @@ the studies all run `run_recipe`; they differ only in their `Steps`: how a step 
 
 `params` inside the loop are one repeat's (Params.for_seed): their `seed` drives model initialisation, shuffling and
 the forget set. The attacker's reference models depend on the data split only, so every repeat shares them.
+
+`model_builder` lives in iau_core/models.py (re-exported here for its callers).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Protocol, TypeVar
 
@@ -22,23 +23,14 @@ from iau_core.attacks import Attacks, AttackSetup, ReferenceModel, ShadowReport,
 from iau_core.config import REFERENCE_METHODS, Params, Recipe, base_recipe
 from iau_core.data import DataBundle, Split
 from iau_core.metrics import attack_strengths, compare, make_eval_sets, score_model
-from iau_core.models import build_model
+from iau_core.models import member_builder, model_builder
 from iau_core.selection import select_forget_set
-from iau_core.training import Progress, TrainReport, train_model
+from iau_core.sharding import checkpoints_of, train_fresh
+from iau_core.training import Progress, TrainReport
 from iau_core.unlearning import MethodResult, UnlearningTask, run_method
 
 Model = TypeVar("Model")  # a base model as a Steps implementation holds it: a module, or a reference to a stored one
 AttackHandle = TypeVar("AttackHandle")  # the fitted attacks, or a reference to where they are stored
-
-
-def model_builder(params: Params, bundle: DataBundle) -> Callable[[int], nn.Module]:
-    """A factory of freshly initialised models; the seed fixes the initial weights."""
-
-    def build(seed: int) -> nn.Module:
-        torch.manual_seed(seed)
-        return build_model(params.model, bundle.input_shape, bundle.num_classes)
-
-    return build
 
 
 def recipe_params(params: Params, recipe: Recipe) -> Params:
@@ -51,16 +43,17 @@ def recipe_params(params: Params, recipe: Recipe) -> Params:
 
 def train_original(params: Params, bundle: DataBundle, device: torch.device,
                    progress: Progress | None = None) -> tuple[nn.Module, TrainReport]:
-    """The deployed model: trained on all of D with the GR loss."""
-    model = model_builder(params, bundle)(params.seed).to(device)
-    report = train_model(model, bundle.train, bundle.val, params.training, device, params.seed, progress)
-    return model, report
+    """The deployed model: trained on all of D with the GR loss; with training.shards or slices > 1, shard by shard
+    and slice by slice (iau_core.sharding), its checkpoints attached to it (sharding.checkpoints_of)."""
+    initial = model_builder(params, bundle)(params.seed).to(device)
+    return train_fresh(initial, bundle.train, bundle.val, params.training, device, params.seed, progress)
 
 
 def train_references(params: Params, bundle: DataBundle, device: torch.device,
                      progress: Progress | None = None) -> list[ReferenceModel]:
-    """The attacker's models, from the shadow pool only: the attacker never sees D, val or test."""
-    return train_reference_models(bundle.shadow_pool, model_builder(params, bundle), params.training,
+    """The attacker's models, from the shadow pool only: the attacker never sees D, val or test. Each is one
+    network, whether or not the deployed model is sharded."""
+    return train_reference_models(bundle.shadow_pool, member_builder(params, bundle), params.training,
                                   reference_count(params), device, params.data.split_seed, progress,
                                   mode=params.lira.reference_training)
 
@@ -98,7 +91,7 @@ def unlearn_and_score(method: str, original: nn.Module, forget_ids: np.ndarray, 
     task = UnlearningTask(
         model=original.to(device), retain=retain.to(device), forget=forget.to(device), val=bundle.val.to(device),
         build_model=model_builder(params, bundle), training=params.training, unlearning=params.unlearning,
-        device=device, seed=params.seed, progress=progress,
+        device=device, seed=params.seed, progress=progress, shards=checkpoints_of(original),
     )
     result = run_method(method, task)
     sets = make_eval_sets(retain, forget, bundle.test, params.seed)
@@ -106,8 +99,10 @@ def unlearn_and_score(method: str, original: nn.Module, forget_ids: np.ndarray, 
 
 
 def methods_to_run(params: Params) -> list[str]:
-    """References first (do-nothing, the gold model, the noise floor), then the compared methods."""
-    return [*REFERENCE_METHODS, *params.unlearning.methods]
+    """References first (do-nothing, the gold model, the noise floor), then the compared methods; with a sharded
+    model (training.shards > 1) also `sisa`, its exact deletion, beside them."""
+    methods = [*REFERENCE_METHODS, *params.unlearning.methods]
+    return methods + ["sisa"] if params.training.shards > 1 and "sisa" not in methods else methods
 
 
 # --- the loop ------------------------------------------------------------------------------------------------------

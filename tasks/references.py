@@ -8,7 +8,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from iau_core.attacks.references import train_reference_model
-from iau_core.recipe import model_builder, reference_count
+from iau_core.recipe import member_builder, reference_count
 from iau_core.runtime import prepare_process
 from stores.project import RunContext
 
@@ -21,6 +21,6 @@ def reference_model(ctx: RunContext, index: int) -> dict[str, torch.Tensor]:
     log = get_run_logger()
     attacker = ctx.params.for_seed(ctx.params.data.split_seed)  # the attacker's models follow the data split only
     bundle = ctx.bundle()
-    trained = train_reference_model(bundle.shadow_pool, model_builder(attacker, bundle), attacker.training, index,
+    trained = train_reference_model(bundle.shadow_pool, member_builder(attacker, bundle), attacker.training, index,
                                     reference_count(attacker), ctx.device, attacker.data.split_seed, log.info)
     return {name: value.detach().cpu() for name, value in trained.model.state_dict().items()}

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine
 
-from cli.main import gate_verdicts, kept_champion, receipt
+from cli.render import gate_verdicts, kept_champion, receipt
 from iau_core.config import ParamsError, load_params
 from iau_core.deletion import FAILED, INCONCLUSIVE, PASSED, GateResult, climb_ladder, rejection_reason, rungs
 from ledger import Ledger, LedgerError
+from tests.ledger_calls import finish
 
 REPO = Path(__file__).resolve().parents[1]
 D = set(range(100, 200))
@@ -120,6 +121,38 @@ def test_high_tier_or_drift_skips_the_approximate_rungs():
     assert rungs(("iau", "finetune", "retrain"), "1 high-tier request(s) in the batch") == ["retrain"]
 
 
+def test_on_a_sharded_champion_sisa_is_the_exact_rung_before_retraining():
+    """sisa goes in before retrain (once), a high-tier or drift batch goes to it first, and a single-network
+    champion never runs it (there it would be retraining twice)."""
+    high = "1 high-tier request(s) in the batch"
+    assert rungs(("iau", "salun", "retrain"), None, sharded=True) == ["iau", "salun", "sisa", "retrain"]
+    assert rungs(("iau", "sisa", "retrain"), None, sharded=True) == ["iau", "sisa", "retrain"]
+    assert rungs(("iau", "salun", "retrain"), high, sharded=True) == ["sisa", "retrain"]
+    assert rungs(("iau", "sisa", "retrain"), None) == ["iau", "retrain"]
+    assert rungs(("iau", "sisa", "retrain"), high) == ["retrain"]
+
+
+class SisaRungs(FakeRungs):
+    """Candidates that carry choices, as MethodResult does: sisa's say which shards it retrained."""
+
+    def __call__(self, method: str, rejected: list):
+        _, result, seconds = super().__call__(method, rejected)
+        choices = {"exact": True, "shards": 4, "slices": 2, "shards_retrained": 1, "slices_retrained": 2,
+                   "retrained_shards": "3"} if method == "sisa" else {"eta": 0.1}
+        return type("Candidate", (), {"method": method, "choices": choices})(), result, seconds
+
+
+def test_the_batch_record_says_exact_and_names_the_shards_sisa_retrained():
+    attempt = SisaRungs({"iau": gate_result(FAILED), "sisa": gate_result(INCONCLUSIVE),
+                         "retrain": gate_result(PASSED)})
+    candidate, attempts = climb_ladder(["iau", "sisa", "retrain"], attempt, "retrain")
+    assert candidate.method == "sisa" and attempt.ran == ["iau", "sisa"]  # exact: inconclusive promotes it
+    gates = {a.method: a.as_dict() for a in attempts}
+    assert gates["iau"]["exact"] is False and "retrained_shards" not in gates["iau"]
+    assert gates["sisa"]["exact"] is True and gates["sisa"]["retrained_shards"] == "3"
+    assert (gates["sisa"]["shards_retrained"], gates["sisa"]["slices_retrained"]) == (1, 2)
+
+
 # --- what `iau requests show` prints of the attempts -------------------------------------------------------------
 
 
@@ -159,9 +192,9 @@ def test_a_batch_that_changed_nothing_finishes_on_the_champion(ledger):
     ledger.keep_champion(batch.id, "1", "iau", gates)
     ledger.keep_champion(batch.id, "1", "iau", gates)  # a rerun repeating itself
     with pytest.raises(LedgerError, match="keeps the champion 1"):
-        ledger.finish_batch(batch.id, "2", "dv1", "iau", gates, "run")
-    ledger.finish_batch(batch.id, "1", "dv1", "iau", gates, "run")
-    ledger.finish_batch(batch.id, "1", "dv1", "iau", gates, "run")  # idempotent
+        finish(ledger, batch.id, "2", "dv1", "iau", gates, "run")
+    finish(ledger, batch.id, "1", "dv1", "iau", gates, "run")
+    finish(ledger, batch.id, "1", "dv1", "iau", gates, "run")  # idempotent
     requests = {r.sample_id: r for r in ledger.list_requests()}
     assert {(r.status, r.model_version, r.data_version) for r in requests.values()} == {("done", "1", "dv1")}
     champion = ledger.current_champion()  # still version 1, now on the smaller data, its records counted
@@ -178,7 +211,7 @@ def test_a_batch_finishes_with_any_ladder_method_after_the_migration(ledger):
     ledger.add_requests([101], "gdpr art. 17", "normal", D)
     batch = ledger.open_batch("1", "dv0", "finetune")
     assert batch.method == "finetune"
-    ledger.finish_batch(batch.id, "2", "dv1", "finetune", {"finetune": {"passed": True}}, "run")
+    finish(ledger, batch.id, "2", "dv1", "finetune", {"finetune": {"passed": True}}, "run")
     assert ledger.current_champion().method == "finetune"
     with pytest.raises(LedgerError, match="not a method name"):
         ledger.open_batch("2", "dv1", "Drop Table")
@@ -203,7 +236,7 @@ def test_migration_0003_keeps_the_rows_of_an_older_ledger(tmp_path):
         assert upgraded.current_champion().method == "train"
         upgraded.add_requests([101], "gdpr", "normal", D)
         batch = upgraded.open_batch("1", "dv0", "ssd")
-        upgraded.finish_batch(batch.id, "2", "dv1", "ssd", {}, None)
+        finish(upgraded, batch.id, "2", "dv1", "ssd", {}, None)
         assert upgraded.current_champion().method == "ssd"
 
 

@@ -7,11 +7,11 @@ from dataclasses import replace
 import pytest
 import torch
 
+from iau_core import sharding as sharding_module  # retraining trains through sharding.train_fresh
 from iau_core.recipe import model_builder, train_original
 from iau_core.selection import select_forget_set
 from iau_core.training import TrainReport, accuracy, per_sample_losses
 from iau_core.unlearning import UnlearningTask, get_method, run_method
-from iau_core.unlearning import retrain as retrain_module
 from iau_core.unlearning.gradients import choose_eta, iau_direction, iau_direction_and_line, loss_gradient, step
 from iau_core.unlearning.iau import iau
 from studies.eta_rule import choose_eta_by_full_scan
@@ -117,7 +117,7 @@ def test_retrain_never_sees_a_forgotten_record(trained, digits_bundle, digits_pa
         seen.append((set(train.ids.tolist()), set(val.ids.tolist())))
         return TrainReport(0, 0, 0.0, 0.0, False)
 
-    monkeypatch.setattr(retrain_module, "train_model", spy)
+    monkeypatch.setattr(sharding_module, "train_model", spy)
     task = make_task(model, forget, retain, digits_bundle, digits_params, eta=0.0)
     get_method("retrain")(task)
     get_method("retrain_alt")(task)

@@ -73,6 +73,12 @@ class TrainingParams(Section):
                           "(finite_difference for the batch reading on a model without batch norm, "
                           "double_backward otherwise)")
 
+    shards: int = Field(1, gt=0, le=256, description="SISA shards S: disjoint parts of D, drawn from each record's "
+                        "id, one model each, their probabilities averaged (iau_core/sharding.py); 1 = one model")
+    slices: int = Field(1, gt=0, le=64, description="SISA slices R per shard: each shard trains slice after slice "
+                        "(slice k on slices 1..k) with a checkpoint after each, so a deletion retrains from the "
+                        "checkpoint before its slice; 1 = no slicing")
+
     @field_validator("optimizer", "lr_schedule", mode="before")
     @classmethod
     def _shorthand(cls, value: object) -> object:

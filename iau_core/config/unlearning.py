@@ -242,7 +242,11 @@ class MethodSections(Section):
 # ia (Eq. 5 alone: ascent on D_f), ia_gc (Eq. 8 on a model trained without GR), iau (Eq. 8 on the GR model).
 IAU_STEP_METHODS = ("iau", "ia", "ia_gc")
 
-METHOD_NAMES: tuple[str, ...] = (*IAU_STEP_METHODS, *MethodSections.model_fields)
+# Exact by construction, no settings of their own: sisa retrains the shards of a sharded model (training.shards)
+# that held a forgotten record (iau_core/unlearning/sisa.py); on one network it is retraining.
+EXACT_METHODS = ("sisa",)
+
+METHOD_NAMES: tuple[str, ...] = (*IAU_STEP_METHODS, *MethodSections.model_fields, *EXACT_METHODS)
 
 
 # The base model a method unlearns, when it is not the deployed one: 'no_gr' is the deployed recipe with

@@ -2,7 +2,8 @@
 iau_core/unlearning/<name>.py, with the signature `fn(UnlearningTask) -> Unlearned`.
 
 The names are listed once, torch-free, in iau_core/config/unlearning.py: REFERENCE_METHODS (`original`, `retrain`,
-`retrain_alt`: do-nothing, gold model, noise floor) and METHOD_NAMES (the compared methods). Config validates
+`retrain_alt`: do-nothing, gold model, noise floor) and METHOD_NAMES (the compared methods, `sisa` among them: the
+exact deletion of a sharded model, EXACT_METHODS). Config validates
 against them without importing any implementation; this module finds the code by the same name.
 """
 

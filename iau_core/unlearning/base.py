@@ -7,6 +7,7 @@ import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -16,6 +17,9 @@ from iau_core.data import Split
 from iau_core.metrics import Scores
 from iau_core.training import Progress, synchronize
 from iau_core.unlearning.gradients import SummedGradient
+
+if TYPE_CHECKING:
+    from iau_core.sharding import ShardCheckpoints
 
 Choices = dict[str, str | float | int]
 
@@ -44,6 +48,9 @@ class UnlearningTask:
     # Called with (epoch, model) after each epoch an iterative method keeps: a study scores every epoch of one run
     # (studies/frontier.py) instead of rerunning the method once per epoch count. It must leave the model as it is.
     observe: Callable[[int, nn.Module], None] | None = None
+    # The sharded (SISA) model's checkpoints, when `model` was trained by iau_core.sharding and the caller holds
+    # them: `sisa` retrains only the shards a deletion touches from them (without them it retrains every shard)
+    shards: ShardCheckpoints | None = None
 
     def copy_model(self) -> nn.Module:
         return copy.deepcopy(self.model)

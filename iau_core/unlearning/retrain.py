@@ -3,7 +3,7 @@ never been seen. Its unlearn_seconds is that whole training."""
 
 from __future__ import annotations
 
-from iau_core.training import train_model
+from iau_core.sharding import train_fresh
 from iau_core.unlearning.base import Unlearned, UnlearningTask
 
 
@@ -12,7 +12,8 @@ def retrain(task: UnlearningTask) -> Unlearned:
 
 
 def train_on_retained(task: UnlearningTask, seed: int) -> Unlearned:
-    model = task.build_model(seed).to(task.device)
-    report = train_model(model, task.retain, task.val, task.training, task.device, seed, task.progress)
+    # train_fresh: train_model itself for one network; a sharded model (training.shards) trains shard by shard
+    model, report = train_fresh(task.build_model(seed).to(task.device), task.retain, task.val, task.training,
+                                task.device, seed, task.progress)
     return Unlearned(model, {"seed": seed, "epochs_run": report.epochs_run, "best_epoch": report.best_epoch,
                              **{f"training.{k}": v for k, v in task.training.model_dump().items()}})
