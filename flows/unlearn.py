@@ -1,18 +1,16 @@
 """The `unlearn` flow: DVC data -> attacker's reference models -> per seed: base model (GR), forget set,
 every method -> comparison with noise floors -> MLflow.
 
-With selection `requests` the forget set is the queue of deletion requests instead, and the flow runs the
-production deletion batch (flows/nightly.py): from the champion, gated, promoted, audited.
+The production deletion batch is another flow (flows/nightly.py, deployment deletion-batch/nightly; `iau nightly`
+runs it in-process); this one is for experiments.
 
     python -m flows.unlearn --selection outliers [--seeds 0 1 2]   # what `make run` does
     prefect deployment run unlearn/outliers                       # through a server and a worker
-    prefect deployment run unlearn/nightly                        # the deletion batch (also `iau nightly`)
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,13 +21,14 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import pandas as pd
+from dvc.exceptions import DvcException
 from prefect import flow, get_run_logger
 from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
 from prefect.task_runners import TaskRunner
 
-from flows.nightly import deletion_batch
 from iau_core.config import Params, ParamsError, Recipe, Strategy, deep_merge, load_params, parse_overrides
+from iau_core.config.cli_args import add_params_arguments, params_from, refuse
 from iau_core.recipe import reference_count, run_recipe
 from iau_core.runtime import THREADS_ENV, prepare_process, usable_cores
 from iau_core.unlearning import MethodResult
@@ -37,6 +36,7 @@ from reporting.tables import manifest, what_attacks_see
 from reporting.verdicts import printed
 from stores import tracking
 from stores.artifacts import ModelRef
+from stores.data import DataVersionMismatch, checked_data
 from stores.project import ProjectNotFound, RunContext, project_root
 from tasks.data import ensure_data_task
 from tasks.evaluation import compare_methods, gradient_norms, measure_attack_strength
@@ -48,8 +48,7 @@ from tasks.unlearning import unlearn_with
 if TYPE_CHECKING:  # imported when used: `execution: local` never loads dask and distributed
     from prefect_dask import DaskTaskRunner
 
-REQUESTS = "requests"  # the forget set is the ledger's queue of deletion requests: the nightly batch
-SELECTIONS = (*get_args(Strategy), REQUESTS)
+SELECTIONS = get_args(Strategy)
 # The MLflow `kind` tag of each base-model recipe (BASE_RECIPES); each is trained once per seed.
 RECIPE_KINDS = {"deployed": "base", "no_gr": "base-no-gr"}
 
@@ -58,10 +57,7 @@ RECIPE_KINDS = {"deployed": "base", "no_gr": "base-no-gr"}
 def unlearn(selection: str = "outliers", params_file: str = "params.yaml", overrides: dict | None = None,
             seeds: list[int] | None = None) -> dict:
     """Forget a selected part of the training set with every configured method, for each seed, and compare
-    each with retraining from scratch. Returns the parent MLflow run id and the comparison (mean ± std).
-    selection="requests": process the pending deletion requests instead (flows.nightly.deletion_batch)."""
-    if selection == REQUESTS:
-        return deletion_batch(params_file=params_file, overrides=overrides)
+    each with retraining from scratch. Returns the parent MLflow run id and the comparison (mean ± std)."""
     if selection not in SELECTIONS:
         raise ValueError(f"unknown selection {selection!r}; known: {list(SELECTIONS)}")
     root = project_root()
@@ -122,7 +118,7 @@ class FlowSteps:
         """Trained once and then reused; only the deployed one is registered as a model version (the others are
         never deployed)."""
         if recipe == "deployed":
-            return base_model(self.at(params))
+            return base_model(self.at(params), runner=self.runner)  # a sharded model: one task per shard
         return base_model(self.at(params).for_recipe(recipe), kind=RECIPE_KINDS[recipe], register=False)
 
     def attack_strength(self, params: Params, base: ModelRef, attacks: str) -> dict[str, float]:
@@ -267,20 +263,24 @@ WORKER_MALLOC = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": N
 def main() -> None:
     parser = argparse.ArgumentParser(description="Run the unlearn flow once, in this process.")
     parser.add_argument("--selection", choices=SELECTIONS, default="outliers")
-    parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--seeds", type=int, nargs="+", help="repeat over these seeds (default: params.yaml)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one parameter, e.g. --set data.train_size=1000 (repeatable)")
+    add_params_arguments(parser)
     args = parser.parse_args()
-    try:  # bad params end here with the message naming the key, before a flow run or any work starts
-        overrides = parse_overrides(args.overrides)
-        changes = ({"selection": {"strategy": args.selection}} if args.selection != REQUESTS else {}) | \
-            ({"seeds": args.seeds} if args.seeds else {})
-        load_params(project_root() / args.params, deep_merge(deep_merge(overrides, environment_overrides()), changes))
-    except (ParamsError, ProjectNotFound) as exc:
-        parser.exit(2, f"{exc}\n")
+    try:
+        root = project_root()
+    except ProjectNotFound as exc:
+        refuse(parser, exc)
+    # bad params end here in one line naming the key, and data that is not built, not versioned or not the
+    # recorded version in one line naming the command to run: before a flow run or any work starts
+    changes = {"selection": {"strategy": args.selection}} | ({"seeds": args.seeds} if args.seeds else {})
+    params = params_from(parser, args, root / args.params, extra=deep_merge(environment_overrides(), changes))
+    overrides = parse_overrides(args.overrides)  # valid: params_from read them
+    try:
+        checked_data(root, params.data)
+    except (DataVersionMismatch, FileNotFoundError, DvcException) as exc:
+        parser.exit(1, f"{parser.prog}: error: {' '.join(str(exc).split())}\n")
     result = unlearn(selection=args.selection, params_file=args.params, overrides=overrides, seeds=args.seeds)
-    print(json.dumps(result, indent=2, default=str) if args.selection == REQUESTS else report(result))
+    print(report(result))
 
 
 def table_of(result: dict) -> str:

@@ -1,7 +1,5 @@
-"""Influence Approximation Unlearning: the science, free of orchestration (torch, numpy, pandas, sklearn)."""
+"""Influence Approximation Unlearning: the science, free of orchestration (torch, numpy, pandas, sklearn).
 
-# Every entry point imports this package before torch: the offline settings and OpenMP's sleep-while-waiting
-# policy must be in the environment before torch's OpenMP runtime reads it (iau_core/runtime.py).
-from iau_core.runtime import quiet_offline_env as _quiet_offline_env
-
-_quiet_offline_env()
+Importing it changes nothing in the process's environment: each entry point sets what it needs
+(iau_core.runtime.prepare_process, before torch runs; flows/__init__.py, before Prefect reads its settings).
+"""

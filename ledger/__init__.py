@@ -7,11 +7,20 @@ Imports SQLAlchemy and Alembic only (no torch, prefect, mlflow or dvc), so the C
 
 from ledger.errors import LedgerError, LedgerUrlError, LockHeld, RequestError
 from ledger.models import BATCH_STATUSES, REQUEST_STATUSES, TIERS
-from ledger.store import Ledger, ledger_url
-from ledger.views import AddResult, Batch, BatchView, ChampionView, EventView, ModelPurgeView, RequestView
+from ledger.store import Ledger, default_ledger_url, ledger_url
+from ledger.views import (
+    AddResult,
+    Batch,
+    BatchView,
+    ChampionView,
+    DriftCounters,
+    EventView,
+    ModelPurgeView,
+    RequestView,
+)
 
 __all__ = [
     "BATCH_STATUSES", "REQUEST_STATUSES", "TIERS",
-    "AddResult", "Batch", "BatchView", "ChampionView", "EventView", "Ledger", "LedgerError", "LockHeld",
-    "LedgerUrlError", "ModelPurgeView", "RequestError", "RequestView", "ledger_url",
+    "AddResult", "Batch", "BatchView", "ChampionView", "DriftCounters", "EventView", "Ledger", "LedgerError",
+    "LockHeld", "LedgerUrlError", "ModelPurgeView", "RequestError", "RequestView", "default_ledger_url", "ledger_url",
 ]

@@ -34,10 +34,13 @@ def normalize_url(url: str | URL) -> URL:
 
 
 def masked(url: str | URL) -> str:
-    """The URL safe to print or log: its password (if any) replaced by ***. Text that is not a URL is not shown
-    at all (it might hold a password in a shape we cannot find)."""
+    """The URL safe to print or log: its password (if any) replaced by ***, in the user part or the query string
+    (`?password=...`, which libpq reads too). Text that is not a URL is not shown at all (it might hold a password
+    in a shape we cannot find)."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
+        secret = {k: "***" for k in parsed.query if k.lower() in ("password", "passwd", "pwd", "sslpassword")}
+        return parsed.update_query_dict(secret).render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
     except (ArgumentError, ValueError):
         return "<not a database URL>"
 

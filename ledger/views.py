@@ -105,6 +105,14 @@ class BatchView(_AsJson):
 
 
 @dataclass(frozen=True)
+class DriftCounters:
+    """What a champion has been through since its last full training (ops/drift.py computes them after a batch)."""
+    iau_batches_since_retrain: int
+    forgotten_since_retrain: int
+    train_size_at_retrain: int
+
+
+@dataclass(frozen=True)
 class ChampionView(_AsJson):
     model_version: str
     method: str  # train, or the rung of nightly.ladder that made it (iau, retrain, ...)

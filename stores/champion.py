@@ -22,8 +22,11 @@ from torch import nn
 from iau_core.data import Split
 from iau_core.recipe import model_builder
 from iau_core.selection import forget_set_sha256
-from iau_core.unlearning.gradients import SummedGradient, summed_gradient
+from iau_core.sharding import with_checkpoints
+from iau_core.unlearning.gradients import SummedGradient
+from iau_core.unlearning.refresh import RefreshRecord, refresh_summed_gradient
 from stores import registry, tracking
+from stores.artifacts import load_checkpoints
 from stores.project import RunContext
 
 GRADIENT_FILE = "summed_gradient.pt"
@@ -43,8 +46,8 @@ class Champion:
 
 
 def load_champion(ctx: RunContext, version: registry.Version | None = None) -> Champion:
-    """The champion (or a given version) with its weights, refusing clearly when they cannot be loaded or belong
-    to another data version than ctx's."""
+    """The champion (or a given version) with its weights (a sharded one's SISA checkpoints attached), refusing
+    clearly when they cannot be loaded or belong to another data version than ctx's."""
     version = version or registry.champion(ctx.params.tracking.deployed_model)
     missing = [t for t in ("data_version", "reference_attack_run") if t not in version.tags]
     if missing:
@@ -56,24 +59,62 @@ def load_champion(ctx: RunContext, version: registry.Version | None = None) -> C
     except (MlflowException, OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:  # missing, unreadable
         # or mismatched weights
         raise ChampionUnusable(f"the champion {version.uri} cannot be loaded from run {version.run_id}: "
-                               f"{str(exc).splitlines()[0]}. Nothing was changed; retrain with `iau train`.") from None
+                               f"{str(exc).splitlines()[0]}. Nothing was changed; "
+                               f"{layout_advice(ctx, version) or 'retrain with `iau train`.'}") from None
     if version.tags["data_version"] != ctx.data_version:
         raise ChampionUnusable(f"the champion {version.uri} belongs to data version {version.tags['data_version']}, "
                                f"but data.dvc names {ctx.data_version}: retrain it on this data with `iau train`")
+    if ctx.params.training.shards > 1 or ctx.params.training.slices > 1:
+        # a sharded champion's SISA checkpoints, so the batch's `sisa` rung retrains only the shards it must
+        checkpoints = load_checkpoints(version.run_id)
+        if checkpoints is None:  # e.g. trained before sharding: `sisa` would retrain every shard, so no sisa rung
+            log.warning("the sharded champion %s has no SISA checkpoints on run %s: no exact rung before retraining",
+                        version.uri, version.run_id)
+        with_checkpoints(model, checkpoints)
     return Champion(version, model.to(ctx.device).eval(), version.tags["data_version"],
                     version.tags["reference_attack_run"])
 
 
-def store_summed_gradient(run_id: str, model: nn.Module, train: Split, val: Split, ctx: RunContext) -> None:
-    """D's summed gradient at the champion and its validation logits (gradients.SummedGradient), onto its run."""
-    cache = summed_gradient(model.to(ctx.device), train.to(ctx.device), ctx.params.unlearning.batch_size,
-                            val.to(ctx.device))
+def layout_advice(ctx: RunContext, version: registry.Version) -> str | None:
+    """When the champion was trained with another shard layout than ctx's (e.g. `iau train --set
+    training.shards=4` but params.yaml says 1), the setting to use; None when the layouts agree or are unknown."""
+    try:
+        trained = tracking.MlflowClient().get_run(version.run_id).data.params
+    except (MlflowException, OSError):
+        return None
+    differ = [f"{key}={trained[key]}" for key in ("training.shards", "training.slices")
+              if key in trained and trained[key] != str(getattr(ctx.params.training, key.split(".")[1]))]
+    return f"it was trained with {', '.join(differ)}: set that in params.yaml (or `--set` it)." if differ else None
+
+
+def store_summed_gradient(run_id: str, model: nn.Module, train: Split, val: Split, ctx: RunContext,
+                          previous: Champion | None = None, previous_train: Split | None = None) -> RefreshRecord:
+    """D's summed gradient at the champion and its validation logits (gradients.SummedGradient), onto its run.
+
+    With the champion it replaced (`previous`) and the D that one was on (`previous_train`: the new D plus the
+    batch's records), the cache is refreshed from the previous one by nightly.gradient_refresh (a sample of D
+    instead of all of it, unlearning.refresh); else, or when the refresh's checks say so, one pass over all of D.
+    Returns what the refresh did, also set as tags on the run."""
+    settings = ctx.params.nightly.gradient_refresh
+    train, val = train.to(ctx.device), val.to(ctx.device)
+    old_cache, old_model, forget = None, model, train.take(torch.arange(0))
+    if previous is not None and previous_train is not None:
+        forget = previous_train.to("cpu").partition(train.ids.cpu().numpy())[1].to(ctx.device)  # the records it forgot
+        old_model = previous.model.to(ctx.device)
+        if settings.mode != "exact":  # the exact pass needs no download
+            old_cache = cached_summed_gradient(previous, previous_train, ctx.device)
+    cache, record = refresh_summed_gradient(old_cache, old_model, model.to(ctx.device), forget, train, val, settings,
+                                            ctx.params.unlearning.batch_size, seed=ctx.params.seed + len(train))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / GRADIENT_FILE
         torch.save({"grads": [g.cpu() for g in cache.grads], "count": cache.count,
                     "ids_sha256": cache.ids_sha256, "val_logits": cache.val_logits.cpu(),
-                    "val_ids_sha256": cache.val_ids_sha256}, path)
+                    "val_ids_sha256": cache.val_ids_sha256, "batches_since_exact": cache.batches_since_exact,
+                    "drift": cache.drift}, path)
         tracking.MlflowClient().log_artifact(run_id, str(path))
+    tracking.set_tags(run_id, record.as_params())
+    log.info("summed gradient over D refreshed: %s (%s) in %.2f s", record.mode, record.reason, record.seconds)
+    return record
 
 
 def cached_summed_gradient(champion: Champion, train: Split, device: torch.device) -> SummedGradient | None:
@@ -91,6 +132,7 @@ def cached_summed_gradient(champion: Champion, train: Split, device: torch.devic
             stored = torch.load(path, weights_only=True, map_location="cpu")
             grads, count, ids_sha256 = list(stored["grads"]), int(stored["count"]), str(stored["ids_sha256"])
             val_logits, val_ids_sha256 = stored.get("val_logits"), stored.get("val_ids_sha256")  # older: absent
+            since_exact, drift = int(stored.get("batches_since_exact", 0)), float(stored.get("drift", 0.0))
             if val_logits is not None and not isinstance(val_logits, torch.Tensor):
                 raise ValueError(f"val_logits is a {type(val_logits).__name__}, not a tensor")
             shapes = [tuple(p.shape) for p in champion.model.parameters()]
@@ -104,4 +146,4 @@ def cached_summed_gradient(champion: Champion, train: Split, device: torch.devic
     if ids_sha256 != forget_set_sha256(train.ids.cpu().numpy()) or count != len(train):
         return None
     return SummedGradient([g.to(device) for g in grads], count, ids_sha256, val_logits,
-                          None if val_ids_sha256 is None else str(val_ids_sha256))
+                          None if val_ids_sha256 is None else str(val_ids_sha256), since_exact, drift)

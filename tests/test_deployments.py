@@ -49,7 +49,7 @@ def test_deployments_run_through_a_server_and_a_worker(tmp_path):
             "--all")
         nightly = json.loads(cli(env, str(BIN / "python"), "-c", NIGHTLY_DEPLOYMENT))
         assert nightly["schedules"] == [{"cron": "0 2 * * *", "timezone": "Europe/Berlin"}]
-        assert nightly["concurrency_limit"] == 1 and nightly["parameters"] == {"selection": "requests"}
+        assert nightly["concurrency_limit"] == 1 and nightly["parameters"] == {}
 
         with prefect_worker("iau-local", env, tmp_path / "worker.log", REPO):
             out = cli(env, prefect, "deployment", "run", "unlearn/outliers", "--watch")
@@ -64,7 +64,7 @@ def test_deployments_run_through_a_server_and_a_worker(tmp_path):
             cli(env, iau, "train")
             ids = json.loads(cli(env, str(BIN / "python"), "-c", TRAINING_IDS.format(project=project)))[:4]
             cli(env, iau, "requests", "add", *map(str, ids), "--reason", "erasure request")
-            out = cli(env, prefect, "deployment", "run", "unlearn/nightly", "--watch")
+            out = cli(env, prefect, "deployment", "run", "deletion-batch/nightly", "--watch")
             assert "Completed" in out, out[-2000:]
             listed = json.loads(cli(env, iau, "requests", "list", "--json"))
             assert {r["sample_id"] for r in listed if r["status"] == "done"} == set(ids)
@@ -77,7 +77,7 @@ NIGHTLY_DEPLOYMENT = """
 import json
 from prefect.client.orchestration import get_client
 with get_client(sync_client=True) as client:
-    d = client.read_deployment_by_name("unlearn/nightly")
+    d = client.read_deployment_by_name("deletion-batch/nightly")
     print(json.dumps({"schedules": [{"cron": s.schedule.cron, "timezone": s.schedule.timezone} for s in d.schedules],
                       "concurrency_limit": d.global_concurrency_limit.limit if d.global_concurrency_limit else None,
                       "parameters": d.parameters}))

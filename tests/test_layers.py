@@ -5,12 +5,15 @@ function counts too and nothing is imported to check."""
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-OURS = {"iau_core", "ledger", "stores", "reporting", "tasks", "flows", "cli", "studies", "benchmarks", "tests",
+OURS = {"iau_core", "ledger", "stores", "reporting", "ops", "tasks", "flows", "cli", "studies", "benchmarks", "tests",
         "sandbox"}
 ORCHESTRATION = {"prefect", "mlflow", "dvc"}
 
@@ -20,8 +23,11 @@ RULES: dict[str, tuple[set[str], set[str]]] = {
     "reporting": ({"iau_core"}, ORCHESTRATION),  # figures and text from results; callers publish them
     "stores": ({"iau_core", "ledger"}, {"prefect"}),  # side effects on the stores, usable without Prefect
     "ledger": (set(), set()),  # opened by the CLI fast: nothing of ours
-    "tasks": ({"iau_core", "stores", "reporting"}, set()),
-    "flows": ({"tasks", "stores", "iau_core", "reporting", "ledger"}, set()),
+    # the operations' use cases as plain functions: run in-process by `iau`, as tasks by flows; never a Prefect or
+    # Typer import, so they are unit-tested without a server and a flow cannot hide a rule
+    "ops": ({"iau_core", "stores", "ledger", "reporting"}, {"prefect", "typer"}),
+    "tasks": ({"iau_core", "stores", "reporting", "ops"}, set()),
+    "flows": ({"tasks", "ops", "stores", "iau_core", "reporting", "ledger"}, set()),
     "cli": (OURS - {"tests", "studies", "benchmarks", "sandbox"}, set()),
     "sandbox": ({"iau_core"}, ORCHESTRATION),  # servers as processes, projects as folders: for checks only
 }  # studies/, benchmarks/ and tests/ are scripts and checks: they may import anything
@@ -64,8 +70,8 @@ def test_the_rule_names_the_file_and_the_import(tmp_path, monkeypatch):
     (tmp_path / "stores" / "bad.py").write_text("import os\n\n\ndef f():\n    from prefect import task\n")
     monkeypatch.setitem(globals(), "REPO", tmp_path)
     assert violations("stores") == [
-        "stores/bad.py:5 imports prefect (stores may import iau_core, ledger; never benchmarks, cli, flows, prefect, "
-        "reporting, sandbox, studies, tasks, tests)"]
+        "stores/bad.py:5 imports prefect (stores may import iau_core, ledger; never benchmarks, cli, flows, ops, "
+        "prefect, reporting, sandbox, studies, tasks, tests)"]
 
 
 def test_tasks_hold_prefect_tasks_only():
@@ -77,3 +83,13 @@ def test_tasks_hold_prefect_tasks_only():
         decorated = [d for node in ast.walk(tree) if isinstance(node, ast.FunctionDef) for d in node.decorator_list]
         names = {getattr(d.func if isinstance(d, ast.Call) else d, "id", None) for d in decorated}
         assert "task" in names, f"{path.relative_to(REPO)} defines no Prefect @task"
+
+
+def test_importing_the_science_changes_no_environment():
+    """`import iau_core` (and its config) leaves os.environ as it was: the entry points set what they need."""
+    code = ("import os\nbefore = dict(os.environ)\nimport iau_core, iau_core.config, iau_core.runtime\n"
+            "changed = sorted(k for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k))\n"
+            "print(changed)\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("DO_NOT_TRACK", "OMP_WAIT_POLICY")}
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout

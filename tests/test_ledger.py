@@ -17,11 +17,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, select, update
 
-from ledger import Ledger, LedgerError, LockHeld, RequestError, ledger_url
+from ledger import Ledger, LedgerError, LockHeld, RequestError, default_ledger_url, ledger_url
 from ledger.liveness import this_host
 from ledger.migrate import head_revision
 from ledger.models import Base, LockRow
 from sandbox.postgres import Unavailable, create_database, running_postgres
+from tests.ledger_calls import finish
 
 D = set(range(100, 200))  # the training ids of these tests
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -80,7 +81,8 @@ def test_url_is_shown_with_its_password_masked(postgres_server):
 
 def test_the_url_comes_from_the_environment_else_the_project_root(tmp_path, monkeypatch):
     monkeypatch.setenv("IAU_LEDGER_URL", "sqlite:////elsewhere/l.db")
-    assert ledger_url() == "sqlite:////elsewhere/l.db"
+    assert ledger_url(tmp_path) == "sqlite:////elsewhere/l.db"
+    assert default_ledger_url(tmp_path) == f"sqlite:///{tmp_path.resolve()}/ledger.db"  # what ops opens by default
     monkeypatch.delenv("IAU_LEDGER_URL")
     assert ledger_url(tmp_path) == f"sqlite:///{tmp_path.resolve()}/ledger.db"
 
@@ -134,7 +136,7 @@ def test_a_call_with_one_bad_id_writes_nothing(ledger):
 
 def test_every_refusal_is_named_at_once(ledger):
     batch = champion_and_batch(ledger, ids=(101,))
-    ledger.finish_batch(batch.id, "2", "dv1", "iau", {"val_acc_drop": 0.1}, "run-1")
+    finish(ledger, batch.id, "2", "dv1", "iau", {"val_acc_drop": 0.1}, "run-1")
     ledger.add_requests([102], "gdpr", "normal", D)
     ledger.open_batch("2", "dv1")
     with pytest.raises(RequestError) as caught:
@@ -191,9 +193,9 @@ def test_finish_marks_done_records_the_gate_and_is_idempotent(ledger):
     batch = champion_and_batch(ledger)
     ledger.record_step(batch.id, "unlearn", 0.5)
     gate = {"val_acc_drop": np.float32(0.25), "attack_auc": 0.51, "passed": True, "loss": float("nan")}
-    ledger.finish_batch(batch.id, "2", "dv1", "iau", gate, "run-1")
+    finish(ledger, batch.id, "2", "dv1", "iau", gate, "run-1")
     events_before = ledger.history(101)[1]
-    ledger.finish_batch(batch.id, "2", "dv1", "iau", gate, "run-1")  # the resumed run repeats itself: no-op
+    finish(ledger, batch.id, "2", "dv1", "iau", gate, "run-1")  # the resumed run repeats itself: no-op
     assert ledger.history(101)[1] == events_before
     assert ledger.forgotten_ids() == [101, 102, 103]
     request = ledger.list_requests()[0]
@@ -209,7 +211,7 @@ def test_finish_marks_done_records_the_gate_and_is_idempotent(ledger):
     assert gate_event.batch_id == batch.id and gate_event.detail["attack_auc"] == 0.51
     assert ledger.current_champion().model_version == "2"
     with pytest.raises(LedgerError, match="already done with model version 2"):
-        ledger.finish_batch(batch.id, "3", "dv2", "iau", gate, "run-2")  # never two versions for one batch
+        finish(ledger, batch.id, "3", "dv2", "iau", gate, "run-2")  # never two versions for one batch
     assert [b.model_version for b in ledger.batches()] == ["2"]
 
 
@@ -217,15 +219,15 @@ def test_finish_refuses_without_a_champion_or_with_a_version_already_promoted(le
     ledger.add_requests([101], "gdpr", "normal", D)
     batch = ledger.open_batch("1", "dv0")
     with pytest.raises(LedgerError, match="no champion is recorded"):
-        ledger.finish_batch(batch.id, "2", "dv1", "iau", {}, None)
+        finish(ledger, batch.id, "2", "dv1", "iau", {}, None)
     ledger.record_champion("1", data_version="dv0", train_size=100)
     with pytest.raises(LedgerError, match="model version 1 is already a recorded champion"):
-        ledger.finish_batch(batch.id, "1", "dv1", "iau", {}, None)
+        finish(ledger, batch.id, "1", "dv1", "iau", {}, None)
     assert ledger.list_requests()[0].status == "processing" and ledger.batch(batch.id).status == "running"
     with pytest.raises(LedgerError, match="method 'SGD!' is not a method name"):  # any rung of nightly.ladder
-        ledger.finish_batch(batch.id, "2", "dv1", "SGD!", {}, None)
+        finish(ledger, batch.id, "2", "dv1", "SGD!", {}, None)
     with pytest.raises(LedgerError, match="no batch with id 99"):
-        ledger.finish_batch(99, "2", "dv1", "iau", {}, None)
+        finish(ledger, 99, "2", "dv1", "iau", {}, None)
 
 
 def test_escalate_turns_the_batch_into_a_retrain(ledger):
@@ -237,8 +239,8 @@ def test_escalate_turns_the_batch_into_a_retrain(ledger):
     resumed = ledger.open_batch("1", "dv0")
     assert resumed.resumed and resumed.method == "retrain" and resumed.escalation_reason.startswith("gate failed")
     with pytest.raises(LedgerError, match="was escalated to retrain"):
-        ledger.finish_batch(batch.id, "2", "dv1", "iau", {}, None)
-    ledger.finish_batch(batch.id, "2", "dv1", "retrain", {"val_acc_drop": 0.2}, "run-1")
+        finish(ledger, batch.id, "2", "dv1", "iau", {}, None)
+    finish(ledger, batch.id, "2", "dv1", "retrain", {"val_acc_drop": 0.2}, "run-1")
     assert {v.status for v in ledger.list_requests()} == {"done"}
     kinds = [e.kind for e in ledger.history(102)[1]]
     assert kinds == ["requested", "claimed", "escalated", "gate", "done"]
@@ -262,7 +264,7 @@ def test_release_puts_requests_back_to_pending_for_the_next_batch(ledger):
     kinds = [(e.kind, e.batch_id) for e in ledger.history(101)[1]]
     assert kinds == [("requested", None), ("claimed", batch.id), ("escalated", batch.id),
                      ("released", batch.id), ("claimed", retry.id)]
-    ledger.finish_batch(retry.id, "2", "dv1", "iau", {}, None)
+    finish(ledger, retry.id, "2", "dv1", "iau", {}, None)
     with pytest.raises(LedgerError, match="cannot release: batch 2 is already done"):
         ledger.release_batch(retry.id, "late failure")
     assert ledger.forgotten_ids() == [101, 102]
@@ -281,7 +283,7 @@ def test_drift_counters_grow_with_iau_and_restart_with_a_retrain(ledger):
         batch = ledger.open_batch(ledger.current_champion().model_version, "dv")
         if method == "retrain":
             ledger.escalate(batch.id, "drift limit")
-        ledger.finish_batch(batch.id, version, f"dv{version}", method, {}, None)
+        finish(ledger, batch.id, version, f"dv{version}", method, {}, None)
         champion = ledger.current_champion()
         expected.append((champion.model_version, champion.method, champion.batch_id))
         if version == "2":
@@ -343,7 +345,7 @@ def test_a_lock_whose_pid_now_belongs_to_a_younger_process_is_stale(ledger, capl
         connection.execute(LockRow.__table__.insert().values(
             name="nightly", owner="crashed run", pid=os.getpid(), host=this_host(),
             acquired_at=datetime.now(UTC) - timedelta(days=30)))
-    with caplog.at_level(logging.WARNING, logger="ledger.store"), ledger.nightly_lock("me"):
+    with caplog.at_level(logging.WARNING, logger="ledger.batches"), ledger.nightly_lock("me"):
         assert "taking over the nightly lock" in caplog.text
 
 
@@ -366,7 +368,7 @@ def test_the_lock_of_a_killed_process_is_taken_over(ledger, url, caplog):
         holder.wait()
     with ledger.engine.connect() as connection:
         assert connection.execute(select(LockRow.pid)).scalar_one() == holder.pid
-    with caplog.at_level(logging.WARNING, logger="ledger.store"), ledger.nightly_lock("me"):
+    with caplog.at_level(logging.WARNING, logger="ledger.batches"), ledger.nightly_lock("me"):
         assert f"pid {holder.pid}" in caplog.text and "no longer running" in caplog.text
     with ledger.engine.connect() as connection:
         assert connection.execute(select(LockRow)).first() is None  # and ours went away on exit

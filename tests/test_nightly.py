@@ -1,6 +1,8 @@
 """The nightly deletion batch end to end, on a project of its own (digits, a DVC repo with a local remote, a
-SQLite MLflow store and ledger), against a real Prefect server on loopback: the champion, a batch, escalations,
-and every fault the issue names. Runs that must be killed run as `iau` subprocesses."""
+SQLite MLflow store and ledger): the champion (`iau train`, a Prefect flow, against a real Prefect server on
+loopback), then batches run by `iau nightly` in-process (no Prefect server), escalations, and every fault the issue
+names. Runs that must be killed run as subprocesses: tests/nightly_kill.py kills the batch right after a named
+step (the steps' test hook); the unit tests of the state machine are in test_ops_batch.py."""
 
 from __future__ import annotations
 
@@ -102,6 +104,22 @@ def versions_of_batch(batch_id: int) -> list:
     return MlflowClient().search_model_versions(f"name = '{name}' and tags.batch_id = '{batch_id}'")
 
 
+def kill_after(project: Path, step: str) -> subprocess.CompletedProcess:
+    """One batch, SIGKILLed right after `step` (tests/nightly_kill.py)."""
+    killed = run(PYTHON, str(REPO / "tests" / "nightly_kill.py"), step, env={"IAU_PROJECT_DIR": str(project)},
+                 check=False)
+    assert killed.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL), (step, killed.stdout, killed.stderr)
+    return killed
+
+
+def audit_of(run_id: str, batch_id: int) -> dict:
+    import json
+
+    from mlflow import MlflowClient
+
+    return json.loads(Path(MlflowClient().download_artifacts(run_id, f"audit/batch-{batch_id}.json")).read_text())
+
+
 def pick(project: Path, count: int) -> list[int]:
     """`count` training records nobody has asked about yet."""
     asked = {r.sample_id for r in ledger_of(project).list_requests()}
@@ -169,6 +187,12 @@ def test_a_batch_is_unlearned_gated_promoted_forgotten_and_audited(project):
     audit = MlflowClient().download_artifacts(new.run_id, f"audit/batch-{batch_id}.md")
     assert "## Gate for iau: privacy inconclusive" in Path(audit).read_text()
     assert run_.info.status == "FINISHED"
+    # registered by its weights on the critical path; the servable pt2 copy, with its signature, after the requests
+    from mlflow.models import get_model_info
+
+    steps = list(ledger_of(project).batch(int(batch_id)).steps)
+    assert steps.index("export-model") > steps.index("finish") > steps.index("register")
+    assert get_model_info(f"models:/{new.name}/{new.version}").signature is not None
     # the history of one record tells when and how it was removed, and what the gate could (not) see
     shown = iau(project, "requests", "show", str(ids[0])).stdout
     assert "done" in shown and f"model version {new.version}" in shown and "gate" in shown
@@ -260,26 +284,49 @@ STAGES = ["champion", "unlearn-iau", "gate-iau", "register", "forget-data", "pro
 
 def test_sigkill_at_every_stage_then_rerun_processes_each_request_exactly_once(project):
     """One batch, killed right after each of its steps in turn (each rerun resumes the last): in the end every
-    request is done once, one model version holds the batch, and the data lists each record once."""
+    request is done once, one model version holds the batch, and the data lists each record once. The audit,
+    written again by the runs after the kills past `promote` and `audit`, names the batch's parent as the parent
+    (the alias had already moved to the new version: it once named the new version as its own parent)."""
+    parent = champion(project)
     ids = pick(project, 5)
     add(project, ids)
     for stage in STAGES:
-        killed = iau(project, "nightly", env={"IAU_FAULT_KILL_AFTER": stage}, check=False)
-        assert killed.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL), (stage, killed.stdout, killed.stderr)
+        kill_after(project, stage)
     iau(project, "nightly")  # after the last kill (past 'finish'), there is nothing left: a no-op
     assert_forgotten_once(project, ids)
     batch_ids = {r.batch_id for r in ledger_of(project).list_requests() if r.sample_id in ids}
     assert len(batch_ids) == 1
-    assert len(versions_of_batch(batch_ids.pop())) == 1
+    batch_id = batch_ids.pop()
+    [version] = versions_of_batch(batch_id)
+    audit = audit_of(version.run_id, batch_id)
+    name = SMALL["tracking"]["deployed_model"]
+    assert audit["parent_model_version"] == f"models:/{name}/{parent.version}"
+    assert audit["model_version"] == f"models:/{name}/{version.version}" and audit["resumed"]
+
+
+# `iau nightly`, reporting at its exit which heavy packages it had imported
+HEAVY_AT_EXIT = ("import atexit, sys\n"
+                 "atexit.register(lambda: print('heavy:', [m for m in ('torch', 'mlflow', 'dvc', 'prefect') "
+                 "if m in sys.modules], file=sys.stderr))\n"
+                 "from cli.main import app\n"
+                 "app(['nightly'], prog_name='iau')\n")
 
 
 def test_a_second_nightly_refuses_while_one_holds_the_lock(project):
+    """Refused in one line naming the holder, before anything slow: no torch, MLflow, DVC or Prefect imported."""
+    import time
+
     ids = pick(project, 2)
     add(project, ids)
     with ledger_of(project).nightly_lock(owner="a test holding the batch"):
-        second = iau(project, "nightly", check=False)
-    assert second.returncode != 0
-    assert "a test holding the batch" in second.stdout + second.stderr
+        start = time.perf_counter()
+        second = run(PYTHON, "-c", HEAVY_AT_EXIT, env={"IAU_PROJECT_DIR": str(project)}, check=False)
+        seconds = time.perf_counter() - start
+    assert second.returncode == 1
+    errors = [line for line in second.stderr.splitlines() if not line.startswith("heavy:")]
+    assert len(errors) == 1 and "a test holding the batch" in errors[0], second.stderr
+    assert "heavy: []" in second.stderr, second.stderr
+    print(f"refused in {seconds:.2f} s (a whole python process, on a shared machine)")
     assert statuses(project, ids) == {"pending"}
     iau(project, "nightly")
     assert statuses(project, ids) == {"done"}
@@ -389,14 +436,27 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def test_a_killed_nightly_leaves_no_prefect_server_behind(project, tmp_path):
-    """Without PREFECT_API_URL, `iau` runs its own temporary Prefect server; SIGKILLing `iau` must take the server
-    with it (Prefect's own temporary server outlived every kill, ~190 MB each)."""
+def test_nightly_runs_in_process_without_a_prefect_server(project, tmp_path):
+    """No PREFECT_API_URL and an empty Prefect home: `iau nightly` still runs a batch, and never imports Prefect."""
+    ids = pick(project, 2)
+    add(project, ids)
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update({"IAU_PROJECT_DIR": str(project), "PREFECT_HOME": str(tmp_path / "prefect-home")})
+    done = subprocess.run([PYTHON, "-c", HEAVY_AT_EXIT], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "'prefect'" not in done.stderr.splitlines()[-1] and "'torch'" in done.stderr.splitlines()[-1]
+    assert not (tmp_path / "prefect-home").exists()
+    assert_forgotten_once(project, ids)
+
+
+def test_a_killed_train_leaves_no_prefect_server_behind(project, tmp_path):
+    """Without PREFECT_API_URL, `iau train` runs its own temporary Prefect server; SIGKILLing `iau` must take the
+    server with it (Prefect's own temporary server outlived every kill, ~190 MB each)."""
     import time
 
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env.update({"IAU_PROJECT_DIR": str(project), "PREFECT_HOME": str(tmp_path / "prefect-home")})
-    process = subprocess.Popen([str(Path(PYTHON).parent / "iau"), "nightly"], env=env, stdout=subprocess.DEVNULL,
+    process = subprocess.Popen([str(Path(PYTHON).parent / "iau"), "train"], env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
@@ -405,7 +465,7 @@ def test_a_killed_nightly_leaves_no_prefect_server_behind(project, tmp_path):
             servers = [pid for pid in children_of(process.pid)
                        if b"prefect.server.api.server" in (Path("/proc") / str(pid) / "cmdline").read_bytes()]
             time.sleep(0.2)
-        assert servers, "iau nightly started no temporary Prefect server"
+        assert servers, "iau train started no temporary Prefect server"
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
         deadline = time.monotonic() + 20
@@ -421,8 +481,7 @@ def test_a_killed_nightly_leaves_no_prefect_server_behind(project, tmp_path):
 def test_doctor_releases_a_batch_that_registered_nothing_and_says_ok(project):
     ids = pick(project, 2)
     add(project, ids)
-    killed = iau(project, "nightly", env={"IAU_FAULT_KILL_AFTER": "champion"}, check=False)
-    assert killed.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL)
+    kill_after(project, "champion")
     assert statuses(project, ids) == {"processing"}
     batch_id = ledger_of(project).batches()[-1].id
     done = iau(project, "doctor")
@@ -441,8 +500,7 @@ def test_a_lost_mlflow_store_is_refused_and_leaves_no_request_processing(project
 
     stuck, waiting = pick(project, 4)[:2], pick(project, 4)[2:]
     add(project, stuck)
-    killed = iau(project, "nightly", env={"IAU_FAULT_KILL_AFTER": "champion"}, check=False)
-    assert killed.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL)
+    kill_after(project, "champion")
     assert statuses(project, stuck) == {"processing"}
     add(project, waiting)
     (project / "mlflow.db").unlink()
