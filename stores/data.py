@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -59,6 +60,24 @@ def recorded_version(repo_root: Path) -> tuple[str, Path]:
         raise FileNotFoundError(f"{dvc_file} is missing: the data is versioned by it (docs/datasets.md, 'Data (DVC)')")
     out = yaml.safe_load(dvc_file.read_text())["outs"][0]
     return out["md5"], repo_root / out["path"]
+
+
+def version_or_none(root: Path) -> str | None:
+    """The md5 data.dvc records, or None where the data is not versioned yet (or data.dvc is unreadable)."""
+    try:
+        return recorded_version(root)[0]
+    except (OSError, KeyError, TypeError, IndexError, yaml.YAMLError):
+        return None
+
+
+def committed_to_git(root: Path) -> bool | None:
+    """Whether data.dvc is as git's HEAD has it (None: not a git checkout, or git is not there)."""
+    try:
+        done = subprocess.run(["git", "status", "--porcelain", "--", "data.dvc"], cwd=root, capture_output=True,
+                              text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return None if done.returncode != 0 else not done.stdout.strip()
 
 
 def ensure_data(repo_root: str | Path) -> str:

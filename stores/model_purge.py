@@ -7,7 +7,7 @@ The data purge (stores/purge.py) removes old data versions; this removes what wa
   to such a data version, with its LoggedModel and the LoggedModel's files;
 - on every such run of the experiment (`iau train`, nightly batches, `make run`'s base models and the unlearned
   models of its methods), also soft-deleted runs (MLflow leaves their files, mlflow #1555): `state_dict.pt`,
-  the `model/` folder of older runs and `summed_gradient.pt`;
+  the `model/` folder of older runs, a sharded model's `shard_checkpoints/` and `summed_gradient.pt`;
 - the cached summed gradient of every champion but the live one (it is a sum over the D of its day).
 
 What stays: the live champion (always), whatever was trained on the current data version or on one that held no
@@ -18,7 +18,8 @@ MLflow, which keeps their tags; the ledger keeps each removed version's tags in 
 Which data versions held a forgotten record comes from the ledger: a done batch's parent data version held its
 records, and so did every version before it; only the current one (data.dvc) holds none.
 
-A purge is planned in the ledger before anything is removed, and the next run finishes a plan a killed run left.
+A purge is planned in the ledger before anything is removed, and the next run finishes a plan a killed run left
+(ops/purge.py runs it, under the nightly lock, and decides the receipts).
 Files are removed from the artifact store when it is a local folder (`mlartifacts/`); for another store the
 purge says which artifact URIs it could not remove.
 """
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -38,11 +39,13 @@ from mlflow.exceptions import MlflowException
 from iau_core.config import Params
 from ledger import Ledger
 from stores import registry
+from stores.artifacts import CHECKPOINTS_DIR
 from stores.champion import GRADIENT_FILE
 from stores.data import recorded_version
 from stores.tracking import MODEL_ARTIFACT, STATE_DICT, display_uri
 
-WEIGHT_ARTIFACTS = (STATE_DICT, MODEL_ARTIFACT)  # what a run holds of its model (model/: runs before LoggedModels)
+# what a run holds of its model (model/: runs before LoggedModels; a sharded model's checkpoints, SISA's)
+WEIGHT_ARTIFACTS = (STATE_DICT, MODEL_ARTIFACT, CHECKPOINTS_DIR)
 KEEP_KINDS = ("reference-attack",)  # fitted on the shadow pool only: no deletion request reaches them
 
 
@@ -71,6 +74,10 @@ class ModelPurgeReport:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def summary(self) -> dict:
+        """What the ledger keeps of it."""
+        return {"removed": [asdict(r) for r in self.removed], "kept": self.kept, "not_removed": self.not_removed}
+
     def to_markdown(self) -> str:
         lines = [f"# Purge {self.purge_id} of model weights that saw forgotten records\n",
                  f"champion (kept): {self.champion}; current data version `{self.current_data_version}`\n"]
@@ -86,23 +93,6 @@ class ModelPurgeReport:
                      + (", ".join(f"`{v}`" for v in self.cleared_data_versions) or "none"))
         lines.append(f"receipts given to {len(self.receipts)} request(s)")
         return "\n".join(lines) + "\n"
-
-
-def purge_models(repo_root: Path, params: Params, ledger: Ledger, experiment_id: str,
-                 now: datetime | None = None) -> ModelPurgeReport:
-    """Finish a purge a killed run left, then plan, record and carry out a new one (see the module docstring).
-    Holds the nightly lock: no batch registers or promotes a version meanwhile."""
-    now = now or datetime.now(UTC)
-    with ledger.nightly_lock(owner="iau purge (models)"):
-        finished = []
-        if (left := ledger.unfinished_model_purge()) is not None:
-            carry_out(left.id, left.plan, ledger)
-            finished.append(left.id)
-        plan = make_plan(repo_root, params, ledger, experiment_id, now)
-        purge = ledger.plan_model_purge(plan)
-        report = carry_out(purge.id, plan, ledger)
-    report.finished_earlier = finished
-    return report
 
 
 def make_plan(repo_root: Path, params: Params, ledger: Ledger, experiment_id: str, now: datetime) -> dict:
@@ -167,8 +157,9 @@ def make_plan(repo_root: Path, params: Params, ledger: Ledger, experiment_id: st
             "not_removed": not_removed, "cleared_data_versions": sorted((held & due) - blocked)}
 
 
-def carry_out(purge_id: int, plan: dict, ledger: Ledger) -> ModelPurgeReport:
-    """Make the plan's removals (each idempotent: what is gone already counts as removed) and record the result."""
+def carry_out(purge_id: int, plan: dict) -> ModelPurgeReport:
+    """Make the plan's removals (each idempotent: what is gone already counts as removed). Recording the result
+    and the receipts it earns is the caller's (ops/purge.py), under the same lock."""
     report = ModelPurgeReport(purge_id, plan["champion"], plan["current_data_version"], kept=list(plan["kept"]),
                               not_removed=list(plan["not_removed"]))
     client = MlflowClient()
@@ -184,9 +175,6 @@ def carry_out(purge_id: int, plan: dict, ledger: Ledger) -> ModelPurgeReport:
         report.removed.append(Removal(action["kind"], action["target"], action["why"], action.get("path")))
     # a failure leaves weights somewhere: no receipt until a later purge clears it
     report.cleared_data_versions = [] if failed else list(plan["cleared_data_versions"])
-    summary = {"removed": [asdict(r) for r in report.removed], "kept": report.kept,
-               "not_removed": report.not_removed}
-    report.receipts = ledger.finish_model_purge(purge_id, summary, report.cleared_data_versions)
     return report
 
 

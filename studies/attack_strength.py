@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from iau_core.attacks import fit_attack
-from iau_core.config import ParamsError, load_params, parse_overrides
+from iau_core.config.cli_args import add_params_arguments, params_from
 from iau_core.data import load_bundle
 from iau_core.deletion import chance_auc_std
 from iau_core.recipe import attack_setup, train_original, train_references
@@ -31,8 +31,7 @@ COMPARED = ("lira", "rmia")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m studies.attack_strength", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    add_params_arguments(parser)
     parser.add_argument("--references", default="4,8", help="reference-model counts to compare, e.g. 4,8")
     args = parser.parse_args(argv)
     try:
@@ -42,11 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         print(f"--references must be positive integers separated by commas, got {args.references!r}", file=sys.stderr)
         return 2
-    try:
-        params = load_params(args.params, parse_overrides(args.overrides))
-    except ParamsError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    params = params_from(parser, args)
     prepare_process(params.threads)
     params = params.model_copy(update={"lira": params.lira.model_copy(update={"num_reference": counts[-1]})})
     bundle = load_bundle(params.data, materialized_root(params.data, Path(args.params).resolve().parent))

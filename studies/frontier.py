@@ -43,7 +43,7 @@ import torch
 import yaml
 from torch import nn
 
-from iau_core.config import deep_merge, load_params, parse_overrides
+from iau_core.config.cli_args import add_params_arguments, params_from
 from iau_core.data import load_bundle
 from iau_core.recipe import LocalSteps, model_builder
 from iau_core.selection import select_forget_set
@@ -76,11 +76,6 @@ EPOCH_LINES: dict[str, list[tuple[str, dict, int]]] = {
     "eu_k": [(f"k {k}", {"k": k}, 10) for k in (1, 2)],
     "cf_k": [(f"k {k}", {"k": k}, 10) for k in (1, 2)],
 }
-
-
-def leaking_params(overrides: list[str]):
-    merged = deep_merge(yaml.safe_load(LEAKING.read_text()), parse_overrides(overrides))
-    return load_params(PROJECT_ROOT / "params.yaml", merged)
 
 
 SCORED = ("rmia_auc", "lira_auc", "rmia_tpr_at_1pct_fpr", "test_acc", "val_acc", "self_check_auc")
@@ -199,11 +194,11 @@ def measure_seed(params, bundle, steps: LocalSteps, seed: int, device, save, log
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    add_params_arguments(parser, params_file=False)
     parser.add_argument("--render-only", action="store_true")
     args = parser.parse_args()
     if not args.render_only:
-        params = leaking_params(args.overrides)
+        params = params_from(parser, args, PROJECT_ROOT / "params.yaml", base=yaml.safe_load(LEAKING.read_text()))
         device = resolve_device(params.device)
         bundle = load_bundle(params.data, materialized_root(params.data, PROJECT_ROOT))
         steps = LocalSteps(params, bundle, device)

@@ -23,7 +23,8 @@ import numpy as np
 import yaml
 
 from iau_core.attacks import fit_attack
-from iau_core.config import GOLD, ParamsError, deep_merge, load_params, parse_overrides
+from iau_core.config import GOLD
+from iau_core.config.cli_args import add_params_arguments, params_from
 from iau_core.data import load_bundle
 from iau_core.deletion import batch_unlearning, climb_ladder, evaluate_gate
 from iau_core.recipe import attack_setup, model_builder, train_original, train_references
@@ -39,8 +40,7 @@ CANDIDATES = ("iau", "retrain")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m studies.gate_power", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    add_params_arguments(parser)
     parser.add_argument("--batches", default="10,100,1000", help="batch sizes (deleted records), e.g. 10,100,1000")
     parser.add_argument("--seed", type=int, default=0, help="the champion's seed and the batches' draw")
     parser.add_argument("--out", help="also write the table to this file")
@@ -49,12 +49,10 @@ def main(argv: list[str] | None = None) -> int:
         batches = sorted({int(b) for b in args.batches.split(",")})
         if batches[0] < 1:
             raise ValueError
-        params = load_params(args.params, deep_merge(yaml.safe_load(LEAKING.read_text()),
-                                                     parse_overrides(args.overrides))).for_seed(args.seed)
-    except ValueError as exc:
-        print(f"--batches must be positive integers separated by commas, got {args.batches!r}"
-              if not isinstance(exc, ParamsError) else exc, file=sys.stderr)
+    except ValueError:
+        print(f"--batches must be positive integers separated by commas, got {args.batches!r}", file=sys.stderr)
         return 2
+    params = params_from(parser, args, base=yaml.safe_load(LEAKING.read_text())).for_seed(args.seed)
     prepare_process(params.threads)
     bundle = load_bundle(params.data, materialized_root(params.data, Path(args.params).resolve().parent))
     device = resolve_device(params.device)

@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from iau_core.config import METHOD_NAMES, Params, deep_merge, load_params, parse_overrides
+from iau_core.config import METHOD_NAMES, Params, deep_merge, load_params
+from iau_core.config.cli_args import add_params_arguments, params_from
 from iau_core.data import load_bundle
 from iau_core.recipe import LocalSteps, recipe_params, run_recipe, train_original
 from iau_core.sources import materialized_root
@@ -133,15 +134,15 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--setting", choices=sorted(SETTINGS), default="leaking",
                         help="leaking: studies/leaking.yaml (the original memorizes D); small: the earlier D = 1,000")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    add_params_arguments(parser, params_file=False)
     parser.add_argument("--render-only", action="store_true", help="rewrite the doc from " + str(RAW.name))
     args = parser.parse_args()
     if args.render_only:
         raw = json.loads(RAW.read_text())
         raw["seeds"] = raw.get("seeds_done", raw["seeds"])  # a run cut short: the seeds that finished
     else:
-        overrides = deep_merge(SETTINGS[args.setting](), parse_overrides(args.overrides))
-        params = load_params(PROJECT_ROOT / "params.yaml", {**overrides, "seeds": args.seeds})
+        params = params_from(parser, args, PROJECT_ROOT / "params.yaml", base=SETTINGS[args.setting](),
+                             extra={"seeds": args.seeds})
         DOCS.mkdir(exist_ok=True)
         raw = measure(params, args.seeds, lambda line: print(line, flush=True),
                       lambda r: RAW.write_text(json.dumps({**r, "setting": args.setting})))

@@ -120,3 +120,25 @@ def test_data_ids_feeds_requests_add(project, tmp_path):
     done = runner.invoke(app, ["--project", str(project), "--ledger-url", url, "requests", "add", val[0],
                                "--reason", "test"])
     assert done.exit_code == 2
+
+
+def test_data_ids_names_a_version_not_committed_to_git_yet(project, tmp_path):
+    """After `iau nightly` (or `dvc add data`) data.dvc names the new version before anyone commits it: `iau data
+    ids` says so, and which git command makes it the team's version."""
+    import shutil
+    import subprocess
+
+    repo = tmp_path / "repo"
+    shutil.copytree(project, repo)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q"], cwd=repo, check=True)
+    subprocess.run([*git, "add", "params.yaml", "data.dvc"], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "data"], cwd=repo, check=True)
+    committed = runner.invoke(app, ["--project", str(repo), "data", "ids", "--json"])
+    assert json.loads(committed.stdout)["committed"] is True
+    (repo / "data.dvc").write_text(yaml.safe_dump({"outs": [{"md5": "4567ef01.dir", "path": "data"}]}))
+    done = runner.invoke(app, ["--project", str(repo), "data", "ids"])
+    assert done.exit_code == 0, done.output
+    assert "data version 4567ef01.dir, not committed yet" in done.stderr and "git add data.dvc" in done.stderr
+    assert json.loads(runner.invoke(app, ["--project", str(repo), "data", "ids", "--json"]).stdout)["committed"] \
+        is False

@@ -13,11 +13,12 @@ import yaml
 from conftest import DIGITS_SIZES
 from typer.testing import CliRunner
 
-from cli.ids import training_ids
 from cli.main import app
-from iau_core.config import DataParams
+from iau_core.config import DataParams, load_params
 from iau_core.data import load_bundle
 from ledger import Ledger, RequestError
+from ops.intake import training_ids
+from tests.ledger_calls import finish
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -59,8 +60,9 @@ def listed(iau) -> list[dict]:
 
 def test_training_ids_are_the_ids_of_d(project, roles):
     train, val = roles
-    assert training_ids(project) == set(train) and len(train) == DIGITS_SIZES["train_size"]
-    assert not training_ids(project) & set(val)
+    known = training_ids(project, load_params(project / "params.yaml"))
+    assert known == set(train) and len(train) == DIGITS_SIZES["train_size"]
+    assert not known & set(val)
 
 
 @pytest.mark.parametrize("args", [[], ["requests"], ["requests", "add"], ["requests", "list"], ["requests", "show"],
@@ -149,7 +151,7 @@ def test_forgotten_ids_are_refused_and_show_prints_the_history_with_the_gate(iau
     with Ledger(iau.url) as ledger:  # what the nightly batch does
         ledger.record_champion("1", data_version="dv0", train_size=len(train))
         batch = ledger.open_batch("1", "dv0")
-        ledger.finish_batch(batch.id, "2", "dv1", "iau", {"val_acc_drop": 0.4, "attack_auc": 0.52, "passed": True},
+        finish(ledger, batch.id, "2", "dv1", "iau", {"val_acc_drop": 0.4, "attack_auc": 0.52, "passed": True},
                             "run-9")
     done = iau("requests", "add", str(train[2]), str(train[0]), "--reason", "again")
     assert done.exit_code == 2

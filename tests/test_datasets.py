@@ -338,13 +338,13 @@ def write_bad(path, kind: str) -> dict:
 
 
 BAD_TABLES = {
-    "labels 1 and 2": (1, r"patients.parquet: column 'diagnosis' has labels \[1, 2\]; labels must be 0..K-1"),
-    "10 rows": (1, r"'patients': 10 records, fewer than the 400 its roles need"),
+    "labels 1 and 2": (2, r"patients.parquet: column 'diagnosis' has labels \[1, 2\]; labels must be 0..K-1"),
+    "10 rows": (2, r"'patients': 10 records, fewer than the 400 its roles need"),
     "10 rows, roles 4/2/2/2": (2, r"train_size is 4, val_size is 2, test_size is 2, shadow_pool_size is 2: every "
                                   "role needs at least 100 records"),
-    "0 bytes": (1, r"patients.parquet: the file is empty \(0 bytes\)"),
-    "header only": (1, r"patients.parquet: no rows \(columns \['patient_id', 'diagnosis', 'size', 'smooth'\]"),
-    "duplicate ids": (1, r"patients.parquet: column 'patient_id' has 1 duplicate id\(s\), e.g. \[\d+\]"),
+    "0 bytes": (2, r"patients.parquet: the file is empty \(0 bytes\)"),
+    "header only": (2, r"patients.parquet: no rows \(columns \['patient_id', 'diagnosis', 'size', 'smooth'\]"),
+    "duplicate ids": (2, r"patients.parquet: column 'patient_id' has 1 duplicate id\(s\), e.g. \[\d+\]"),
     "a budget under one record": (2, r"val_drop_budget 0.5 points of data.val_size 100 is less than one"),
 }
 

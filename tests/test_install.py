@@ -21,7 +21,7 @@ import pytest
 from sandbox.projects import REPO, make_project
 
 # What the wheel is built from (pyproject.toml's packages.find); copied so no build/ lands in the checkout.
-SOURCES = ("pyproject.toml", "iau_core", "stores", "reporting", "tasks", "flows", "cli", "ledger")
+SOURCES = ("pyproject.toml", "iau_core", "stores", "reporting", "tasks", "flows", "cli", "ledger", "ops")
 pytestmark = pytest.mark.slow  # builds and installs the package: about a minute on a quiet machine
 TRAIN_SIZE = 300
 

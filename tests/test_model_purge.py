@@ -20,9 +20,11 @@ import stores.model_purge
 from cli.main import app
 from iau_core.config import parse_params
 from ledger import Ledger
+from ops.purge import purge_models, receipts_due
 from stores import registry, tracking
+from stores.artifacts import CHECKPOINTS_DIR
 from stores.champion import GRADIENT_FILE
-from stores.model_purge import purge_models
+from tests.ledger_calls import finish
 
 DEPLOYED, BASE = "purge-test-deployed", "purge-test-base"
 DV0, DV1, DV2 = "0" * 32 + ".dir", "1" * 32 + ".dir", "2" * 32 + ".dir"
@@ -76,7 +78,7 @@ def nightly_batch(ledger: Ledger, experiment_id: str, ids: list[int], parent: re
                                 f"iau: batch {batch.id}")
     registry.promote(version)
     tracking.log_text(run_id, "# audit", f"audit/batch-{batch.id}.md")
-    ledger.finish_batch(batch.id, version.version, after, "iau", {"passed": True}, run_id)
+    finish(ledger, batch.id, version.version, after, "iau", {"passed": True}, run_id)
     tracking.set_tags(run_id, {"data_version_after": after})
     tracking.log_text(run_id, "a summed gradient stand-in", GRADIENT_FILE)
     tracking.finish(run_id)
@@ -117,6 +119,7 @@ def test_purge_removes_every_weight_trained_on_a_version_that_held_a_forgotten_r
     # `iau train`, `make run`'s base model, an unlearned model of its methods, the attacker, a soft-deleted run
     champion_run = trained_run(experiment_id, "champion-training", {"kind": "champion-training", "data_version": DV0},
                                tiny(0), gradient=True)
+    tracking.log_text(champion_run, "a shard's weights stand-in", f"{CHECKPOINTS_DIR}/shard0.pt")  # SISA's
     first = registry.register(DEPLOYED, champion_run, {"method": "train", "data_version": DV0}, "train (test)")
     registry.promote(first)
     ledger.record_champion(first.version, data_version=DV0, train_size=100)
@@ -141,7 +144,8 @@ def test_purge_removes_every_weight_trained_on_a_version_that_held_a_forgotten_r
     removed_versions = {r.target for r in report.removed if r.kind == "registry-version"}
     assert removed_versions == {f"{DEPLOYED}/{first.version}", f"{BASE}/1"}
     assert {r.target for r in report.removed if r.kind == "file"} >= {
-        f"{champion_run}/state_dict.pt", f"{champion_run}/{GRADIENT_FILE}", f"{deleted}/state_dict.pt"}
+        f"{champion_run}/state_dict.pt", f"{champion_run}/{GRADIENT_FILE}", f"{deleted}/state_dict.pt",
+        f"{champion_run}/{CHECKPOINTS_DIR}"}
     assert report.cleared_data_versions == [DV0] and report.receipts == [5, 6] and report.not_removed == []
     # the live champion loads exactly; metadata and audit stay
     assert registry.champion(DEPLOYED).version == second.version
@@ -218,3 +222,18 @@ def test_a_killed_model_purge_is_finished_by_the_next(project, monkeypatch):
     assert ledger.model_purge(left.id).status == "done"
     assert set(weight_files_by_version(root)) == {DV1}
     assert ledger.list_requests()[0].model_purge_id == left.id
+
+
+def test_the_receipt_rule_needs_every_version_that_held_the_record_cleared():
+    """ops/purge.py's rule (the ledger only stores its answer): a record of batch 2 was in batch 2's parent version
+    and in every version before it; a receipt comes only once all of them are left without weights."""
+    from types import SimpleNamespace as View
+
+    batches = [View(id=1, status="done", parent_data_version=DV0, data_version=DV1),
+               View(id=2, status="done", parent_data_version=DV1, data_version=DV2),
+               View(id=3, status="failed", parent_data_version=DV2, data_version=None)]
+    done = [View(sample_id=5, batch_id=1, model_purge_id=None), View(sample_id=7, batch_id=2, model_purge_id=None),
+            View(sample_id=9, batch_id=1, model_purge_id=4)]  # 9 has its receipt already
+    assert receipts_due(done, batches, {DV0}) == [5]
+    assert receipts_due(done, batches, {DV1}) == []  # 7 was in DV0 too
+    assert receipts_due(done, batches, {DV0, DV1}) == [5, 7]

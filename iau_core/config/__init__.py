@@ -43,6 +43,7 @@ from iau_core.config.params import (
     parse_params,
     schema,
 )
+from iau_core.config.refresh import GradientRefreshParams, RefreshMode
 from iau_core.config.requests import RequestsParams
 from iau_core.config.selection import STRATEGY_NAMES, SelectionParams, Strategy
 from iau_core.config.training import (

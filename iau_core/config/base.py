@@ -11,9 +11,9 @@ KIND_SHORTHANDS = frozenset({"dataset", "optimizer", "lr_schedule"})  # sections
 class Section(BaseModel):
     """Base for every section: unknown keys are errors, values are immutable once validated, and a YAML list
     becomes the tuple a frozen section holds (strict mode converts neither way by itself). This is the one place
-    lists turn into tuples."""
+    lists turn into tuples. No number may be infinite or NaN: `.inf` as a gate's budget would accept anything."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod

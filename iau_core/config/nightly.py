@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from iau_core.config.base import Section
+from iau_core.config.refresh import GradientRefreshParams
 from iau_core.config.unlearning import GOLD, METHOD_NAMES, StopRule
 
 # What a batch does when its gate cannot see anything to remove (the champion's own attack AUC on the batch's records is
@@ -51,7 +52,7 @@ class PurgeParams(Section):
 
 
 class NightlyParams(Section):
-    """The scheduled deletion batch (`iau nightly`, deployment unlearn/nightly)."""
+    """The scheduled deletion batch (`iau nightly`, deployment deletion-batch/nightly)."""
 
     timezone: str = Field("UTC", description="the 02:00 schedule's time zone (IANA name), used by `make deploy`")
     # salun: the cheapest method whose oracle-free stop reached the gate on 1,000 deletions of a leaking champion
@@ -69,6 +70,7 @@ class NightlyParams(Section):
     gate: GateParams = GateParams()
     drift: DriftParams = DriftParams()
     purge: PurgeParams = PurgeParams()
+    gradient_refresh: GradientRefreshParams = GradientRefreshParams()  # the cache the next batch starts from
 
     @field_validator("ladder")
     @classmethod

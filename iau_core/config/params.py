@@ -50,9 +50,10 @@ class Params(Section):
     seeds: tuple[int, ...] = Field((0,), description="each seed repeats the comparison: model initialisation, "
                                    "shuffling and the forget set; results are reported as mean ± std")
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    threads: Literal["auto"] | int = Field("auto", description="torch compute threads per process: auto takes this "
-                                           "process's share of the cores (cores // processes running torch here); "
-                                           "IAU_THREADS overrides it (iau_core/runtime.py)")
+    threads: Literal["auto"] | int = Field("auto", description="torch compute threads per process, fixed when it "
+                                           "starts: auto takes the cores this process may use (its CPU affinity), "
+                                           "never a share of other processes; IAU_THREADS overrides it "
+                                           "(iau_core/runtime.py)")
     execution: Literal["local", "dask"] = Field("local", description="local: the flow's tasks run one after "
                                                 "another in its process; dask: the (method, seed) pairs and the "
                                                 "reference models fan out over a Dask cluster (IAU_EXECUTION "
@@ -143,29 +144,97 @@ def parse_params(raw: dict) -> Params:
     except ValidationError as exc:
         raise ParamsError(describe(exc)) from None
 
+MAX_PARAMS_BYTES = 1 << 20  # a params file is a few kilobytes; anything near a megabyte is not one
+MAX_YAML_NODES = 100_000  # values after expanding aliases: an alias bomb stops here, in milliseconds
+MAX_OVERRIDE_CHARS = 1_000  # one --set value; a 5,000-digit number is a mistake, not a parameter
+
+
 def load_params(path: str | Path = "params.yaml", overrides: dict | None = None) -> Params:
-    """Read params.yaml and apply nested overrides ({'selection': {'strategy': 'random'}})."""
+    """Read params.yaml and apply nested overrides ({'selection': {'strategy': 'random'}}). Every way the file can
+    be wrong (missing, empty, too large, not UTF-8, bad YAML, an alias bomb, not a mapping, a bad key) is one
+    ParamsError, raised before anything else is read or written."""
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"params file not found: {path}")
-    raw = yaml.safe_load(path.read_text()) or {}
+    if path.stat().st_size > MAX_PARAMS_BYTES:
+        raise ParamsError(f"{path}: {path.stat().st_size:,} bytes, not a params file (at most {MAX_PARAMS_BYTES:,})")
+    raw = read_yaml(path.read_bytes(), str(path))
+    if raw is None:  # an empty file would silently mean "every default": refused, so a truncated file is noticed
+        raise ParamsError(f"{path} is empty: write the sections to change (or `{{}}` for every default)")
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: params must be a mapping of sections, got a YAML {type(raw).__name__}")
     return parse_params(deep_merge(raw, overrides or {}))
 
+
+def read_yaml(data: bytes | str, where: str) -> object:
+    """YAML text as plain values, or a one-line ParamsError (never the file's bytes, which may be anything)."""
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ParamsError(f"{where}: not UTF-8 text (byte {exc.start}); params must be a YAML text file") from None
+    if "\x00" in data:
+        raise ParamsError(f"{where}: holds a NUL byte; params must be a YAML text file")
+    try:
+        value = yaml.safe_load(data)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise ParamsError(f"{where}: not valid YAML{at}: {problem}") from None
+    except ValueError as exc:  # e.g. an integer past Python's digit limit
+        raise ParamsError(f"{where}: {str(exc).splitlines()[0][:120]}") from None
+    if expanded_size(value) > MAX_YAML_NODES:  # aliases share nodes, so loading was cheap; expanding would not be
+        raise ParamsError(f"{where}: expands to more than {MAX_YAML_NODES:,} values (YAML aliases); refused")
+    return value
+
+
+def expanded_size(value: object, limit: int = MAX_YAML_NODES) -> int:
+    """How many values `value` holds once aliases are expanded, counting stops just past `limit`."""
+    count, stack = 0, [value]
+    while stack and count <= limit:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return count
+
+
 def parse_overrides(items: list[str]) -> dict:
-    """['selection.strategy=random', 'training.lr=0.01'] -> nested dict, values parsed as YAML scalars."""
+    """['selection.strategy=random', 'training.lr=0.01'] -> nested dict, values parsed as YAML scalars. A key
+    given both as a value and as a section (`a=1 --set a.b=2`), a bad YAML value or an over-long one is a
+    ParamsError naming the --set."""
     nested: dict = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep:
-            raise ParamsError(f"--set expects KEY=VALUE, got {item!r}")
+        if not sep or not key:
+            raise ParamsError(f"--set expects KEY=VALUE, got {shown(item)}")
+        if len(value) > MAX_OVERRIDE_CHARS:
+            raise ParamsError(f"--set {shown(key)}: the value has {len(value):,} characters (at most "
+                              f"{MAX_OVERRIDE_CHARS:,})")
         *parents, leaf = key.split(".")
+        if not all(parents) or not leaf:
+            raise ParamsError(f"--set {shown(key)}: empty key part")
         node = nested
-        for part in parents:
+        for depth, part in enumerate(parents):
             if part in KIND_SHORTHANDS and isinstance(node.get(part), str):  # `x=cifar10`, then `x.download=true`
                 node[part] = kind_shorthand(node[part])
             node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(value)
+            if not isinstance(node, dict):
+                raise ParamsError(f"--set {shown(key)}: {'.'.join(parents[:depth + 1])} was set to a value by an "
+                                  "earlier --set, it cannot also be a section")
+        parsed = read_yaml(value, f"--set {shown(key)}")
+        if isinstance(node.get(leaf), dict) and not isinstance(parsed, dict):
+            raise ParamsError(f"--set {shown(key)}: an earlier --set set keys inside it; give one or the other")
+        node[leaf] = parsed
     return nested
+
+
+def shown(text: str) -> str:
+    """A piece of a command line, quoted and bounded, for an error message."""
+    return repr(text if len(text) <= 60 else text[:57] + "...")
 
 def deep_merge(base: dict, override: dict) -> dict:
     """Return base with override's leaves written over it (neither input is modified)."""

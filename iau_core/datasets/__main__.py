@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from iau_core.config import ParamsError, load_params, parse_overrides
+from iau_core.config.cli_args import add_params_arguments, params_from
 from iau_core.config.data import MIN_ROLE_SIZE
 from iau_core.data import roles_after_forgetting
 from iau_core.runtime import prepare_process
@@ -31,14 +31,12 @@ from iau_core.sources import (
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m iau_core.datasets", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    add_params_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        params = load_params(args.params, parse_overrides(args.overrides))
-    except ParamsError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+        params = params_from(parser, args)
+    except SystemExit as refused:  # refused in one line already; main returns its exit code
+        return int(refused.code)
     prepare_process(params.threads)  # decoding and writing the arrays run torch/numpy threads
     project = Path(args.params).resolve().parent
     try:
@@ -46,9 +44,12 @@ def main(argv: list[str] | None = None) -> int:
         folder = materialize(params.data.dataset, project / params.data.root, project, forget=forget,
                              min_records=4 * MIN_ROLE_SIZE)  # D, validation, test, shadow pool
         features, records = read_canonical(folder.parent, folder.name)
-    except (DatasetSourceMissing, CanonicalDataError) as exc:  # the message says what is missing or wrong
-        print(exc, file=sys.stderr)
+    except DatasetSourceMissing as exc:  # the message says what is missing and how to get it
+        print(f"error: {exc}", file=sys.stderr)
         return 1
+    except CanonicalDataError as exc:  # the team's files are wrong (ids, labels, columns): bad input, in one line
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:  # the roles params.yaml asks for, drawn now: said here, not first in a flow (which refuses them)
         roles_after_forgetting(records, read_forgotten(folder.parent, folder.name), params.data)
     except ValueError as exc:  # the data is fine; params.yaml must change before a flow runs on it
