@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from benchmarks.figures import Figure, unavailable
-from benchmarks.timing import median_of
+from benchmarks.timing import spread_of
 from benchmarks.workload import save_split, subset
 from iau_core.data import Split
 from iau_core.runtime import usable_cores
@@ -82,7 +82,7 @@ def probe(params_json: str, state_path: str, train_path: str, val_path: str) -> 
 
 
 def measure(params, model, train: Split, val: Split, sizes: tuple[int, int], reps: int) -> Figure:
-    """Median over `reps` children per size of the step's peak memory; the ratio large / small."""
+    """The least of `reps` children per size of the step's peak memory; the ratio large / small."""
     import torch
 
     if not Path("/proc/self/clear_refs").exists():
@@ -100,13 +100,17 @@ def measure(params, model, train: Split, val: Split, sizes: tuple[int, int], rep
             futures = {size: [pool.submit(_child, params.model_dump_json(), files["model"], files[size], files["val"])
                               for _ in range(reps)] for size in (small, large)}
             rows = {size: [f.result() for f in runs] for size, runs in futures.items()}
-    step = {size: median_of([r["step_peak_mib"] for r in runs]) for size, runs in rows.items()}
-    whole = {size: median_of([r["process_peak_mib"] for r in runs]) for size, runs in rows.items()}
+    # the least each size's step needed (as the timings' minimum: a neighbour can only add), and the spread
+    step = {size: min(r["step_peak_mib"] for r in runs) for size, runs in rows.items()}
+    whole = {size: min(r["process_peak_mib"] for r in runs) for size, runs in rows.items()}
+    spread = {f"|D| = {size:,}": spread_of([r["step_peak_mib"] for r in runs]) for size, runs in rows.items()}
     return Figure("peak_memory_ratio", step[large] / step[small],
                   {"step_peak_mib": {str(k): v for k, v in step.items()},
+                   "step_peak_runs_mib": {str(k): [r["step_peak_mib"] for r in runs] for k, runs in rows.items()},
                    "process_peak_mib": {str(k): v for k, v in whole.items()},
                    "process_peak_ratio": whole[large] / whole[small], "forget_size": FORGET_SIZE,
-                   "sizes": list(sizes), "how": "child processes; VmHWM reset before the cached step"})
+                   "sizes": list(sizes), "how": "child processes; VmHWM reset before the cached step"},
+                  spread=spread if reps > 1 else {})
 
 
 def _child(params_json: str, state: str, train: str, val: str) -> dict:

@@ -30,6 +30,9 @@ class Mode:
     max_epochs: int | None = None  # caps the recipe's max_epochs (tiny only); None = params.yaml's recipe
     make_run: bool = False  # time `make run SEEDS="0 1"` under execution local and dask
     processes: bool = True  # measure the figures that start processes (tiny: no, they cost seconds each)
+    forgetting_dataset: str = "fashion_mnist"  # batch_cost_vs_retrain forgets records of this dataset (tiny: digits)
+    batch_deletions: tuple[int, ...] = (10, 100, 1_000)  # batch_cost_vs_retrain: the deletions of a nightly batch
+    batch_reps: int = 3  # repetitions of each nightly batch there (seconds each: registration, forgetting)
 
 
 QUICK = Mode("quick", train_size=8_000, val_size=2_000, test_size=2_000, shadow_size=6_000,
@@ -46,5 +49,6 @@ FULL = Mode("full", train_size=FASHION_MNIST_TRAIN, val_size=2_000, test_size=2_
 TINY = Mode("tiny", train_size=600, val_size=200, test_size=200, shadow_size=400, scaling_sizes=(300, 600),
             retrain_scaling_sizes=(600,), forget_sizes=(5, 20), memory_sizes=(300, 600), epoch_size=300,
             reference_pool=200, reference_epochs=1, job_size=200, job_epochs=1, reps=3, process_reps=1,
-            nightly_requests=5, max_epochs=2, processes=False)
+            nightly_requests=5, max_epochs=2, processes=False, forgetting_dataset="digits",
+            batch_deletions=(5,), batch_reps=2)
 MODES = {m.name: m for m in (QUICK, FULL, TINY)}

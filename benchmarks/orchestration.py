@@ -2,7 +2,7 @@
 (orchestration_overhead), and `make run SEEDS="0 1"` under execution local and dask (full run only).
 
 orchestration_overhead = (wall - science) / wall, the median over repetitions, where
-- wall: the deployment run unlearn/nightly from its flow run's creation to its end (the Prefect server's
+- wall: the deployment run deletion-batch/nightly from its flow run's creation to its end (the Prefect server's
   timestamps: scheduling, the worker's pickup, the flow run's process start and imports, the stores' I/O),
 - science: the batch's `unlearn-*` and `gate-*` steps as the flow times them into the ledger (BatchView.steps):
   the unlearning itself and the gate's evaluation and attacks. Loading the champion, registering, forgetting the
@@ -46,7 +46,7 @@ BUDGET_SECONDS = 240.0  # make bench's quick mode has 15 min on 2 cores for ever
 RUN_DEPLOYMENT = """
 import json
 from prefect.deployments import run_deployment
-run = run_deployment("unlearn/nightly", timeout=None, poll_interval=1)
+run = run_deployment("deletion-batch/nightly", timeout=None, poll_interval=1)
 print(json.dumps({"id": str(run.id), "state": run.state.type.value, "created": run.created.timestamp(),
                   "start": run.start_time.timestamp(), "end": run.end_time.timestamp()}))
 """
@@ -106,7 +106,7 @@ def _measure(requests: int, reps: int, budget_seconds: float) -> Figure:
     return Figure("orchestration_overhead", value, {
         "science": "the batch's unlearn-* and gate-* steps (ledger step table): unlearning + the gate's evaluation "
                    "and attacks; everything else in the wall is orchestration",
-        "wall": "deployment run unlearn/nightly on a warm process worker, flow run created -> ended "
+        "wall": "deployment run deletion-batch/nightly on a warm process worker, flow run created -> ended "
                 "(Prefect server timestamps)",
         "dataset": DATASET, "train_size": PROJECT["data"]["train_size"], "requests": requests, "reps": len(runs),
         "worker_poll_seconds": WORKER_POLL_SECONDS, "setup_seconds": setup,

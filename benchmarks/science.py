@@ -12,10 +12,10 @@ from torch import nn
 
 from benchmarks.figures import Figure, unavailable
 from benchmarks.modes import Mode
-from benchmarks.timing import repeat
+from benchmarks.timing import Timed, interleaved, repeat
 from benchmarks.training_cost import reference_trainer
 from benchmarks.workload import fashion_mnist_bundle, subset
-from iau_core.attacks import fit_lira, train_reference_models
+from iau_core.attacks import ReferenceModel, fit_lira, train_reference_models
 from iau_core.config import Params
 from iau_core.data import DataBundle, Split
 from iau_core.recipe import lira_candidates, model_builder, train_original
@@ -45,7 +45,7 @@ def prepare(params: Params, mode: Mode, device: torch.device) -> Trained:
     model, report = train_original(params, bundle, device)
     model.eval()
     cache = repeat(device, 1, lambda: summed_gradient(model, bundle.train, params.unlearning.batch_size, bundle.val))
-    return Trained(params, bundle, model, cache.result, cache.median, report.seconds, report.epochs_run)
+    return Trained(params, bundle, model, cache.result, cache.minimum, report.seconds, report.epochs_run)
 
 
 def make_task(trained: Trained, train: Split, forget_ids: np.ndarray, device: torch.device) -> UnlearningTask:
@@ -62,34 +62,50 @@ def _partition(split: Split, sample_ids: np.ndarray) -> tuple[Split, Split]:
     return split.take(inside.nonzero().squeeze(1)), split.take((~inside).nonzero().squeeze(1))
 
 
-def headline(trained: Trained, mode: Mode, device: torch.device) -> tuple[list[Figure], dict]:
-    """speedup_vs_retrain (with mu_gap, lira_auc_gap), iau_vs_limit, eta_rule_passes; and the retrain timing the
-    scaling rows reuse."""
+@dataclass
+class Headline:
+    """The headline figures, and what later figures reuse: retraining's timing at the headline |D| (the scaling
+    rows, batch_cost_vs_retrain) and the attacker's reference models (the gate's attack in batch_cost_vs_retrain)."""
+
+    figures: list[Figure]
+    retrain: Timed
+    forget_size: int
+    references: list[ReferenceModel]
+
+
+def headline(trained: Trained, mode: Mode, device: torch.device) -> Headline:
+    """speedup_vs_retrain (with mu_gap, lira_auc_gap), iau_vs_limit, eta_rule_passes. The step, retraining and the
+    limit run interleaved (step, retrain, limit, step, ...); each ratio is of the sides' minimums."""
     params, bundle, model = trained.params, trained.bundle, trained.model
     forget_ids = select_forget_set(bundle.train.to("cpu"), params.selection, params.seed)
     task = make_task(trained, bundle.train, forget_ids, device)
     cached_task = replace(task, summed_gradient=trained.cache)
-    step = repeat(device, mode.reps, lambda: run_method("iau", cached_task))
-    retrain = repeat(device, mode.reps, lambda: run_method("retrain", task))
     bs = params.unlearning.batch_size
-    # The least any step can cost: its gradient over D_f and one look at the validation set.
-    limit = repeat(device, mode.reps, lambda: (loss_gradient(model, task.forget, bs, "sum"),
-                                               predict_logits(model, task.val, device)))
-    gaps = quality_gaps(params, bundle, task, step.result.model, retrain.result.model, device)
-    step_seconds = step.median
+    timed = interleaved(device, mode.reps, {
+        "step": lambda: run_method("iau", cached_task),
+        "retrain": lambda: run_method("retrain", task),
+        # The least any step can cost: its gradient over D_f and one look at the validation set.
+        "limit": lambda: (loss_gradient(model, task.forget, bs, "sum"), predict_logits(model, task.val, device))})
+    step, retrain, limit = timed["step"], timed["retrain"], timed["limit"]
+    references = attacker_references(params, bundle, device)
+    gaps = quality_gaps(params, bundle, task, step.result.model, retrain.result.model, references, device)
     sizes = {"train_size": len(bundle.train), "forget_size": len(task.forget), "val_size": len(bundle.val)}
+    passes = step.result.choices.get(PASSES_KEY)
     figures = [
-        Figure("speedup_vs_retrain", retrain.median / step_seconds,
+        Figure("speedup_vs_retrain", retrain.minimum / step.minimum,
                {"retrain_seconds": retrain.as_row(), "iau_cached_step_seconds": step.as_row(), **gaps, **sizes,
-                "target_at": "|D| = 60,000 (the full run)", "retrain_epochs": retrain.result.choices["epochs_run"]}),
-        Figure("iau_vs_limit", step_seconds / limit.median,
+                "retrain_epochs": retrain.result.choices["epochs_run"]},
+               spread={"retrain": retrain.spread, "step": step.spread}, device=device.type),
+        Figure("iau_vs_limit", step.minimum / limit.minimum,
                {"iau_cached_step_seconds": step.as_row(), "limit_seconds": limit.as_row(),
                 "limit": "one forward+backward over D_f + one forward over the validation set", **sizes,
-                "validation_passes": step.result.choices.get(PASSES_KEY),
-                "forget_reads": step.result.choices.get("eta_rule.candidates")}),
+                "validation_passes": passes, "forget_reads": step.result.choices.get("eta_rule.candidates")},
+               spread={"step": step.spread, "limit": limit.spread},
+               # a step that reads D_f's gradient and looks at the validation set does the limit's work at least
+               floor=1.0 if passes is None or passes >= 1 else None, device=device.type),
         eta_passes(step.result.choices),
     ]
-    return figures, {len(bundle.train): retrain}
+    return Headline(figures, retrain, len(task.forget), references)
 
 
 def eta_passes(choices: dict) -> Figure:
@@ -106,13 +122,16 @@ def eta_passes(choices: dict) -> Figure:
                    "note": "EtaChoice.validation_passes not available: counted as 1 + candidates (the rule of main)"})
 
 
-def quality_gaps(params: Params, bundle: DataBundle, task: UnlearningTask, iau_model: nn.Module,
-                 retrained: nn.Module, device: torch.device) -> dict:
-    """mu_gap and lira_auc_gap of the IAU model to the retrained one (docs/metrics.md): equal quality, visible.
-    LiRA's references train on the shadow pool with the same recipe."""
+def attacker_references(params: Params, bundle: DataBundle, device: torch.device) -> list[ReferenceModel]:
+    """The attacker's reference models, trained on the shadow pool with the same recipe."""
     train = reference_trainer(getattr(params.lira, "reference_training", "sequential")) or train_reference_models
-    references = train(bundle.shadow_pool, model_builder(params, bundle), params.training, params.lira.num_reference,
-                       device, params.data.split_seed)
+    return train(bundle.shadow_pool, model_builder(params, bundle), params.training, params.lira.num_reference,
+                 device, params.data.split_seed)
+
+
+def quality_gaps(params: Params, bundle: DataBundle, task: UnlearningTask, iau_model: nn.Module,
+                 retrained: nn.Module, references: list[ReferenceModel], device: torch.device) -> dict:
+    """mu_gap and lira_auc_gap of the IAU model to the retrained one (docs/metrics.md): equal quality, visible."""
     lira = fit_lira(references, lira_candidates(bundle), params.lira, device)
     test_acc = {name: accuracy(m, bundle.test, device) for name, m in (("iau", iau_model), ("retrain", retrained))}
     auc = {name: lira.roc(m, task.forget, bundle.test, device).auc
@@ -123,7 +142,7 @@ def quality_gaps(params: Params, bundle: DataBundle, task: UnlearningTask, iau_m
 
 def scaling(trained: Trained, mode: Mode, retrained: dict, device: torch.device) -> dict:
     """Rows: the IAU step cached and uncached (and retraining where the mode times it) at each |D|, on the
-    headline model; then the step at each |D_f| on the headline D."""
+    headline model; then the step at each |D_f| on the headline D. `retrained`: retraining already timed, by |D|."""
     params = trained.params
     full = fashion_mnist_bundle(max(mode.scaling_sizes), 0, 0, 0, device).train
     by_size = []
@@ -133,13 +152,14 @@ def scaling(trained: Trained, mode: Mode, retrained: dict, device: torch.device)
                                                                       params.unlearning.batch_size,
                                                                       trained.bundle.val))
         forget_ids = select_forget_set(train.to("cpu"), params.selection, params.seed)
-        row = {"train_size": size, "forget_size": len(forget_ids), "cache_seconds": cache.median,
+        row = {"train_size": size, "forget_size": len(forget_ids), "cache_seconds": cache.minimum,
                **_steps(trained, train, forget_ids, cache.result, mode, device)}
         if size in mode.retrain_scaling_sizes:
             task = make_task(trained, train, forget_ids, device)
             timed = retrained.get(size) or repeat(device, mode.reps, lambda task=task: run_method("retrain", task))
-            row["retrain_seconds"] = timed.median
-            row["retrain_over_cached_step"] = timed.median / row["step_cached_seconds"]
+            row["retrain_seconds"] = timed.minimum
+            row["retrain_over_cached_step"] = timed.minimum / row["step_cached_seconds"]
+            row["spread"]["retrain"] = timed.spread
         else:
             row["retrain_seconds"] = None
             row["retrain_note"] = "timed in the full run only (minutes per repetition)"
@@ -157,8 +177,11 @@ def scaling(trained: Trained, mode: Mode, retrained: dict, device: torch.device)
 
 def _steps(trained: Trained, train: Split, forget_ids: np.ndarray, cache: SummedGradient, mode: Mode,
            device: torch.device) -> dict:
+    """The step with and without the cache, interleaved; minimums, and each side's spread."""
     task = make_task(trained, train, forget_ids, device)
-    cached = repeat(device, mode.reps, lambda: run_method("iau", replace(task, summed_gradient=cache)))
-    uncached = repeat(device, mode.reps, lambda: run_method("iau", task))
-    return {"step_cached_seconds": cached.median, "step_uncached_seconds": uncached.median,
-            "uncached_over_cached": uncached.median / cached.median}
+    timed = interleaved(device, mode.reps, {"cached": lambda: run_method("iau", replace(task, summed_gradient=cache)),
+                                            "uncached": lambda: run_method("iau", task)})
+    cached, uncached = timed["cached"], timed["uncached"]
+    return {"step_cached_seconds": cached.minimum, "step_uncached_seconds": uncached.minimum,
+            "uncached_over_cached": uncached.minimum / cached.minimum,
+            "spread": {"cached": cached.spread, "uncached": uncached.spread}}

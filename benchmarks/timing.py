@@ -1,4 +1,8 @@
-"""Clocks: device-synchronized wall time, repeated; every figure is the median of its repetitions."""
+"""Clocks: device-synchronized wall time, repeated. A busy machine only ever adds time, so every figure is read
+off the fastest repetition (the minimum) of each side, and the sides of one comparison run interleaved (A B A B,
+never A A A then B B B), so a neighbour that starts or stops mid-way slows both sides alike. Each side's spread,
+(max - min) / min over its repetitions, says how disturbed the run was: past SPREAD_BOUND the figure is
+"noisy: rerun" (figures.Figure), never met or missed."""
 
 from __future__ import annotations
 
@@ -12,15 +16,41 @@ import torch
 
 from iau_core.training import synchronize
 
+# A side whose slowest repetition took more than 1.5x its fastest ran on a machine busy enough to make the fastest
+# suspect too: its figure is "noisy: rerun". Repetitions on an idle 2-core machine spread up to about 30% (the 60k
+# retraining runs of issue 29: 114 / 126 / 146 s), so the bound sits above that.
+SPREAD_BOUND = 0.5
+
 
 @dataclass(frozen=True)
 class Timed:
-    median: float  # seconds
-    runs: tuple[float, ...]
-    result: Any  # the last repetition's return value
+    runs: tuple[float, ...]  # seconds of every repetition, in order
+    result: Any = None  # the last repetition's return value
+
+    @property
+    def minimum(self) -> float:
+        return min(self.runs)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.runs)
+
+    @property
+    def spread(self) -> float:
+        return spread_of(self.runs)
 
     def as_row(self) -> dict:
-        return {"seconds": self.median, "runs": list(self.runs)}
+        """`seconds` is the minimum (what the figures divide); the median and every run beside it."""
+        return {"seconds": self.minimum, "median": self.median, "spread": self.spread, "runs": list(self.runs)}
+
+
+def spread_of(values) -> float:
+    """(max - min) / min: 0 for identical repetitions (and for one)."""
+    values = list(values)
+    low, high = min(values), max(values)
+    if low <= 0:
+        return 0.0 if high == low else float("inf")
+    return (high - low) / low
 
 
 def clock(device: torch.device, fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -33,12 +63,19 @@ def clock(device: torch.device, fn: Callable[[], Any]) -> tuple[float, Any]:
 
 
 def repeat(device: torch.device, reps: int, fn: Callable[[], Any]) -> Timed:
-    """fn timed `reps` times; the median and every run."""
-    runs, result = [], None
+    """fn timed `reps` times (one side alone: nothing to compare it with in the same loop)."""
+    return interleaved(device, reps, {"only": fn})["only"]
+
+
+def interleaved(device: torch.device, reps: int, sides: dict[str, Callable[[], Any]]) -> dict[str, Timed]:
+    """Every side timed `reps` times, one repetition of each in turn (A B C A B C ...)."""
+    runs: dict[str, list[float]] = {name: [] for name in sides}
+    results: dict[str, Any] = {}
     for _ in range(reps):
-        seconds, result = clock(device, fn)
-        runs.append(seconds)
-    return Timed(statistics.median(runs), tuple(runs), result)
+        for name, fn in sides.items():
+            seconds, results[name] = clock(device, fn)
+            runs[name].append(seconds)
+    return {name: Timed(tuple(runs[name]), results.get(name)) for name in sides}
 
 
 def median_of(values: list[float]) -> float:

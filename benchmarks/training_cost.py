@@ -1,6 +1,7 @@
 """Training figures: a GR epoch over a plain one (gr_epoch_overhead), and K reference models trained together over
-one after another (reference_models_speedup). The latter reads the reference-training mode and says "not
-available" where it is absent (it was written to run against older mains too)."""
+one after another (reference_models_speedup: its target is stated for a GPU; on a CPU it is reported). The latter
+reads the reference-training mode and says "not available" where it is absent (it was written to run against older
+mains too)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 
 from benchmarks.figures import Figure, unavailable
 from benchmarks.modes import Mode
-from benchmarks.timing import repeat
+from benchmarks.timing import interleaved
 from benchmarks.workload import subset
 from iau_core.attacks import references as reference_module
 from iau_core.config import Params, TrainingParams
@@ -32,31 +33,40 @@ def one_epoch(params: Params, bundle: DataBundle, training: TrainingParams, size
 
 def gr_epoch_overhead(params: Params, bundle: DataBundle, mode: Mode, device: torch.device) -> Figure:
     """GR epoch / plain epoch with the batch reading (params' own HVP choice); the per-sample reading and each
-    HVP choice reported beside it."""
+    HVP choice reported beside it. Every variant's epochs run interleaved (plain, GR, per-sample, ..., plain, ...):
+    a busy stretch slows all of them, not one. A GR epoch does a plain epoch's work and more: a ratio under 1 is
+    impossible, and reported as noisy."""
     size = min(mode.epoch_size, len(bundle.train))
     base = params.training
-
-    def epoch(**update) -> float:
-        training = base.model_copy(update=update)
-        return repeat(device, mode.reps, lambda: one_epoch(params, bundle, training, size, device)).median
-
-    plain = epoch(gr_alpha=0.0)
     alpha = base.gr_alpha or 0.05  # the overhead of GR itself, even where params switch GR off
-    rows = {"plain": plain, "gr_batch": epoch(gr_alpha=alpha, gr_reading="batch"),
-            "gr_per_sample": epoch(gr_alpha=alpha, gr_reading="per_sample")}
     hvp = base.gr_hvp
     model = model_builder(params, bundle)(params.seed)
+    variants = {"plain": {"gr_alpha": 0.0}, "gr_batch": {"gr_alpha": alpha, "gr_reading": "batch"},
+                "gr_per_sample": {"gr_alpha": alpha, "gr_reading": "per_sample"}}
+    same_as = {}  # params' own HVP choice is the reading's row: the same epoch, not timed twice
     for reading in ("batch", "per_sample"):
         chosen = resolve_hvp(model, reading, hvp)
         for choice in HVP_CHOICES:
-            # params' own choice is the row just measured: the same epoch, not timed twice
-            rows[f"gr_{reading}_{choice}"] = rows[f"gr_{reading}"] if choice == chosen else epoch(
-                gr_alpha=alpha, gr_reading=reading, gr_hvp=choice)
+            name = f"gr_{reading}_{choice}"
+            if choice == chosen:
+                same_as[name] = f"gr_{reading}"
+            else:
+                variants[name] = {"gr_alpha": alpha, "gr_reading": reading, "gr_hvp": choice}
+
+    def epoch(update: dict):
+        training = base.model_copy(update=update)
+        return lambda: one_epoch(params, bundle, training, size, device)
+
+    timed = interleaved(device, mode.reps, {name: epoch(update) for name, update in variants.items()})
+    rows = {name: t.minimum for name, t in timed.items()} | {name: timed[row].minimum for name, row in same_as.items()}
     chosen = resolve_hvp(model, "batch", hvp)
     note = f"training.gr_hvp = {hvp}{f' ({chosen})' if hvp != chosen else ''} (params.yaml) in the headline value"
-    return Figure("gr_epoch_overhead", rows["gr_batch"] / plain,
-                  {"epoch_seconds": rows, "per_sample_overhead": rows["gr_per_sample"] / plain,
-                   "records": size, "gr_alpha": alpha, "hvp": note})
+    return Figure("gr_epoch_overhead", rows["gr_batch"] / rows["plain"],
+                  {"epoch_seconds": rows, "epoch_runs": {name: t.as_row() for name, t in timed.items()},
+                   "per_sample_overhead": rows["gr_per_sample"] / rows["plain"], "records": size, "gr_alpha": alpha,
+                   "hvp": note},
+                  spread={"plain": timed["plain"].spread, "gr_batch": timed["gr_batch"].spread}, floor=1.0,
+                  device=device.type)
 
 
 def reference_trainer(mode_name: str):
@@ -89,11 +99,13 @@ def reference_models_speedup(params: Params, bundle: DataBundle, mode: Mode, dev
                                                   "patience": mode.reference_epochs})
     build = model_builder(params, bundle)
 
-    def run(trainer) -> float:
-        return repeat(device, mode.reps, lambda: trainer(pool, build, training, REFERENCE_COUNT, device,
-                                                         params.data.split_seed)).median
+    def run(trainer):
+        return lambda: trainer(pool, build, training, REFERENCE_COUNT, device, params.data.split_seed)
 
-    one_by_one, at_once = run(sequential), run(together)
-    return Figure("reference_models_speedup", one_by_one / at_once,
-                  {"sequential_seconds": one_by_one, "ensemble_seconds": at_once, "models": REFERENCE_COUNT,
-                   "pool": len(pool), "epochs": mode.reference_epochs})
+    timed = interleaved(device, mode.reps, {"sequential": run(sequential), "ensemble": run(together)})
+    one_by_one, at_once = timed["sequential"], timed["ensemble"]
+    return Figure("reference_models_speedup", one_by_one.minimum / at_once.minimum,
+                  {"sequential_seconds": one_by_one.minimum, "ensemble_seconds": at_once.minimum,
+                   "runs": {name: t.as_row() for name, t in timed.items()}, "models": REFERENCE_COUNT,
+                   "pool": len(pool), "epochs": mode.reference_epochs},
+                  spread={name: t.spread for name, t in timed.items()}, device=device.type)

@@ -1,29 +1,41 @@
-"""make bench at toy sizes (--tiny): bench.json holds every figure of issue 15 as {value, target, met}, each
-measured value a positive, finite ratio that agrees with the times it is computed from, and docs/performance.md
-names every missed target. The figures that start processes are checked on their own (slow)."""
+"""make bench at toy sizes (--tiny), run with a busy-loop process beside it: bench.json holds every figure as
+{value, target, verdict}, each measured value a positive, finite ratio that agrees with the times it is computed
+from, no verdict is impossible (a figure below what its work allows, or with repetitions spread past the bound, is
+"noisy: rerun", never met or missed), and docs/performance.md names every missed and every noisy figure. The
+figures that start processes are checked on their own (slow)."""
 
 from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
 
-from benchmarks import concurrency, memory, orchestration, report
+from benchmarks import batch_cost, concurrency, memory, orchestration, report
 from benchmarks.__main__ import main, merge
-from benchmarks.figures import KEYS, TARGETS
+from benchmarks.figures import KEYS, MET, MISSED, NOISY, REPORTED, TARGETS, Figure
 from benchmarks.modes import FULL, QUICK, TINY
+from benchmarks.timing import SPREAD_BOUND, interleaved
 from benchmarks.workload import fashion_mnist_bundle
 from iau_core.config import load_params
 from iau_core.recipe import model_builder
 from stores.project import PROJECT_ROOT
 
+BUSY_LOOP = "while True: pass"  # one core kept busy, as a neighbour on a shared laptop or CI machine would
+
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
     folder = tmp_path_factory.mktemp("bench")
-    main(["--tiny", "--out", str(folder / "bench.json"), "--doc", str(folder / "performance.md")])
+    busy = subprocess.Popen([sys.executable, "-c", BUSY_LOOP])
+    try:
+        main(["--tiny", "--out", str(folder / "bench.json"), "--doc", str(folder / "performance.md")])
+    finally:
+        busy.kill()
+        busy.wait()
     return json.loads((folder / "bench.json").read_text()), (folder / "performance.md").read_text()
 
 
@@ -31,19 +43,64 @@ def positive_finite(value) -> bool:
     return isinstance(value, int | float) and math.isfinite(value) and value > 0
 
 
-def test_every_figure_is_a_ratio_against_its_target(bench):
+def test_every_figure_is_a_ratio_with_a_verdict(bench):
     result, _ = bench
     for key in KEYS:
         fig = result[key]
-        assert {"value", "target", "met", "status"} <= fig.keys(), key
-        assert fig["target"] == str(TARGETS[key])
+        assert {"value", "target", "verdict", "met", "status", "spread"} <= fig.keys(), key
+        assert fig["target"] == (str(TARGETS[key]) if TARGETS[key] else None)
+        assert fig["met"] == (fig["verdict"] == MET)
         if fig["status"] == "measured":
             assert positive_finite(fig["value"]), (key, fig["value"])
-            assert fig["met"] == TARGETS[key].met(fig["value"])
+            assert fig["verdict"] in (MET, MISSED, NOISY, REPORTED), key
         else:
-            assert fig["value"] is None and fig["met"] is False and fig["status"].startswith(("not available",))
+            assert fig["value"] is None and fig["verdict"] == "not available"
+            assert fig["status"].startswith("not available")
     measured = [k for k in KEYS if result[k]["status"] == "measured"]
-    assert {"speedup_vs_retrain", "iau_vs_limit", "eta_rule_passes", "gr_epoch_overhead"} <= set(measured)
+    assert {"batch_cost_vs_retrain", "speedup_vs_retrain", "iau_vs_limit", "eta_rule_passes",
+            "gr_epoch_overhead"} <= set(measured)
+    assert result["orchestration_overhead"]["target"] is None  # reported with its parts, no target
+
+
+def test_no_verdict_is_impossible_with_a_busy_core_beside_it(bench):
+    """The bench above ran beside a busy loop: every figure judged met or missed has repetitions within the spread
+    bound and a value its work allows (a GR epoch at least a plain one, the step at least its limit); the others
+    say "noisy: rerun" and why."""
+    result, _ = bench
+    assert result["gr_epoch_overhead"]["floor"] == 1.0 and result["iau_vs_limit"]["floor"] == 1.0
+    for key in KEYS:
+        fig = result[key]
+        if fig["verdict"] in (MET, MISSED):
+            assert all(s <= SPREAD_BOUND for s in fig["spread"].values()), (key, fig["spread"])
+            assert fig["floor"] is None or fig["value"] >= fig["floor"], (key, fig["value"])
+            assert fig["met"] == TARGETS[key].met(fig["value"])
+        if fig["verdict"] == NOISY:
+            assert fig["noise"].startswith(("impossible", "repetitions spread"))
+    for key in ("speedup_vs_retrain", "iau_vs_limit", "gr_epoch_overhead", "batch_cost_vs_retrain"):
+        assert result[key]["spread"] and all(s >= 0 for s in result[key]["spread"].values()), key
+
+
+def test_a_figure_below_its_floor_or_spread_wide_is_noisy_not_judged():
+    plain_and_gr = {"plain": 0.1, "gr_batch": 0.1}
+    cheaper_gr = Figure("gr_epoch_overhead", 0.57, spread=plain_and_gr, floor=1.0)  # issue 29's impossible 0.57x
+    assert cheaper_gr.verdict() == NOISY and cheaper_gr.as_json()["met"] is False
+    assert "impossible" in cheaper_gr.as_json()["noise"]
+    wide = Figure("gr_epoch_overhead", 1.5, spread={"plain": SPREAD_BOUND + 0.01, "gr_batch": 0.0}, floor=1.0)
+    assert wide.verdict() == NOISY and "plain" in wide.noise()
+    assert Figure("gr_epoch_overhead", 1.5, spread=plain_and_gr, floor=1.0).verdict() == MET
+    assert Figure("gr_epoch_overhead", 2.5, spread=plain_and_gr, floor=1.0).verdict() == MISSED
+    assert Figure("orchestration_overhead", 0.9).verdict() == REPORTED
+    assert Figure("reference_models_speedup", 0.5, device="cpu").verdict() == REPORTED  # a GPU target
+    assert Figure("reference_models_speedup", 0.5, device="cuda").verdict() == MISSED
+
+
+def test_the_sides_of_a_comparison_interleave():
+    calls = []
+    timed = interleaved(torch.device("cpu"), 3, {"a": lambda: calls.append("a") or 1,
+                                                 "b": lambda: calls.append("b") or 2})
+    assert calls == ["a", "b", "a", "b", "a", "b"]
+    assert [len(t.runs) for t in timed.values()] == [3, 3] and timed["b"].result == 2
+    assert timed["a"].as_row()["seconds"] == min(timed["a"].runs)
 
 
 def test_ratios_agree_with_the_times_they_come_from(bench):
@@ -58,11 +115,45 @@ def test_ratios_agree_with_the_times_they_come_from(bench):
                                            / limit["limit_seconds"]["seconds"])
     gr = result["gr_epoch_overhead"]
     assert gr["value"] == pytest.approx(gr["epoch_seconds"]["gr_batch"] / gr["epoch_seconds"]["plain"])
+    assert gr["epoch_seconds"]["plain"] == min(gr["epoch_runs"]["plain"]["runs"])  # the fastest repetition
     assert result["eta_rule_passes"]["value"] >= 1  # at least the pass that sets the target loss
     for row in result["scaling"]["by_train_size"] + result["scaling"]["by_forget_size"]:
         assert positive_finite(row["step_cached_seconds"]) and positive_finite(row["step_uncached_seconds"])
     assert [r["train_size"] for r in result["scaling"]["by_train_size"]] == list(TINY.scaling_sizes)
     assert [r["forget_size"] for r in result["scaling"]["by_forget_size"]] == list(TINY.forget_sizes)
+
+
+def test_a_nightly_batch_is_every_part_against_retraining_with_the_same_parts(bench):
+    """batch_cost_vs_retrain: an IAU batch is the step, the gate, registration, forgetting and the refresh; a
+    retraining batch is retraining and the same gate, registration and forgetting; each part timed apart."""
+    result, _ = bench
+    fig = result["batch_cost_vs_retrain"]
+    rows = fig["by_deletions"]
+    assert [r["deletions"] for r in rows] == list(TINY.batch_deletions)
+    retrain = result["speedup_vs_retrain"]["retrain_seconds"]["seconds"]
+    assert fig["retrain_seconds"]["seconds"] == retrain
+    for row in rows:
+        parts = {name: v["seconds"] for name, v in row["parts"].items()}
+        assert set(parts) == set(batch_cost.IAU_PARTS)
+        assert all(positive_finite(v) for name, v in parts.items() if name != "export") and parts["export"] >= 0
+        assert all(len(v["runs"]) == TINY.batch_reps for v in row["parts"].values())
+        assert row["iau_batch"]["seconds"] == pytest.approx(sum(parts.values()))
+        assert row["retrain_batch"]["seconds"] == pytest.approx(
+            retrain + sum(parts[name] for name in batch_cost.SHARED))
+        assert row["batch_cost_vs_retrain"] == pytest.approx(row["retrain_batch"]["seconds"]
+                                                             / row["iau_batch"]["seconds"])
+        assert row["speedup_vs_retrain"] == pytest.approx(retrain / parts["step"])
+        exact = row["refresh_exact"]["seconds"]  # the exact pass beside the configured refresh
+        assert row["iau_batch_exact_refresh"] == pytest.approx(row["iau_batch"]["seconds"] - parts["refresh"] + exact)
+        assert row["batch_cost_vs_retrain_exact_refresh"] == pytest.approx(row["retrain_batch"]["seconds"]
+                                                                           / row["iau_batch_exact_refresh"])
+        registration = row["registration_parts"]
+        assert {"open_run", "gates_json", "promote"} <= set(registration)
+        assert {"register_weights"} <= set(registration) or {"log_model", "register"} <= set(registration)
+        top = sum(v["seconds"] for name, v in registration.items() if not name.startswith("inner."))
+        assert top <= parts["registration"] + 1e-9  # each part's fastest run: their sum is at most the fastest total
+    assert fig["value"] == min(r["batch_cost_vs_retrain"] for r in rows)
+    assert fig["first_registration"]["seconds"] > 0
 
 
 def test_the_run_is_described(bench):
@@ -74,18 +165,20 @@ def test_the_run_is_described(bench):
         assert result["gpu"]["status"] == "skipped: no CUDA device"
 
 
-def test_the_page_names_every_missed_target(bench):
+def test_the_page_names_every_missed_and_noisy_figure(bench):
     result, page = bench
     for key in KEYS:
         assert f"`{key}`" in page
-    missed = page.split("## Missed targets")[1].split("\n## ")[0]
-    for key in KEYS:
-        assert (f"- `{key}`:" in missed) == (not result[key]["met"]), key
+    for title, verdict in (("Missed targets", MISSED), ("Noisy: rerun", NOISY), ("Reported figures", REPORTED)):
+        section = page.split(f"## {title}")[1].split("\n## ")[0]
+        for key in KEYS:
+            assert (f"- `{key}`:" in section) == (result[key]["verdict"] == verdict), (title, key)
+    assert "## Nightly batch, end to end" in page
     assert report.table(result).count("\n") == len(KEYS)
 
 
 def test_the_headline_alone_joins_an_earlier_run(bench, tmp_path):
-    """--only headline measures the three headline figures alone (`make bench FULL=1 ONLY=headline`: at 60k) and
+    """--only headline measures the headline figures alone (`make bench FULL=1 ONLY=headline`: at 60k) and
     adds them to the bench.json already there, whose own figures stay as they were; the page shows them."""
     result, _ = bench
     out = tmp_path / "bench.json"
@@ -94,6 +187,7 @@ def test_the_headline_alone_joins_an_earlier_run(bench, tmp_path):
     merged = json.loads(out.read_text())
     assert {k: merged[k] for k in KEYS} == {k: result[k] for k in KEYS}
     headline = merged["headline_tiny"]
+    assert headline["batch_cost_vs_retrain"]["by_deletions"]
     assert set(headline) == {*report.HEADLINE_KEYS, "meta"} and headline["meta"]["mode"] == "tiny (headline only)"
     speed = headline["speedup_vs_retrain"]
     assert speed["train_size"] == TINY.train_size and len(speed["retrain_seconds"]["runs"]) >= 3
@@ -104,6 +198,7 @@ def test_the_headline_alone_joins_an_earlier_run(bench, tmp_path):
     section = section.split("\n## ")[0]
     for key in report.HEADLINE_KEYS:
         assert f"| `{key}` | {report._num(headline[key]['value'])} |" in section
+    assert "## Nightly batch, end to end at |D| = 60,000" in report.markdown({**merged, report.FULL_HEADLINE: headline})
 
 
 def test_a_whole_run_keeps_the_parts_it_does_not_measure(bench):
@@ -155,4 +250,4 @@ def test_orchestration_overhead_through_a_deployment():
     assert 0 < run["pickup_seconds"] < run["wall_seconds"]
     cold = fig.detail["cold_cli_run"]
     assert cold["batch_id"] == run["batch_id"] + 1 and 0 < cold["overhead"] < 1
-    assert fig.as_json()["met"] == (fig.value <= 0.10)
+    assert fig.as_json()["verdict"] == REPORTED and fig.as_json()["target"] is None

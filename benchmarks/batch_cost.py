@@ -1,0 +1,149 @@
+"""batch_cost_vs_retrain (issue 29): what one nightly deletion batch costs end to end, the IAU way against
+retraining, on the headline model and D, for each deletion count of the mode (10 / 100 / 1,000).
+
+- An IAU batch: the cached step (D's summed gradient cached), the gate (iau_core.deletion.evaluate_gate with the
+  headline attack, as ops/batch_steps.gate_candidate calls it: the attack on D_f against label-matched held-out
+  records),
+  registration, forgetting and the servable copy's export (batch_stores: the pipeline's own calls on throwaway
+  MLflow and DVC stores), and the refresh of the cached gradient at the new champion for the next batch
+  (refresh_cached_gradient: as params.yaml configures it, and the exact pass beside it, with the ratio each gives).
+- A retraining batch: retraining on D_r (the headline's timing, interleaved there with the step), and the same
+  gate, registration, forgetting and export as measured here (the same calls on a model of the same size). A
+  pipeline that only retrains keeps no cache, so it pays no refresh (ops/batch.py refreshes after its retrain rung
+  too, since the next batch may take the IAU rung).
+
+Each part is timed on its own in every repetition (the deletion counts take turns: 10, 100, 1,000, 10, ...). A
+batch's cost is the sum of its parts' least times; the figure is the retraining batch's cost over the IAU batch's,
+at the deletion count where that is smallest; each count's row has every part, the totals and the step-only ratio
+(retraining over the cached step: speedup_vs_retrain's ratio at that count).
+Not measured: loading the champion and its cached gradient from MLflow, storing the refreshed gradient there, the
+ledger's writes, the audit (a Prefect artifact) and the flow process's start (orchestration_overhead has those).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+
+import numpy as np
+import torch
+from torch import nn
+
+from benchmarks import batch_stores
+from benchmarks.figures import Figure
+from benchmarks.modes import Mode
+from benchmarks.science import Headline, Trained, make_task
+from benchmarks.timing import clock, spread_of
+from iau_core.attacks import Attack, fit_attack
+from iau_core.config import Params
+from iau_core.deletion import evaluate_gate
+from iau_core.recipe import attack_setup
+from iau_core.unlearning import UnlearningTask, run_method
+from iau_core.unlearning.gradients import SummedGradient, summed_gradient
+
+SHARED = ("gate", "registration", "forgetting", "export")  # what a retraining batch pays as well
+IAU_PARTS = ("step", "gate", "registration", "forgetting", "refresh", "export")  # in ops/batch.py's order
+
+
+def refresh_cached_gradient(champion: nn.Module, candidate: nn.Module, task: UnlearningTask,
+                            previous: SummedGradient, params: Params, batch: int, device: torch.device) -> dict:
+    """The refresh of D's cached gradient for the next batch, the one place the benchmark times it, both ways:
+    `refresh` as params.yaml configures it (nightly.gradient_refresh: iau_core/unlearning/refresh.py, which
+    corrects the previous cache from a sample of D_r, or falls back to the exact pass), and `refresh_exact`, the
+    full pass over D_r at the new champion (gradients.summed_gradient, with the validation logits). Where the
+    project has no refresh module, both are the exact pass. (ops/batch.py refreshes through
+    stores.champion.store_summed_gradient, which calls the same function and stores the result in MLflow.)"""
+    bs = params.unlearning.batch_size
+    exact, _ = clock(device, lambda: summed_gradient(candidate.to(device), task.retain, bs, task.val))
+    try:
+        from iau_core.unlearning.refresh import refresh_summed_gradient
+    except ImportError:
+        return {"refresh": exact, "refresh_exact": exact, "refresh_mode": "exact (no refresh module)"}
+    seconds, (_, record) = clock(device, lambda: refresh_summed_gradient(
+        previous, champion, candidate, task.forget, task.retain, task.val, params.nightly.gradient_refresh, bs,
+        batch))
+    return {"refresh": seconds, "refresh_exact": exact, "refresh_mode": f"{record.mode} ({record.reason})"}
+
+
+def measure(trained: Trained, headline: Headline, mode: Mode, device: torch.device) -> Figure:
+    """The figure (module docstring)."""
+    params, bundle = trained.params, trained.bundle
+    attack = fit_attack(params.attacks.headline, headline.references, attack_setup(params, bundle, device))
+    rng = np.random.default_rng(params.seed)
+    tasks = {k: make_task(trained, bundle.train, rng.choice(bundle.train.ids.cpu().numpy(), k, replace=False),
+                          device) for k in mode.batch_deletions}
+    runs: dict[int, list[dict]] = {k: [] for k in tasks}
+    example = bundle.test.x[:2]
+    with batch_stores.throwaway_stores(mode.forgetting_dataset, params.seed) as stores:
+        # The process's first registration and export pay torch.export's one-off set-up: timed apart (a warm worker
+        # has paid it), on a copy (registration moves the model it logs to the CPU).
+        cold, first = clock(device, lambda: batch_stores.register(stores, params, copy.deepcopy(trained.model),
+                                                                   example, {}, 0, 0))
+        batch = 0
+        for _ in range(mode.batch_reps):
+            for k, task in tasks.items():
+                batch += 1
+                runs[k].append(_one_batch(trained, task, attack, stores, example, batch, device))
+    rows = [_row(k, reps, headline) for k, reps in runs.items()]
+    worst = min(rows, key=lambda r: r["batch_cost_vs_retrain"])
+    spread = {f"iau batch, {r['deletions']:,} deletions": r["iau_batch"]["spread"] for r in rows}
+    spread["retrain batch"] = max(r["retrain_batch"]["spread"] for r in rows)
+    return Figure("batch_cost_vs_retrain", worst["batch_cost_vs_retrain"], {
+        "train_size": len(bundle.train), "deletions": worst["deletions"], "by_deletions": rows,
+        "retrain_seconds": headline.retrain.as_row(), "retrain_forget_size": headline.forget_size,
+        "attack": params.attacks.headline, "refresh": f"nightly.gradient_refresh: "
+        f"{params.nightly.gradient_refresh.model_dump()} (refresh_cached_gradient); each row's refresh_exact and "
+        "batch_cost_vs_retrain_exact_refresh: the exact pass over D_r instead",
+        "first_registration": {"seconds": cold, "parts": first.parts, "inner": first.inner, "export": first.export},
+        "forgetting": f"stores.data.forget_records on a throwaway DVC repository of {mode.forgetting_dataset} "
+                      "with a local remote",
+        "retraining": f"timed once at the headline's |D_f| = {headline.forget_size:,} (D_r changes by at most "
+                      f"{max(tasks):,} records across the counts)"}, spread=spread, device=device.type)
+
+
+def _one_batch(trained: Trained, task: UnlearningTask, attack: Attack, stores: batch_stores.Stores,
+               example: torch.Tensor, batch: int, device: torch.device) -> dict:
+    """One IAU batch; seconds of each part (ops/batch.py's order: the refresh and the export come after the
+    requests are done, yet every batch pays them)."""
+    params = trained.params
+    cached = replace(task, summed_gradient=trained.cache)
+    step_seconds, step = clock(device, lambda: run_method("iau", cached))
+    gate_seconds, gate = clock(device, lambda: evaluate_gate(
+        trained.model, step.model, task.forget, task.val, trained.bundle.test, attack, params.nightly.gate, device,
+        params.seed, params.attacks.headline))
+    gates = {"iau": {**gate.as_dict(), "seconds": step.seconds, "accepted": gate.passed}}
+    registration = batch_stores.register(stores, params, step.model, example, gates, batch, len(task.forget))
+    forgetting = batch_stores.forget(stores, len(task.forget), batch)
+    refresh = refresh_cached_gradient(trained.model, step.model, task, trained.cache, params, batch, device)
+    return {"step": step_seconds, "gate": gate_seconds, "registration": sum(registration.parts.values()),
+            "forgetting": forgetting, **refresh, "export": registration.export,
+            "registration_parts": registration.parts | {f"inner.{k}": v for k, v in registration.inner.items()},
+            "gate_passed": gate.passed, "privacy_verdict": gate.privacy_verdict}
+
+
+def _row(deletions: int, reps: list[dict], headline: Headline) -> dict:
+    """One deletion count: every part's least time and spread, both batches' costs, the two ratios."""
+    parts = {name: _least([r[name] for r in reps]) for name in IAU_PARTS}
+    registration = {name: _least([r["registration_parts"].get(name, 0.0) for r in reps])
+                    for name in reps[0]["registration_parts"]}
+    retrain = headline.retrain
+    iau_cost = sum(parts[name]["seconds"] for name in IAU_PARTS)
+    retrain_cost = retrain.minimum + sum(parts[name]["seconds"] for name in SHARED)
+    exact_refresh = _least([r["refresh_exact"] for r in reps])
+    iau_exact_cost = iau_cost - parts["refresh"]["seconds"] + exact_refresh["seconds"]
+    iau_totals = [sum(r[name] for name in IAU_PARTS) for r in reps]
+    retrain_totals = [retrain.runs[i % len(retrain.runs)] + sum(r[name] for name in SHARED)
+                      for i, r in enumerate(reps)]
+    return {"deletions": deletions, "parts": parts, "registration_parts": registration,
+            "iau_batch": {"seconds": iau_cost, "spread": spread_of(iau_totals), "runs": iau_totals},
+            "retrain_batch": {"seconds": retrain_cost, "spread": spread_of(retrain_totals), "runs": retrain_totals},
+            "batch_cost_vs_retrain": retrain_cost / iau_cost,
+            "refresh_modes": sorted({r["refresh_mode"] for r in reps}), "refresh_exact": exact_refresh,
+            "iau_batch_exact_refresh": iau_exact_cost,
+            "batch_cost_vs_retrain_exact_refresh": retrain_cost / iau_exact_cost,
+            "speedup_vs_retrain": retrain.minimum / parts["step"]["seconds"],
+            "gate": {"passed": [r["gate_passed"] for r in reps], "privacy_verdict": reps[-1]["privacy_verdict"]}}
+
+
+def _least(values: list[float]) -> dict:
+    return {"seconds": min(values), "spread": spread_of(values), "runs": values}
