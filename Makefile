@@ -23,20 +23,22 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 # Where the raw Fashion-MNIST IDX files are (iau_core/sources.py reads the same variable).
 export FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
 
-.PHONY: run test setup postgres lint serve worker deploy mlflow-ui clean-tracking bench bench-full
+.PHONY: run test setup postgres lint serve worker deploy mlflow-ui ui-check clean-tracking bench bench-full
 
 run: setup  ## the unlearn flow (isolation-forest outliers) on Fashion-MNIST, embedded stores
 	$(PY) -m flows.unlearn --selection $(SELECTION) $(if $(strip $(SEEDS)),--seeds $(SEEDS))
 
-test: setup  ## the whole test suite, on two workers (tests/conftest.py says which tests must share one)
+test: setup postgres  ## the whole test suite, on two workers (tests/conftest.py says which tests must share one)
 	$(PY) -m pytest -q -n 2 --dist loadgroup
 
 # Speed figures against their targets -> reports/bench.json, a table, docs/performance.md (docs/performance.md says
 # what each means). Quick by default (|D| = 8,000, at most 15 min on 2 cores with nothing else running);
 # FULL=1 (or bench-full): |D| = 60,000, retraining in every scaling row, make run local vs dask (46 min on 2 cores);
 # GPU_ONLY=1: only the CIFAR-shaped GPU rows, added to an existing reports/bench.json (< 8 min on one H200).
-# ONLY=headline: only speedup_vs_retrain, iau_vs_limit and eta_rule_passes, added likewise (FULL=1 ONLY=headline:
-# at |D| = 60,000, 12-25 min on 2 cores); ONLY=make-run: make run SEEDS="0 1" under local and dask.
+# ONLY=headline: only batch_cost_vs_retrain, speedup_vs_retrain, iau_vs_limit and eta_rule_passes, added likewise
+# (FULL=1 ONLY=headline: at |D| = 60,000, 12-25 min on 2 cores before the nightly batches were added to it);
+# ONLY=make-run: make run SEEDS="0 1" under local and dask. Each figure reads "noisy: rerun" when its repetitions
+# spread past 50% or its value is impossible: rerun it on an idle machine.
 FULL ?=
 GPU_ONLY ?=
 ONLY ?=
@@ -47,7 +49,8 @@ bench: setup  ## the benchmark of measured ratios (python -m benchmarks)
 bench-full:
 	$(MAKE) bench FULL=1
 
-setup: $(VENV)/.installed $(FASHION_MNIST_DIR)/train-images-idx3-ubyte.gz postgres
+# `make run` needs no PostgreSQL (the ledger is SQLite unless IAU_LEDGER_URL says otherwise): only `make test` does.
+setup: $(VENV)/.installed $(FASHION_MNIST_DIR)/train-images-idx3-ubyte.gz
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed, found " + sys.version' \
@@ -90,19 +93,24 @@ worker:  ## a process worker for the deployments in prefect.yaml
 	$(VENV)/bin/prefect work-pool create iau-local --type process --overwrite
 	$(VENV)/bin/prefect worker start --pool iau-local
 
-deploy:  ## register unlearn/outliers, unlearn/random and unlearn/nightly (02:00, params' timezone) with the server
+deploy:  ## register unlearn/outliers, unlearn/random and deletion-batch/nightly (02:00, params' timezone)
 	IAU_CODE_DIR=$(CURDIR) \
 	IAU_NIGHTLY_TIMEZONE=$$($(PY) -c 'from iau_core.config import load_params; print(load_params().nightly.timezone)') \
 		$(VENV)/bin/prefect --no-prompt deploy --all
 
 # MLflow 3.17's UI opens an experiment in GenAI mode unless the URL or the browser chose model training: open the
-# printed links (docs/tracking.md, "Browsing"). The AI Gateway, a GenAI feature unused here, is switched off; the
-# Assistant panel and the GenAI popups have no server switch.
+# printed links (docs/tracking.md, "Browsing"). The AI Gateway and the job runner, GenAI features unused here, are
+# switched off; the Assistant panel and the GenAI popups have no server switch.
 mlflow-ui:  ## browse runs and comparisons (http://127.0.0.1:5000)
 	@$(PY) -m stores.mlflow_ui
 	@echo "MLflow UI on http://127.0.0.1:5000 (Ctrl-C stops it)"
-	MLFLOW_ENABLE_AI_GATEWAY=false $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db \
-		--host 127.0.0.1 --port 5000
+	MLFLOW_ENABLE_AI_GATEWAY=false MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow ui \
+		--backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+
+# After make run: the UI as a new user meets it, in headless Chromium (apt-get install -y chromium); screenshots
+# and ui_check.json into reports/ui/ (docs/tracking.md, "Browsing").
+ui-check:  ## check that the MLflow UI opens on the runs, shows the verdict columns and charts every method
+	$(PY) -m reporting.ui_check
 
 clean-tracking:  ## forget every recorded run and cached model (keeps data and the venv)
 	rm -rf mlflow.db mlartifacts .prefect

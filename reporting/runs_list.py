@@ -69,6 +69,13 @@ def verdict_metrics(found: Assessment, tables: list[pd.DataFrame],
     return out
 
 
+def rounded(values: dict[str, float]) -> dict[str, float]:
+    """Metrics as logged: each rounded to the decimals its noise justifies (reporting.tables.decimals), so the UI
+    shows 0.4, not float32's 0.40000081; a NaN stays NaN (tracking.log_metrics leaves it out)."""
+    return {key: round(float(value), decimals(key)) if math.isfinite(float(value)) else float(value)
+            for key, value in values.items()}
+
+
 def _rounded(value: object, places: int) -> float | None:
     """A number as the table shows it: rounded to what its noise justifies (no 0.99999904); None where missing."""
     try:
@@ -102,3 +109,27 @@ def summary_table(summary: pd.DataFrame, found: Assessment, metrics: dict[str, d
 VIEW_METRICS = [VERDICT_RANK, *(verdict_key(name, versus) for versus in ("original", "retrain")
                                 for name in ("diff", "ci_low", "ci_high"))]
 VIEW_COLUMNS = ["attributes.`Models`", *(f"metrics.`{key}`" for key in VIEW_METRICS), "tags.`verdict`"]
+
+
+def scatter(x: str, y: str, title: str) -> dict:
+    """A card of MLflow's chart view (3.17's stored format): one point per run, metric x against metric y."""
+    return {"type": "SCATTER", "xaxis": {"key": x, "type": "METRIC"}, "yaxis": {"key": y, "type": "METRIC"},
+            "displayName": title, "runsCountToCompare": 100}
+
+
+def bar(metric: str) -> dict:
+    """A card of MLflow's chart view: one bar per run, in the view's order."""
+    return {"type": "BAR", "metricKey": metric, "displayName": metric, "runsCountToCompare": 100}
+
+
+def view_charts(headline: str = "lira_auc") -> dict[str, list[dict]]:
+    """The saved view's chart view (section -> cards), before the UI's own chart per metric: MU gap against the
+    headline attack's gap (`<headline>_gap`, e.g. lira_auc_gap; one point per method), then the headline's paired
+    differences to original and to retrain, each beside its 95% CI ends: MLflow's charts draw no error bars, so
+    the interval is the two bars around the difference."""
+    attack_gap = f"{headline}_gap"
+    return {"Verdicts: gaps to retrain": [scatter(MU_GAP, attack_gap, f"{MU_GAP} against {attack_gap}"),
+                                          bar(MU_GAP), bar(attack_gap), bar(UNLEARN_SECONDS)],
+            **{f"Verdicts: headline difference to {versus}, 95% CI": [
+                bar(verdict_key(name, versus)) for name in ("ci_low", "diff", "ci_high")]
+               for versus in ("original", "retrain")}}

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
 STATE_DICT = "state_dict.pt"
 MODEL_ARTIFACT = "model"
+MODEL_VERSIONS_TAG = "mlflow.modelVersions"  # a LoggedModel's registry versions (MLflow's mlflow_tags)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCIENCE_PACKAGE = REPO_ROOT / "iau_core"
 # MLflow 3's UI opens an experiment without this tag in GenAI mode (a traces overview), not on its runs.
@@ -171,6 +172,8 @@ def flatten(params: Params) -> dict[str, str]:
             out[prefix] = json.dumps(value) if isinstance(value, list | tuple) else str(value)
     out: dict[str, str] = {}
     walk("", params.model_dump(), out)
+    # the count this process fixed at start (iau_core/runtime.py): another count gives another float trajectory
+    out["torch_threads"] = str(torch.get_num_threads())
     return out
 
 
@@ -260,7 +263,7 @@ def find_finished_run(experiment_id: str, kind: str, key: str) -> str | None:
 
 
 def log_model(run_id: str, model: nn.Module, input_example: torch.Tensor, registered_name: str | None = None,
-              description: str | None = None, name: str = MODEL_ARTIFACT) -> str:
+              description: str | None = None, name: str | None = None) -> str:
     """Log the model twice over: as an MLflow LoggedModel of the run (the run page's and the runs list's Models,
     the experiment's Models tab; browsable, servable, optionally registered with `description`) and as a plain
     state_dict on the run, which is what the pipeline reloads (torch.load with weights_only=True: exact).
@@ -272,13 +275,16 @@ def log_model(run_id: str, model: nn.Module, input_example: torch.Tensor, regist
     MLflow 3 saves PyTorch as 'pt2' (torch.export), which traces the graph on a real input (a few records of
     the data; a batch of more than one keeps the batch dimension dynamic); the requirement list is given, not
     inferred (inference re-imports the model in a subprocess: slow). `name`: the LoggedModel's name (the Models
-    column and tab show it), e.g. the method's.
+    column and tab show it), e.g. the method's; by default the registered name, else the run's name.
 
     Returns models:/<name>/<version> when registered, else models:/<model_id>."""
     model = model.cpu().eval()
     log_state_dict(run_id, model)
     client = MlflowClient()
-    experiment_id = client.get_run(run_id).info.experiment_id
+    info = client.get_run(run_id).info
+    # a LoggedModel's name may not hold / : . % or quotes (MLflow's check); a run's name may
+    experiment_id = info.experiment_id
+    name = name or registered_name or "".join("-" if c in "/:.%\"'" else c for c in info.run_name) or MODEL_ARTIFACT
     logged = client.create_logged_model(experiment_id, name=name, source_run_id=run_id)
     mlflow.pytorch.log_model(
         model, name=name, model_id=logged.model_id, run_id=run_id, serialization_format="pt2",
@@ -312,6 +318,11 @@ def register_logged_model(name: str, run_id: str, model_id: str, tags: dict[str,
     created = client.create_model_version(name, f"models:/{model_id}", run_id,
                                           tags={k: str(v) for k, v in tags.items()}, description=description,
                                           model_id=model_id)
+    # what mlflow.register_model also writes: the UI's Logged models list reads the version from this tag (without
+    # it the model shows "Not registered")
+    versions = json.loads(client.get_logged_model(model_id).tags.get(MODEL_VERSIONS_TAG, "[]"))
+    client.set_logged_model_tags(model_id, {MODEL_VERSIONS_TAG: json.dumps(
+        [*versions, {"name": name, "version": str(created.version)}])})
     return str(created.version)
 
 

@@ -63,9 +63,9 @@ def gradient_norms(ctx: RunContext, base: ModelRef, no_gr: ModelRef, parent_run_
              per_sample_grad_norms(load_base_model(ctx, base), train, ctx.device).numpy(),
              "alpha = 0": per_sample_grad_norms(load_base_model(ctx.without_gr(), no_gr), train, ctx.device).numpy()}
     (gr, plain) = norms.values()
-    tracking.log_metrics(parent_run_id, {"grad_norm_mean": gr.mean(), "grad_norm_p99": np.percentile(gr, 99),
-                                         "grad_norm_mean_alpha0": plain.mean(),
-                                         "grad_norm_p99_alpha0": np.percentile(plain, 99)})
+    tracking.log_metrics(parent_run_id, runs_list.rounded({
+        "grad_norm_mean": gr.mean(), "grad_norm_p99": np.percentile(gr, 99), "grad_norm_mean_alpha0": plain.mean(),
+        "grad_norm_p99_alpha0": np.percentile(plain, 99)}))
     tracking.log_figure(parent_run_id, plots.grad_norm_plot(norms), "plots/grad_norms.png")
 
 
@@ -98,8 +98,8 @@ def compare_methods(outcomes: list[MethodResult], strengths: list[dict[str, floa
         tracking.log_metrics(o.run_id, {f"{gap}_within_floor": float(verdicts.loc[o.method, gap] and
                                                                      o.method not in unchanged) for gap in floors})
     strength = pd.DataFrame(strengths).mean().to_dict()
-    tracking.log_metrics(parent_run_id, {**{f"floor_{gap}": v for gap, v in floors.items()}, **strength,
-                                         "seeds": len(tables)})
+    tracking.log_metrics(parent_run_id, runs_list.rounded({**{f"floor_{gap}": v for gap, v in floors.items()},
+                                                            **strength, "seeds": len(tables)}))
     title = f"unlearn ({selection}), {len(tables)} seed(s)"
     tracking.log_text(parent_run_id, pd.concat(tables).to_csv(float_format="%.5f"), "comparison_by_seed.csv")
     with_verdicts = summary.join(found.wide())
@@ -109,8 +109,9 @@ def compare_methods(outcomes: list[MethodResult], strengths: list[dict[str, floa
     tracking.log_text(parent_run_id, verdict_text.comparison_document(title, summary, floors, found, full,
                                                                       attacks_see), "comparison.md")
     by_seed = {int(t["seed"].iloc[0]): t for t in tables}
+    view_links = mlflow_ui.view_links(parent_run_id, f"verdicts-{selection}")  # saved by publish_verdict_columns
     tracking.describe_comparison(
-        parent_run_id, verdict_text.parent_description(title, summary, floors, found, attacks_see),
+        parent_run_id, f"{view_links}\n\n{verdict_text.parent_description(title, summary, floors, found, attacks_see)}",
         parent_tags(found, summary.index), {"methods_forgetting": float(
             (found.verdicts.drop(index="retrain_alt", errors="ignore") == "forgets").sum())},
         {o.run_id: (verdict_text.child_description(o.method, o.seed, by_seed[o.seed], found),
@@ -143,7 +144,8 @@ def publish_verdict_columns(outcomes: list[MethodResult], summary: pd.DataFrame,
         tracking.log_metrics(o.run_id, numbers.get(o.method, {}))
     tracking.log_table(parent_run_id, runs_list.summary_table(summary, found, numbers), "verdicts_table.json")
     mlflow_ui.save_children_view(parent_run_id, f"verdicts-{selection}", f"verdicts: latest unlearn-{selection}",
-                                 runs_list.VIEW_COLUMNS, order_by=f"metrics.`{runs_list.VERDICT_RANK}`")
+                                 runs_list.VIEW_COLUMNS, order_by=f"metrics.`{runs_list.VERDICT_RANK}`",
+                                 charts=runs_list.view_charts(found.headline))
 
 
 def log_gaps(outcomes: list[MethodResult], tables: list[pd.DataFrame]) -> None:
@@ -151,7 +153,8 @@ def log_gaps(outcomes: list[MethodResult], tables: list[pd.DataFrame]) -> None:
     by_seed = {int(table["seed"].iloc[0]): table for table in tables}
     for o in outcomes:
         table = by_seed[o.seed]
-        tracking.log_metrics(o.run_id, {k: table.loc[o.method, k] for k in (*GAPS, SPEEDUP, AVG_RANK)})
+        tracking.log_metrics(o.run_id, runs_list.rounded({k: table.loc[o.method, k]
+                                                          for k in (*GAPS, SPEEDUP, AVG_RANK)}))
 
 
 def _plain(value: Any) -> Any:

@@ -118,6 +118,24 @@ def test_the_parent_holds_a_rounded_summary_table_and_a_saved_view(experiment_id
     assert view["name"] == "verdicts: latest unlearn-outliers" and isinstance(view["createdAt"], int)
     assert state["selectedColumns"][:2] == ["attributes.`Models`", "metrics.`verdict_rank`"]
     assert state["orderByKey"] == "metrics.`verdict_rank`"
+    # its chart view: every run (the UI shows the first 10 by default), MU gap against the attack gap first, and
+    # the headline's differences beside their CI ends; each card in a section the state declares
+    assert state["runsHiddenMode"] == "SHOW_ALL"
+    first = state["compareRunCharts"][0]
+    assert first["type"] == "SCATTER" and (first["xaxis"]["key"], first["yaxis"]["key"]) == ("mu_gap", "lira_auc_gap")
+    bars = [c["metricKey"] for c in state["compareRunCharts"] if c["type"] == "BAR"]
+    assert bars[bars.index("verdict_diff_original") - 1:][:3] == [
+        "verdict_ci_low_original", "verdict_diff_original", "verdict_ci_high_original"]
+    sections = {s["uuid"] for s in state["compareRunSections"]}
+    assert {c["metricSectionId"] for c in state["compareRunCharts"]} <= sections
+    assert len({c["uuid"] for c in state["compareRunCharts"]}) == len(state["compareRunCharts"])
+    # the parent's description opens with the links to that view, one click away, relative to the UI's page
+    note = client.get_run(parent).data.tags["mlflow.note.content"]
+    assert note.startswith(f"[Charts of every method](#/experiments/{experiment_id}/runs?workflowType="
+                           "machine_learning&viewStateShareKey=verdicts-outliers&compareRunsMode=CHART)")
+    # the parent's own metrics carry no float noise (0.40000081): rounded as the tables round them
+    floors = {k: v for k, v in client.get_run(parent).data.metrics.items() if k.startswith("floor_")}
+    assert floors and all(v == round(v, 3) for v in floors.values())
     shown = client.search_runs([experiment_id], state["searchFilter"])  # the filter the UI sends finds them
     assert {r.info.run_id for r in shown} == set(runs.values())
     url = mlflow_ui.runs_url(experiment_id, view="verdicts-outliers")
@@ -156,3 +174,24 @@ def test_summary_table_rows_follow_the_reading_order_and_every_method_has_a_verd
     table = runs_list.summary_table(summary, found, numbers)
     assert list(table.method) == ["iau", "retrain_alt", "original", "retrain"]
     assert all(isinstance(v, str) and v for v in table.verdict)
+
+
+def test_logged_metrics_are_rounded_to_what_their_noise_justifies():
+    found = runs_list.rounded({"lira_auc": 0.99999904, "floor_mu_gap": 0.40000081, "unlearn_seconds": 1.0790704,
+                               "test_acc": 78.9499998, "speedup": float("nan")})
+    assert {k: v for k, v in found.items() if k != "speedup"} == {
+        "lira_auc": 1.0, "floor_mu_gap": 0.4, "unlearn_seconds": 1.079, "test_acc": 78.95}
+    assert np.isnan(found["speedup"])
+
+
+def test_a_registered_model_is_named_after_its_registry_entry_and_shows_its_version(experiment_id: str):
+    """The base model's LoggedModel is named as registered (not "model"), and carries the tag the UI reads its
+    registry versions from (without it, the Logged models page says "Not registered")."""
+    import torch
+
+    run_id = tracking.start_run(experiment_id, "base", {"kind": "test"})
+    uri = tracking.log_model(run_id, torch.nn.Linear(4, 2), torch.zeros(2, 4), "runs-list-base", "a test model")
+    tracking.finish(run_id)
+    model = MlflowClient().get_logged_model(tracking.logged_model_id(run_id))
+    assert uri == "models:/runs-list-base/1" and model.name == "runs-list-base"
+    assert json.loads(model.tags["mlflow.modelVersions"]) == [{"name": "runs-list-base", "version": "1"}]

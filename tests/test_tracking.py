@@ -80,7 +80,7 @@ def test_the_model_is_a_logged_model_of_the_run(experiment_id: str):
     assert [o.model_id for o in client.get_run(run_id).outputs.model_outputs] == [model_id]
     logged = client.get_logged_model(model_id)
     assert logged.source_run_id == run_id and logged.experiment_id == experiment_id
-    assert logged.name == "model" and str(logged.status) in ("READY", "LoggedModelStatus.READY")
+    assert logged.name == "logged" and str(logged.status) in ("READY", "LoggedModelStatus.READY")  # named after its run
     assert model_id in {m.model_id for m in client.search_logged_models([experiment_id])}
     files = set(os.listdir(Path(logged.artifact_location.removeprefix("file://"))))
     assert {"MLmodel", "input_example.json", "requirements.txt"} <= files
