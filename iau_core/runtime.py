@@ -24,7 +24,7 @@ rounds (18-21 s). A bounded spin (GOMP_SPINCOUNT=10000) was as fast as spinning 
 (OMP_WAIT_POLICY or GOMP_SPINCOUNT) is kept, e.g. OMP_WAIT_POLICY=ACTIVE for a machine you know runs nothing else.
 Measured again on the idle machine (2026-12-07 20:00 UTC, 2 threads, a fresh process training LeNet5 on 3,000
 records for 2 epochs, interleaved): alone, sleeping 4.08-5.25 s against spinning 2.86-3.51 s and the bounded spin
-2.90-3.29 s, so sleeping costs about 40% alone; two at once, sleeping took 0.55-0.59x the wall of the two in
+2.90-3.29 s, so sleeping costs about 40% alone; two at once, sleeping took 0.57-0.59x the wall of the two in
 sequence, spinning 1.13-1.17x and the bounded spin 1.36-1.42x (both collapsed to 9.6-13.9 s per job). `make run`
 alone went from about 5 min to 8 min with it: the price of a result and a slowdown that no neighbour can change.
 
