@@ -25,14 +25,13 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import batch_cost, concurrency, gpu, memory, orchestration, report, science, training_cost
+from benchmarks import PROJECT_ROOT, batch_cost, concurrency, gpu, memory, orchestration, report, science, training_cost
 from benchmarks.figures import KEYS, unavailable
 from benchmarks.modes import FULL, QUICK, TINY, Mode
 from benchmarks.workload import fashion_mnist_bundle, recipe, subset
 from iau_core.config import Params, load_params, parse_overrides
 from iau_core.runtime import prepare_process, usable_cores
 from iau_core.training import resolve_device
-from stores.project import PROJECT_ROOT
 
 BENCH_JSON = PROJECT_ROOT / "reports" / "bench.json"
 PERFORMANCE_MD = PROJECT_ROOT / "docs" / "performance.md"

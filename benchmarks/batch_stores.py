@@ -31,11 +31,11 @@ import torch
 from dvc.repo import Repo
 from torch import nn
 
+from benchmarks import PROJECT_ROOT
 from iau_core.config import Params
 from iau_core.sources import materialize, read_canonical
 from stores import registry, tracking
 from stores.data import forget_records, recorded_version
-from stores.project import PROJECT_ROOT
 
 EXPERIMENT = "bench-batch-cost"
 MODEL_NAME = "bench-batch-deployed"

@@ -171,12 +171,12 @@ def job(data: str, epochs: int) -> None:
     quiet_offline_env()  # before anything below loads torch: OpenMP reads its wait policy once
     import torch
 
+    from benchmarks import PROJECT_ROOT
     from benchmarks.workload import load_split
     from iau_core.config import load_params
     from iau_core.data import DataBundle
     from iau_core.recipe import model_builder
     from iau_core.training import train_model
-    from stores.project import PROJECT_ROOT
 
     params = load_params(PROJECT_ROOT / "params.yaml")
     threads = prepare_process(params.threads)

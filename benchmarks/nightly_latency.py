@@ -18,13 +18,13 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from benchmarks import PROJECT_ROOT
 from iau_core.config import load_params, parse_overrides
 from iau_core.data import load_bundle
 from iau_core.recipe import model_builder, train_original
 from iau_core.training import resolve_device, synchronize
 from iau_core.unlearning import UnlearningTask, run_method
 from iau_core.unlearning.gradients import iau_direction, summed_gradient
-from stores.project import PROJECT_ROOT
 
 
 def clock(device: torch.device, fn, *args):

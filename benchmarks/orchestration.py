@@ -22,9 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks import PROJECT_ROOT
 from benchmarks.figures import Figure, unavailable
 from iau_core.config import Params
-from stores.project import PROJECT_ROOT
 
 EXECUTION_ENV = "IAU_EXECUTION"
 POOL = "iau-local"  # prefect.yaml's work pool

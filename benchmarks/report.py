@@ -210,7 +210,7 @@ def _refresh() -> list[str]:
     is the one this table supports."""
     import json
 
-    from stores.project import PROJECT_ROOT
+    from benchmarks import PROJECT_ROOT
     from studies.refresh_report import markdown as refresh_markdown
 
     raw = PROJECT_ROOT / "reports" / "refresh.json"

@@ -9,10 +9,10 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from benchmarks import PROJECT_ROOT
 from iau_core.config import Params, dataset_params
 from iau_core.data import DataBundle, Split, as_inputs
 from iau_core.datasets import read_raw
-from stores.project import PROJECT_ROOT
 
 
 @lru_cache(maxsize=1)

@@ -68,9 +68,9 @@ def unlearn(selection: str = "outliers", params_file: str = "params.yaml", overr
     data_version = ensure_data_task(str(root))
     ctx = RunContext(params, data_version, tracking.configure(root, params.tracking.experiment), root)
     lineage = {"flow": "unlearn", "selection": selection, "data_version": data_version,
-               "git_commit": tracking.git_commit(tracking.REPO_ROOT), "prefect_flow_run_id": str(flow_run.id)}
-    with (tracking.run(ctx.experiment_id, f"unlearn-{selection}", lineage) as parent, children(parent) as opened,
-          task_runner(params, root) as runner):
+               "git_commit": tracking.git_commit(ctx.repo_root), "prefect_flow_run_id": str(flow_run.id)}
+    with (tracking.run(ctx.experiment_id, f"unlearn-{selection}", lineage, repo_root=root) as parent,
+          children(parent) as opened, task_runner(params, root) as runner):
         tracking.log_params(parent, tracking.flatten(params))
         tracking.log_data_version(parent, params.data.dataset.name, data_version, "data.dvc")
         steps = FlowSteps(ctx, parent, opened, runner)

@@ -343,8 +343,8 @@ def batch_run(ctx: RunContext, batch_id: int, parent: registry.Version, steps: B
     tags = {"kind": "deletion-batch", "batch_id": str(batch_id), "parent_model_version": parent.uri,
             "data_version": ctx.data_version, "started_by": steps.started_by,
             **({"prefect_flow_run_id": steps.flow_run_id} if steps.flow_run_id else {}),
-            "git_commit": tracking.git_commit(tracking.REPO_ROOT)}
-    run_id = tracking.start_run(ctx.experiment_id, f"nightly-batch-{batch_id}", tags)
+            "git_commit": tracking.git_commit(ctx.repo_root)}
+    run_id = tracking.start_run(ctx.experiment_id, f"nightly-batch-{batch_id}", tags, repo_root=ctx.repo_root)
     tracking.log_params(run_id, tracking.flatten(ctx.params))
     tracking.log_data_version(run_id, ctx.params.data.dataset.name, ctx.data_version, "data.dvc")
     return run_id

@@ -34,8 +34,7 @@ from pathlib import Path
 from reporting.chromium import Browser
 from reporting.runs_list import VIEW_METRICS
 
-REPO = Path(__file__).resolve().parents[1]
-SHOTS = REPO / "reports" / "ui"
+SHOTS = Path("reports") / "ui"  # under the project make ui-check runs in (the current directory)
 # What `make mlflow-ui` sets: no AI Gateway, no job runner (both serve GenAI features this project never uses).
 SERVER_ENV = {"MLFLOW_ENABLE_AI_GATEWAY": "false", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
               "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
@@ -89,7 +88,7 @@ def mlflow_ui(db: Path, seconds: float = 300) -> Iterator[str]:
 def printed_links(db: Path, experiment: str | None, ui: str) -> dict[str, str]:
     """What `make mlflow-ui` prints for this UI address: label -> link ("runs of 'x'", "view 'v'", ...)."""
     command = [sys.executable, "-m", "stores.mlflow_ui", "--db", str(db), "--ui", ui]
-    printed = subprocess.run(command + (["--experiment", experiment] if experiment else []), cwd=REPO,
+    printed = subprocess.run(command + (["--experiment", experiment] if experiment else []),
                              capture_output=True, text=True, check=True).stdout
     return dict(re.findall(r"^(.+?): (http\S+)$", printed, re.MULTILINE))
 
@@ -235,7 +234,7 @@ def check_ui(ui: str, links: dict[str, str], out: Path) -> tuple[list[Check], di
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--db", type=Path, default=REPO / "mlflow.db", help="the MLflow store (SQLite)")
+    parser.add_argument("--db", type=Path, default=Path("mlflow.db"), help="the MLflow store (SQLite)")
     parser.add_argument("--experiment", default=None, help="default: params.yaml's tracking.experiment")
     parser.add_argument("--out", type=Path, default=SHOTS, help="where screenshots and ui_check.json go")
     args = parser.parse_args(argv)

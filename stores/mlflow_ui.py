@@ -105,14 +105,18 @@ def main(argv: list[str] | None = None) -> None:
     import argparse
 
     from iau_core.config import load_params
-    from stores.tracking import REPO_ROOT
+    from stores.project import project_root
 
     parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--db", type=Path, default=REPO_ROOT / "mlflow.db")
+    parser.add_argument("--db", type=Path, default=None, help="default: the project's mlflow.db")
     parser.add_argument("--experiment", default=None, help="default: params.yaml's tracking.experiment")
     parser.add_argument("--ui", default=UI, help="the UI's address")
     args = parser.parse_args(argv)
-    experiment = args.experiment or load_params(REPO_ROOT / "params.yaml").tracking.experiment
+    if args.db is None or args.experiment is None:  # the project make mlflow-ui runs in: found only when needed
+        root = project_root()
+        args.db = args.db or root / "mlflow.db"
+        args.experiment = args.experiment or load_params(root / "params.yaml").tracking.experiment
+    experiment = args.experiment
     print("\n".join(links(args.db, experiment, args.ui)))
 
 

@@ -13,7 +13,7 @@ Light to import (no torch at module level): `iau --help` and `iau requests list`
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,8 +25,6 @@ if TYPE_CHECKING:
 
     from iau_core.data import DataBundle
 
-# The checkout this code lives in: studies/ and benchmarks/ work on it (they run from a clone, never installed).
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PROJECT_ENV = "IAU_PROJECT_DIR"
 MARKERS = ("params.yaml", "data.dvc")  # what makes a folder a project when searching upwards
 
@@ -70,7 +68,8 @@ class RunContext:
     params: Params  # one repeat's params inside the per-seed loop (see for_seed)
     data_version: str  # md5 of data/ as recorded in data.dvc
     experiment_id: str
-    repo_root: Path = PROJECT_ROOT
+    # the project folder: the entry points pass theirs; a study or test left without one uses project_root()
+    repo_root: Path = field(default_factory=project_root)
 
     @property
     def device(self) -> torch.device:

@@ -40,6 +40,7 @@ from mlflow.utils.mlflow_tags import (
 )
 from torch import nn
 
+import iau_core
 from iau_core.config import Params
 
 if TYPE_CHECKING:
@@ -49,8 +50,8 @@ if TYPE_CHECKING:
 STATE_DICT = "state_dict.pt"
 MODEL_ARTIFACT = "model"
 MODEL_VERSIONS_TAG = "mlflow.modelVersions"  # a LoggedModel's registry versions (MLflow's mlflow_tags)
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SCIENCE_PACKAGE = REPO_ROOT / "iau_core"
+# The science's own sources, wherever they are installed: what a reusable model's content key hashes.
+SCIENCE_PACKAGE = Path(iau_core.__file__).resolve().parent
 # MLflow 3's UI opens an experiment without this tag in GenAI mode (a traces overview), not on its runs.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
@@ -203,9 +204,9 @@ def cache_key(kind: str, data_version: str, params: Params, sections: tuple[str,
 
 def start_run(experiment_id: str, name: str, tags: dict[str, str], parent_run_id: str | None = None, *,
               repo_root: Path | None = None, source_name: str | None = None) -> str:
-    """Create a RUNNING run with MLflow's source tags (of repo_root, by default this repository) under the
-    caller's tags; a caller's tag wins over a source tag of the same key."""
-    tags = {**source_tags(repo_root or REPO_ROOT, source_name), **tags}
+    """Create a RUNNING run with MLflow's source tags (of repo_root, the project the run belongs to; by default
+    the working directory) under the caller's tags; a caller's tag wins over a source tag of the same key."""
+    tags = {**source_tags(repo_root or Path.cwd(), source_name), **tags}
     if parent_run_id:
         tags["mlflow.parentRunId"] = parent_run_id
     return MlflowClient().create_run(experiment_id, run_name=name, tags=tags).info.run_id

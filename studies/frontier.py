@@ -52,7 +52,7 @@ from iau_core.training import accuracy, resolve_device
 from iau_core.unlearning import UnlearningTask, get_method
 from iau_core.unlearning.gradients import choose_eta, iau_direction_and_line, step
 from iau_core.unlearning.self_check import SelfCheck
-from stores.project import PROJECT_ROOT
+from studies import PROJECT_ROOT
 
 REPORTS = PROJECT_ROOT / "reports"
 RAW = REPORTS / "frontier"

@@ -31,7 +31,8 @@ from iau_core.metrics import (
 from iau_core.recipe import unlearn_and_score
 from stores import tracking
 from stores.artifacts import ModelRef, load_attacks, load_base_model
-from stores.project import PROJECT_ROOT, RunContext
+from stores.project import RunContext
+from studies import PROJECT_ROOT
 
 SHOWN = [MU_GAP, UE_GAP, LIRA_AUC_GAP, FORGET_ACC, LIRA_AUC, UNLEARN_SECONDS]
 

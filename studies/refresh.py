@@ -49,7 +49,7 @@ from iau_core.unlearning.gradients import (
 )
 from iau_core.unlearning.iau import iau
 from iau_core.unlearning.refresh import refresh_summed_gradient
-from stores.project import PROJECT_ROOT
+from studies import PROJECT_ROOT
 
 CHECKPOINTS = (1, 5, 20)
 UNBOUNDED = {"max_drift": 1e9, "full_every": 10_000}

@@ -34,7 +34,7 @@ from iau_core.recipe import LocalSteps, recipe_params, run_recipe, train_origina
 from iau_core.sources import materialized_root
 from iau_core.training import per_sample_grad_norms, resolve_device
 from iau_core.verdicts import unchanged_methods
-from stores.project import PROJECT_ROOT
+from studies import PROJECT_ROOT
 from studies.reproduce_report import PER_SAMPLE_MAX_EPOCHS, SELECTIONS, figures, render
 
 DOCS = PROJECT_ROOT / "docs"

@@ -25,7 +25,7 @@ def train_champion(ctx: RunContext, attack_run_id: str, runner: TaskRunner | Non
     bundle = ctx.bundle()
     tags = {"kind": "champion-training", "data_version": ctx.data_version,
             "git_commit": tracking.git_commit(ctx.repo_root)}
-    with tracking.run(ctx.experiment_id, "champion-training", tags) as run_id:
+    with tracking.run(ctx.experiment_id, "champion-training", tags, repo_root=ctx.repo_root) as run_id:
         model, report = train_deployed(ctx, lambda line: log.info("champion: %s", line), runner)
         tracking.log_params(run_id, tracking.flatten(ctx.params))
         tracking.log_data_version(run_id, ctx.params.data.dataset.name, ctx.data_version, "data.dvc")

@@ -103,7 +103,8 @@ def base_model(ctx: RunContext, kind: str = "base", register: bool = True,
         return ModelRef(found, tracking.MlflowClient().get_run(found).data.tags["model_uri"])
     tags = {"kind": kind, "cache_key": key, "data_version": ctx.data_version, "seed": str(ctx.params.seed),
             "git_commit": tracking.git_commit(ctx.repo_root)}
-    with tracking.run(ctx.experiment_id, f"{kind}-model-seed{ctx.params.seed}", tags) as run_id:
+    name = f"{kind}-model-seed{ctx.params.seed}"
+    with tracking.run(ctx.experiment_id, name, tags, repo_root=ctx.repo_root) as run_id:
         bundle = ctx.bundle()
         model, report = train_deployed(ctx, lambda line: log.info("%s: %s", kind, line), runner)
         tracking.log_params(run_id, tracking.flatten(ctx.params))
@@ -149,7 +150,7 @@ def reference_attack(ctx: RunContext, trained: list[dict[str, torch.Tensor]] | N
         return found
     tags = {"kind": "reference-attack", "cache_key": key, "data_version": ctx.data_version,
             "git_commit": tracking.git_commit(ctx.repo_root)}
-    with tracking.run(ctx.experiment_id, "reference-attack", tags) as run_id:
+    with tracking.run(ctx.experiment_id, "reference-attack", tags, repo_root=ctx.repo_root) as run_id:
         bundle = ctx.bundle()
         if trained is None:
             references = train_references(attacker, bundle, ctx.device, log.info)

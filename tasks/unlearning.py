@@ -34,7 +34,7 @@ def unlearn_with(method: str, ctx: RunContext, base: ModelRef, attack_run_id: st
     tags = {"method": method, "seed": str(ctx.params.seed), "base_model": base.uri,
             "data_version": ctx.data_version, "forget_set_sha256": forget_sha256,
             "process": f"{os.uname().nodename}/{os.getpid()}"}  # where it ran: the flow's, or a Dask worker's
-    run_id = tracking.start_run(ctx.experiment_id, run_name, tags, parent_run_id)
+    run_id = tracking.start_run(ctx.experiment_id, run_name, tags, parent_run_id, repo_root=ctx.repo_root)
     bundle = ctx.bundle()
     result = unlearn_and_score(method, original, np.asarray(forget_ids), ctx.params, bundle, attacks, ctx.device,
                                 lambda line: log.info("%s: %s", method, line))

@@ -14,7 +14,7 @@ import sys
 import pytest
 import torch
 
-from benchmarks import batch_cost, concurrency, memory, orchestration, report
+from benchmarks import PROJECT_ROOT, batch_cost, concurrency, memory, orchestration, report
 from benchmarks.__main__ import main, merge
 from benchmarks.figures import KEYS, MET, MISSED, NOISY, REPORTED, TARGETS, Figure
 from benchmarks.modes import FULL, QUICK, TINY
@@ -22,7 +22,6 @@ from benchmarks.timing import SPREAD_BOUND, interleaved
 from benchmarks.workload import fashion_mnist_bundle
 from iau_core.config import load_params
 from iau_core.recipe import model_builder
-from stores.project import PROJECT_ROOT
 
 BUSY_LOOP = "while True: pass"  # one core kept busy, as a neighbour on a shared laptop or CI machine would
 

@@ -270,7 +270,7 @@ def test_runs_carry_source_tags(experiment_id: str, git_repo: Path):
     with tracking.run(experiment_id, "default-root", {"kind": "test"}) as default_run:
         pass
     tags = MlflowClient().get_run(default_run).data.tags
-    assert tags["mlflow.source.git.commit"] == git(tracking.REPO_ROOT, "rev-parse", "HEAD")
+    assert tags["mlflow.source.git.commit"] == git(Path.cwd(), "rev-parse", "HEAD")  # default: the cwd
     assert tags["mlflow.source.type"] == "LOCAL"
     assert status(default_run) == "FINISHED"
 
