@@ -40,6 +40,7 @@ from iau_core.deletion import evaluate_gate
 from iau_core.recipe import attack_setup
 from iau_core.unlearning import UnlearningTask, run_method
 from iau_core.unlearning.gradients import SummedGradient, summed_gradient
+from iau_core.unlearning.refresh import refresh_summed_gradient
 
 SHARED = ("gate", "registration", "forgetting", "export")  # what a retraining batch pays as well
 IAU_PARTS = ("step", "gate", "registration", "forgetting", "refresh", "export")  # in ops/batch.py's order
@@ -50,15 +51,11 @@ def refresh_cached_gradient(champion: nn.Module, candidate: nn.Module, task: Unl
     """The refresh of D's cached gradient for the next batch, the one place the benchmark times it, both ways:
     `refresh` as params.yaml configures it (nightly.gradient_refresh: iau_core/unlearning/refresh.py, which
     corrects the previous cache from a sample of D_r, or falls back to the exact pass), and `refresh_exact`, the
-    full pass over D_r at the new champion (gradients.summed_gradient, with the validation logits). Where the
-    project has no refresh module, both are the exact pass. (ops/batch.py refreshes through
-    stores.champion.store_summed_gradient, which calls the same function and stores the result in MLflow.)"""
+    full pass over D_r at the new champion (gradients.summed_gradient, with the validation logits).
+    (ops/batch.py refreshes through stores.champion.store_summed_gradient, which calls the same function and stores
+    the result in MLflow.)"""
     bs = params.unlearning.batch_size
     exact, _ = clock(device, lambda: summed_gradient(candidate.to(device), task.retain, bs, task.val))
-    try:
-        from iau_core.unlearning.refresh import refresh_summed_gradient
-    except ImportError:
-        return {"refresh": exact, "refresh_exact": exact, "refresh_mode": "exact (no refresh module)"}
     seconds, (_, record) = clock(device, lambda: refresh_summed_gradient(
         previous, champion, candidate, task.forget, task.retain, task.val, params.nightly.gradient_refresh, bs,
         batch))

@@ -7,8 +7,7 @@ Registration is what ops/batch.py does from opening the batch's run to moving th
 params, gates.json, the version registered by its weights (registry.register_weights: the state_dict, an empty
 LoggedModel, the registry version), its tags and the alias. The servable copy (MLflow's pt2 program, which
 torch.export traces: registry.export_servable) comes after the requests are done, and is timed as a part of its
-own. On a tree without register_weights the model is logged whole first (stores.tracking.log_model: the pt2 export
-inside) and the export part is 0. The functions these call are timed as inner parts by wrapping them while they
+own. The functions these call are timed as inner parts by wrapping them while they
 run (the real functions still do the work), so a change inside them shows up here as a part gone or new, never as
 a stale copy of the code.
 """
@@ -120,7 +119,7 @@ def inner_parts(parts: dict[str, float]) -> Iterator[None]:
 class Registration:
     parts: dict[str, float]  # seconds of each step on the critical path (their sum: registration)
     inner: dict[str, float]  # seconds of the functions those steps call (counted in parts or export)
-    export: float  # seconds of the servable copy's export, after the requests (0: done inside the parts)
+    export: float  # seconds of the servable copy's export, after the requests
 
 
 def register(stores: Stores, params: Params, model: nn.Module, example: torch.Tensor, gates: dict,
@@ -139,24 +138,15 @@ def register(stores: Stores, params: Params, model: nn.Module, example: torch.Te
             tracking.log_data_version(run_id, stores.dataset, data_version, "data.dvc")
         with part(parts, "gates_json"):
             tracking.log_text(run_id, json.dumps(gates, indent=2, default=str), "gates.json")
-        if hasattr(registry, "register_weights"):  # by its weights; the pt2 copy after the requests
-            with part(parts, "register_weights"):
-                version = registry.register_weights(MODEL_NAME, run_id, model, "bench", tags,
-                                                    f"benchmark batch {batch}")
-        else:
-            with part(parts, "log_model"):
-                tracking.log_model(run_id, model, example)
-            with part(parts, "register"):
-                version = registry.register(MODEL_NAME, run_id, tags, f"benchmark batch {batch}")
+        with part(parts, "register_weights"):  # by its weights; the pt2 copy after the requests
+            version = registry.register_weights(MODEL_NAME, run_id, model, "bench", tags, f"benchmark batch {batch}")
         with part(parts, "promote"):
             registry.tag(version, {"data_version": data_version})
             registry.promote(version)
             tracking.finish(run_id)
-        export = 0.0
-        if hasattr(registry, "export_servable"):  # after the requests are done (ops/batch.py)
-            start = time.perf_counter()
-            registry.export_servable(version, model, example)
-            export = time.perf_counter() - start
+        start = time.perf_counter()  # the servable copy, after the requests are done (ops/batch.py)
+        registry.export_servable(version, model, example)
+        export = time.perf_counter() - start
     return Registration(parts, inner, export)
 
 
