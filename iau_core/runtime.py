@@ -14,19 +14,13 @@ threads spin between parallel regions by default. Alone, that is faster; oversub
 2 cores, 2026-12: two processes with 2 threads each, spinning, 34 s epochs against 4.9 s when they sleep). A
 process cannot know at start whether a neighbour will come, so the policy must hold without knowing: with sleeping
 threads two jobs side by side take no longer than the same two in sequence (`concurrent_slowdown` <= 1.05,
-benchmarks/concurrency.py). The cost is speed alone: `python -m benchmarks.concurrency --wait-policies` measures
-each policy alone and in pairs, interleaved (reports/wait_policy.json). On the 2-core development machine, shared
-with other work (2026-12-07, 3 rounds, a LeNet5 GR epoch of 900 records; spreads of 90-600%, so read it as a
-direction): alone, sleeping trained in 1.79 s least / 2.57 s median against spinning's 1.69 / 2.13 s (6-20% slower;
-25-30% in an earlier idle measurement); paired, sleeping stayed at 2.1-6.0 s while spinning collapsed in 2 of 3
-rounds (18-21 s). A bounded spin (GOMP_SPINCOUNT=10000) was as fast as spinning alone but slower than sleeping in pairs
-(3.0 s least against 2.1 s; 26 s against 14 s on a busier run), and only libgomp reads it. A value you set
-(OMP_WAIT_POLICY or GOMP_SPINCOUNT) is kept, e.g. OMP_WAIT_POLICY=ACTIVE for a machine you know runs nothing else.
-Measured again on the idle machine (2026-12-07 20:00 UTC, 2 threads, a fresh process training LeNet5 on 3,000
-records for 2 epochs, interleaved): alone, sleeping 4.08-5.25 s against spinning 2.86-3.51 s and the bounded spin
-2.90-3.29 s, so sleeping costs about 40% alone; two at once, sleeping took 0.57-0.59x the wall of the two in
-sequence, spinning 1.13-1.17x and the bounded spin 1.36-1.42x (both collapsed to 9.6-13.9 s per job). `make run`
-alone went from about 5 min to 8 min with it: the price of a result and a slowdown that no neighbour can change.
+benchmarks/concurrency.py). The cost is speed alone (about 40% of a LeNet5 epoch alone on an idle machine; `make
+run` about 5 min -> 8 min): the price of a result and a slowdown that no neighbour can change. A bounded spin
+(GOMP_SPINCOUNT) is no way out: as fast as spinning alone, slower than sleeping in pairs, and only libgomp reads
+it. `python -m benchmarks.concurrency --wait-policies` measures each policy alone and in pairs, interleaved
+(reports/wait_policy.json); the measurements so far are in docs/timings.md ("OpenMP's wait policy"). A value you
+set (OMP_WAIT_POLICY or GOMP_SPINCOUNT) is kept, e.g. OMP_WAIT_POLICY=ACTIVE for a machine you know runs nothing
+else.
 
 Where: OpenMP reads the policy once, when torch loads it, and importing iau_core sets nothing. So an entry point
 calls quiet_offline_env (or prepare_process) before anything imports torch (flows/__init__.py does, and so does a
@@ -48,7 +42,7 @@ OFFLINE_ENV = {
     "HF_HUB_OFFLINE": "1",
     # Prefect's temporary server (python -m flows.unlearn) gets 20 s to start by default: too little on a busy
     # 2-core machine. Read when prefect is imported: flows/__init__.py imports iau_core before it.
-    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
 }
 
 THREADS_ENV = "IAU_THREADS"

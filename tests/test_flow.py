@@ -39,7 +39,7 @@ DATA_VERSION = yaml.safe_load((REPO / "data.dvc").read_text())["outs"][0]["md5"]
 def harness():
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness():
+    with prefect_test_harness(server_startup_timeout=None):  # iau_core.runtime's 180 s, not the harness's 30
         yield
 
 

@@ -241,7 +241,7 @@ def prefect_api():
     """A temporary Prefect API (~20 s): used once in this module."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness():
+    with prefect_test_harness(server_startup_timeout=None):  # iau_core.runtime's 180 s, not the harness's 30
         yield
 
 

@@ -189,4 +189,4 @@ def test_a_flow_module_gets_the_settings_before_prefect_reads_them(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=clean_env(), capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == ["90", "False", "true", "1"]
+    assert done.stdout.split() == ["180", "False", "true", "1"]

@@ -181,7 +181,7 @@ def test_a_sharded_run_compares_sisa_beside_the_other_methods(digits_params):
 def harness():
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=180):  # the 30 s default is too short on 2 busy cores
+    with prefect_test_harness(server_startup_timeout=None):  # iau_core.runtime's 180 s, not the harness's 30
         yield
 
 
@@ -239,3 +239,57 @@ def test_shards_train_as_prefect_tasks_and_their_checkpoints_come_back_from_the_
         tracking.log_state_dict(plain_run, model)
     assert load_checkpoints(plain_run) is None
     artifacts.clear()
+
+
+# --- a champion's layout is its own (stores/champion.py), whatever params.yaml says ------------------------------
+
+
+def test_a_champions_layout_comes_from_its_weights_and_checkpoints_not_from_params(sharded_model, digits_params):
+    """The nightly takes S from the weights (members.<s>.*) and R from the checkpoints; params.yaml's layout only
+    replaces ctx's for the batch, with a line naming both."""
+    from stores import registry
+    from stores.champion import Champion, champion_context, layout_of, shards_in
+    from stores.project import RunContext
+
+    params, model = sharded_model  # 3 shards x 2 slices
+    assert shards_in(model.state_dict()) == 3 and layout_of(model) == (3, 2)
+    assert shards_in(model.members[0].state_dict()) == 1  # one network: no members.<s> prefix
+    champion = Champion(registry.Version("m", "7", "run", {}), model, "dv0", "attack-run")
+    ctx, note = champion_context(RunContext(digits_params, "dv0", "exp"), champion)
+    assert (ctx.params.training.shards, ctx.params.training.slices) == (3, 2)
+    assert ctx.params.training.max_epochs == digits_params.training.max_epochs  # only the layout changes
+    assert "3 shard(s) x 2 slice(s), params.yaml says training.shards=1, training.slices=1" in note
+    same, none = champion_context(RunContext(params, "dv0", "exp"), champion)
+    assert none is None and same.params is params
+
+
+# --- the wall time of shard training through Prefect's task runner (studies/shards.py --dask-workers) -----------
+
+
+@pytest.mark.slow
+def test_the_wall_time_part_trains_the_same_model_on_1_and_2_dask_workers(tmp_path):
+    """studies.shards --wall-times-only at test size: the 4-shard model trained by a flow on threads, then on a real
+    LocalCluster of 1 and of 2 workers; every row is in the JSON and the table, and the worker count does not change
+    the weights (single-threaded workers, the same seeds and initial weights)."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    from studies.shards import main
+
+    shutil.copy(Path(__file__).resolve().parents[1] / "params.yaml", tmp_path / "params.yaml")
+    tiny = {"data.dataset": "digits", "data.train_size": 400, "data.val_size": 200, "data.test_size": 300,
+            "data.shadow_pool_size": 600, "training.max_epochs": 1, "training.patience": 1, "device": "cpu"}
+    out = tmp_path / "shards"
+    sets = [arg for key, value in tiny.items() for arg in ("--set", f"{key}={value}")]
+    assert main(["--params", str(tmp_path / "params.yaml"), "--wall-times-only", "--dask-workers", "1,2",
+                 "--dask-shards", "4", "--out", str(out), *sets]) == 0
+    parallel = json.loads(out.with_suffix(".json").read_text())["parallel"]
+    runs = parallel["runs"]
+    assert [(r["execution"], r["workers"]) for r in runs] == [("local", None), ("dask", 1), ("dask", 2)]
+    assert parallel["shards"] == 4 and parallel["train_size"] == 400
+    assert all(r["shard_slice_epochs"] == 4 and r["train_seconds"] > 0 for r in runs)  # 4 shards x 1 epoch
+    assert runs[1]["weights_sha256"] == runs[2]["weights_sha256"]
+    assert all(r["cluster_start_seconds"] > 0 for r in runs[1:])  # a cluster was started for each
+    table = out.with_suffix(".md").read_text()
+    assert "| dask | 2 |" in table and "| local | - |" in table and "bit for bit: True" in table
