@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -117,10 +115,9 @@ Overrides = Annotated[list[str] | None, typer.Option(
 def train_command(ctx: typer.Context, overrides: Overrides = None) -> None:
     """Train the deployed model with the GR recipe on the current data version, register it and make it the
     champion (models:/<tracking.deployed_model>@champion). A full retrain: the nightly drift counters restart."""
-    from flows.train import train
+    from flows.train import train_flow
 
-    result = run_flow(ctx, lambda changes: train(overrides=changes, project_dir=str(ctx.obj.project_root)),
-                      overrides)
+    result = run_flow(ctx, lambda project: train_flow(project)(), overrides)  # the project opened here, in-process
     typer.echo(f"champion: {result['champion']} ({result['train_size']} records, data version "
                f"{result['data_version']})")
 
@@ -132,14 +129,10 @@ def nightly_command(ctx: typer.Context, overrides: Overrides = None) -> None:
     escalated), promotion, the data's new version, the audit. Runs in this process: no Prefect server."""
     import logging
 
-    from iau_core.config import ParamsError, load_params, parse_overrides
     from ops.project import Project
 
     root = ctx.obj.project_root
-    try:  # params read and validated once, before anything starts
-        params = load_params(root / "params.yaml", parse_overrides(overrides or []))
-    except ParamsError as exc:
-        fail(one_line(exc), BAD_INPUT)
+    params = ctx.obj.params(overrides)  # read and validated once, before anything starts: a mistake is exit 2
     # the lock first, before the heavy imports: a second nightly is refused at once, naming the holder
     with opened(ctx) as ledger, ledger.nightly_lock(owner=f"iau nightly (pid {os.getpid()})"):
         from iau_core.runtime import prepare_process
@@ -241,26 +234,6 @@ def doctor_command(ctx: typer.Context) -> None:
     if diagnosis.problem or diagnosis.data_problem:
         fail(diagnosis.problem or diagnosis.data_problem, UNAVAILABLE)
     typer.echo("ok: the ledger and the model registry agree")
-
-
-@contextmanager
-def ledger_for_flows(url: str | None) -> Iterator[None]:
-    """--ledger-url for `iau train`'s flow, which opens the ledger by IAU_LEDGER_URL (ledger.ledger_url): a flow's
-    parameters are stored by the Prefect server, and a URL may hold a password. Restored afterwards, so nothing
-    outlives the command in a long-lived process. `iau nightly` needs none of this: it hands its batch the ledger
-    it opened (ops.project.Project)."""
-    if url is None:
-        yield
-        return
-    before = os.environ.get("IAU_LEDGER_URL")
-    os.environ["IAU_LEDGER_URL"] = url
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("IAU_LEDGER_URL", None)
-        else:
-            os.environ["IAU_LEDGER_URL"] = before
 
 
 if __name__ == "__main__":

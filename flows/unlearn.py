@@ -27,7 +27,7 @@ from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
 from prefect.task_runners import TaskRunner
 
-from iau_core.config import Params, ParamsError, Recipe, Strategy, deep_merge, load_params, parse_overrides
+from iau_core.config import Params, ParamsError, Recipe, Strategy, deep_merge, load_params
 from iau_core.config.cli_args import add_params_arguments, params_from, refuse
 from iau_core.recipe import reference_count, run_recipe
 from iau_core.runtime import THREADS_ENV, prepare_process, usable_cores
@@ -55,15 +55,21 @@ RECIPE_KINDS = {"deployed": "base", "no_gr": "base-no-gr"}
 
 @flow(name="unlearn")
 def unlearn(selection: str = "outliers", params_file: str = "params.yaml", overrides: dict | None = None,
-            seeds: list[int] | None = None) -> dict:
+            seeds: list[int] | None = None, params: Params | None = None) -> dict:
     """Forget a selected part of the training set with every configured method, for each seed, and compare
-    each with retraining from scratch. Returns the parent MLflow run id and the comparison (mean ± std)."""
+    each with retraining from scratch. Returns the parent MLflow run id and the comparison (mean ± std).
+
+    `params`: the params its caller has read and validated already (`python -m flows.unlearn`, with the selection
+    and seeds in them), used as they are; without them (a deployment's run), params_file with `overrides`, the
+    environment's and the selection's is read here. Params hold no secrets (URLs come from the environment), so
+    the flow run may show them."""
     if selection not in SELECTIONS:
         raise ValueError(f"unknown selection {selection!r}; known: {list(SELECTIONS)}")
     root = project_root()
-    params_path = Path(params_file) if Path(params_file).is_absolute() else root / params_file
-    changes = {"selection": {"strategy": selection}} | ({"seeds": list(seeds)} if seeds else {})
-    params = load_params(params_path, deep_merge(deep_merge(overrides or {}, environment_overrides()), changes))
+    if params is None:
+        params_path = Path(params_file) if Path(params_file).is_absolute() else root / params_file
+        changes = {"selection": {"strategy": selection}} | ({"seeds": list(seeds)} if seeds else {})
+        params = load_params(params_path, deep_merge(deep_merge(overrides or {}, environment_overrides()), changes))
     prepare_process(params.threads)  # here, not in main(): a worker's flow run must take its share too
     data_version = ensure_data_task(str(root))
     ctx = RunContext(params, data_version, tracking.configure(root, params.tracking.experiment), root)
@@ -252,10 +258,9 @@ def task_runner(params: Params, root: Path) -> Iterator[DaskTaskRunner | None]:
 
 
 # Dask's nanny starts each worker with MALLOC_TRIM_THRESHOLD_=65536, so glibc hands freed memory back to the
-# kernel at once and torch, which frees and reallocates its buffers every batch, pays page faults for it: a
-# LeNet5 epoch in a worker took 13 s against 7 s in a plain one-thread process (2026-12-01, 2 cores). Unset, and
-# with one malloc arena (the task runs off the worker's main thread, which otherwise gets a slower arena of its
-# own: 8.0 s against 6.8 s), a worker trains as fast as a plain process. Applied where the workers are spawned.
+# kernel at once and torch, which frees and reallocates its buffers every batch, pays page faults for it. Unset,
+# and with one malloc arena (the task runs off the worker's main thread, which otherwise gets a slower arena of its
+# own), a worker trains as fast as a plain process (measured: docs/scale-out.md). Applied where workers spawn.
 WORKER_MALLOC = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
                  "distributed.nanny.pre-spawn-environ.MALLOC_ARENA_MAX": 1}
 
@@ -274,13 +279,13 @@ def main() -> None:
     # recorded version in one line naming the command to run: before a flow run or any work starts
     changes = {"selection": {"strategy": args.selection}} | ({"seeds": args.seeds} if args.seeds else {})
     params = params_from(parser, args, root / args.params, extra=deep_merge(environment_overrides(), changes))
-    overrides = parse_overrides(args.overrides)  # valid: params_from read them
     try:
         checked_data(root, params.data)
     except (DataVersionMismatch, FileNotFoundError, DvcException) as exc:
         parser.exit(1, f"{parser.prog}: error: {' '.join(str(exc).split())}\n")
-    result = unlearn(selection=args.selection, params_file=args.params, overrides=overrides, seeds=args.seeds)
-    print(report(result))
+    # the params just read go to the flow as they are: read once (the file and --set are shown in them)
+    result = unlearn(selection=args.selection, params_file=args.params, seeds=args.seeds, params=params)
+    print(report(result, root))
 
 
 def table_of(result: dict) -> str:
@@ -288,11 +293,12 @@ def table_of(result: dict) -> str:
     return f"{printed(summary)}\n{what_attacks_see(result['attack_strength'])}"
 
 
-def report(result: dict) -> str:
+def report(result: dict, root: Path | None = None) -> str:
+    """What `make run` prints last; `root`: the project main() resolved (else found again)."""
     # workflowType=machine_learning: MLflow 3.17's UI otherwise shows runs in its GenAI mode ("Evaluations")
     url = (f"http://127.0.0.1:5000/#/experiments/{result['experiment_id']}/runs/{result['parent_run_id']}"
            "?workflowType=machine_learning")
-    store = tracking.display_uri(tracking.tracking_uri(project_root()))
+    store = tracking.display_uri(tracking.tracking_uri(root or project_root()))
     return (f"\n{table_of(result)}\n\n"
             f"MLflow parent run {result['parent_run_id']} in {store}\n"
             f"Browse it: make mlflow-ui   (then open {url})\n")

@@ -1,6 +1,6 @@
 """A project folder of its own for the end-to-end tests and the benchmark: params.yaml (the overrides over the
-repository's params.yaml), data/ (the shipped digits file) under DVC with a local default remote, and room for the
-embedded MLflow store and ledger."""
+checkout's shipped params.yaml), data/ (the shipped digits file) under DVC with a local default remote, and room
+for the embedded MLflow store and ledger."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import yaml
 from iau_core.config import deep_merge
 from iau_core.sources import materialize
 
+# The checkout, not a project: sandbox is never installed, and its callers need its own code and shipped params.yaml
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
@@ -25,6 +26,7 @@ def sh(cwd: Path, *args: str) -> str:
 
 
 def make_project(root: Path, overrides: dict) -> Path:
+    """A new project at `root` (which must not exist yet): `overrides` over the checkout's shipped params.yaml."""
     root.mkdir(parents=True)
     base = yaml.safe_load((REPO / "params.yaml").read_text())
     (root / "params.yaml").write_text(yaml.safe_dump(deep_merge(base, overrides)))

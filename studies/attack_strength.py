@@ -24,6 +24,7 @@ from iau_core.recipe import attack_setup, train_original, train_references
 from iau_core.runtime import prepare_process
 from iau_core.sources import materialized_root
 from iau_core.training import resolve_device
+from studies.provenance import command_line, generated_by
 
 COMPARED = ("lira", "rmia")
 
@@ -52,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     original, report = train_original(params, bundle, device, log)
     setup = attack_setup(params, bundle, device)
     setting = ", ".join(args.overrides) or "params.yaml as it is"
+    print(generated_by(command_line("python -m studies.attack_strength", argv)) + "\n")
     print(f"Setting: {setting}. D = {len(bundle.train)} members against {len(bundle.test)} held-out records; the "
           f"deployed model trained {report.epochs_run} epochs (best val acc {report.best_val_acc:.2f}%). "
           f"rmia.offline_a = {params.rmia.offline_a}, gamma = {params.rmia.gamma}.\n")

@@ -32,6 +32,7 @@ from iau_core.runtime import prepare_process
 from iau_core.sources import materialized_root
 from iau_core.training import resolve_device
 from iau_core.unlearning import UnlearningTask, run_method
+from studies.provenance import command_line, generated_by
 
 LEAKING = Path(__file__).with_name("leaking.yaml")
 CANDIDATES = ("iau", "retrain")
@@ -65,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     attack = fit_attack(headline, train_references(params, bundle, device, log), attack_setup(params, bundle, device))
     champion, report = train_original(params, bundle, device, log)
     gate = params.nightly.gate
-    lines = [f"Setting: studies/leaking.yaml{''.join(', ' + o for o in args.overrides)}; D = {len(bundle.train)}, "
+    lines = [generated_by(command_line("python -m studies.gate_power", argv)), "",
+             f"Setting: studies/leaking.yaml{''.join(', ' + o for o in args.overrides)}; D = {len(bundle.train)}, "
              f"the champion trained {report.epochs_run} epochs (seed {args.seed}); gate: {headline}, "
              f"max_attack_advantage {gate.max_attack_advantage}, noise_z {gate.noise_z}, max_val_acc_drop "
              f"{gate.max_val_acc_drop}. Each batch is a random sample of D; non-members are held-out records "
