@@ -50,7 +50,7 @@ from ops.drift import counters_after
 from ops.project import Project, connected
 from stores import registry, tracking
 from stores.artifacts import log_checkpoints
-from stores.champion import Champion, load_champion, store_summed_gradient
+from stores.champion import Champion, champion_context, load_champion, store_summed_gradient
 from stores.data import forget_records, forgetting_problems
 from stores.project import RunContext
 from stores.reconcile import RegistryDiverged, reconcile
@@ -137,6 +137,11 @@ def run_batch(ctx: RunContext, ledger: Ledger, batch: Batch, parent: registry.Ve
             check_preconditions(ctx, parent, ids)
         with clock("champion"):
             champion = load_champion(ctx, parent)
+            # unlearned in its own shard layout, whatever params.yaml says (stores.champion.champion_context says why)
+            ctx, layout_note = champion_context(ctx, champion)
+            if layout_note:
+                steps.log.warning("batch %d: %s", batch.id, layout_note)
+                tracking.set_tags(run_id, {"shard_layout": layout_note})
         candidate, gates = unlearn_and_gate(ctx, ledger, batch, champion, ids, run_id, clock, steps)
         with clock("register"):
             tracking.log_text(run_id, json.dumps(gates, indent=2), GATES_FILE)

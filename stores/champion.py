@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import pickle
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import mlflow
@@ -19,10 +19,11 @@ import torch
 from mlflow.exceptions import MlflowException
 from torch import nn
 
+from iau_core.config import Params
 from iau_core.data import Split
 from iau_core.recipe import model_builder
 from iau_core.selection import forget_set_sha256
-from iau_core.sharding import with_checkpoints
+from iau_core.sharding import checkpoints_of, members_of, with_checkpoints
 from iau_core.unlearning.gradients import SummedGradient
 from iau_core.unlearning.refresh import RefreshRecord, refresh_summed_gradient
 from stores import registry, tracking
@@ -30,6 +31,7 @@ from stores.artifacts import load_checkpoints
 from stores.project import RunContext
 
 GRADIENT_FILE = "summed_gradient.pt"
+ENSEMBLE_PREFIX = "members."  # iau_core.models.ShardEnsemble keeps its shard networks in `members`
 log = logging.getLogger(__name__)
 
 
@@ -47,26 +49,36 @@ class Champion:
 
 def load_champion(ctx: RunContext, version: registry.Version | None = None) -> Champion:
     """The champion (or a given version) with its weights (a sharded one's SISA checkpoints attached), refusing
-    clearly when they cannot be loaded or belong to another data version than ctx's."""
+    clearly when they cannot be loaded or belong to another data version than ctx's.
+
+    Its shard layout (S shards, R slices) is the registered model's own, read from its weights and its checkpoints,
+    never from ctx's params: a champion trained with `iau train --set training.shards=4` is the 4-shard model it is
+    whatever params.yaml says (champion_context gives a batch that layout)."""
     version = version or registry.champion(ctx.params.tracking.deployed_model)
     missing = [t for t in ("data_version", "reference_attack_run") if t not in version.tags]
     if missing:
         raise ChampionUnusable(f"{version.uri} lacks the tags {missing}: it was not made by `iau train` or a "
                                "nightly batch. Train a champion with `iau train`.")
-    model = model_builder(ctx.params, ctx.bundle())(ctx.params.seed)
+    unreadable = (MlflowException, OSError, RuntimeError, EOFError, pickle.UnpicklingError, ValueError, KeyError)
     try:
-        model.load_state_dict(tracking.load_state_dict(version.run_id))
-    except (MlflowException, OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:  # missing, unreadable
-        # or mismatched weights
-        raise ChampionUnusable(f"the champion {version.uri} cannot be loaded from run {version.run_id}: "
-                               f"{str(exc).splitlines()[0]}. Nothing was changed; "
-                               f"{layout_advice(ctx, version) or 'retrain with `iau train`.'}") from None
+        state = tracking.load_state_dict(version.run_id)
+        checkpoints = load_checkpoints(version.run_id)  # None: a single model, or one trained before sharding
+    except unreadable as exc:  # missing or unreadable weights or checkpoints
+        raise unusable(version, exc) from None
+    shards, slices = shards_in(state), checkpoints.slices if checkpoints is not None else 1
+    model = model_builder(with_layout(ctx.params, shards, slices), ctx.bundle())(ctx.params.seed)
+    try:
+        if checkpoints is not None and len(checkpoints.shards) != shards:
+            raise ValueError(f"its weights hold {shards} shard network(s), its SISA checkpoints "
+                             f"{len(checkpoints.shards)}")
+        model.load_state_dict(state)
+    except (RuntimeError, ValueError) as exc:  # weights of another architecture (params.yaml's model section)
+        raise unusable(version, exc) from None
     if version.tags["data_version"] != ctx.data_version:
         raise ChampionUnusable(f"the champion {version.uri} belongs to data version {version.tags['data_version']}, "
                                f"but data.dvc names {ctx.data_version}: retrain it on this data with `iau train`")
-    if ctx.params.training.shards > 1 or ctx.params.training.slices > 1:
+    if shards > 1 or slices > 1:
         # a sharded champion's SISA checkpoints, so the batch's `sisa` rung retrains only the shards it must
-        checkpoints = load_checkpoints(version.run_id)
         if checkpoints is None:  # e.g. trained before sharding: `sisa` would retrain every shard, so no sisa rung
             log.warning("the sharded champion %s has no SISA checkpoints on run %s: no exact rung before retraining",
                         version.uri, version.run_id)
@@ -75,16 +87,46 @@ def load_champion(ctx: RunContext, version: registry.Version | None = None) -> C
                     version.tags["reference_attack_run"])
 
 
-def layout_advice(ctx: RunContext, version: registry.Version) -> str | None:
-    """When the champion was trained with another shard layout than ctx's (e.g. `iau train --set
-    training.shards=4` but params.yaml says 1), the setting to use; None when the layouts agree or are unknown."""
-    try:
-        trained = tracking.MlflowClient().get_run(version.run_id).data.params
-    except (MlflowException, OSError):
-        return None
-    differ = [f"{key}={trained[key]}" for key in ("training.shards", "training.slices")
-              if key in trained and trained[key] != str(getattr(ctx.params.training, key.split(".")[1]))]
-    return f"it was trained with {', '.join(differ)}: set that in params.yaml (or `--set` it)." if differ else None
+def unusable(version: registry.Version, exc: BaseException) -> ChampionUnusable:
+    return ChampionUnusable(f"the champion {version.uri} cannot be loaded from run {version.run_id}: "
+                            f"{(str(exc).splitlines() or [type(exc).__name__])[0]}. Nothing was changed; retrain "
+                            "with `iau train`.")
+
+
+def shards_in(state: dict[str, torch.Tensor]) -> int:
+    """How many shard networks a model's weights hold: a ShardEnsemble's are members.<s>.<name>
+    (iau_core.models), a single network's have no such prefix."""
+    return len({key.split(".")[1] for key in state if key.startswith(ENSEMBLE_PREFIX)}) or 1
+
+
+def layout_of(model: nn.Module) -> tuple[int, int]:
+    """(S, R) of a loaded model: its shard networks, and its checkpoints' slices (1 without checkpoints)."""
+    checkpoints = checkpoints_of(model)
+    return len(members_of(model)), checkpoints.slices if checkpoints is not None else 1
+
+
+def with_layout(params: Params, shards: int, slices: int) -> Params:
+    return params.model_copy(update={"training": params.training.model_copy(update={"shards": shards,
+                                                                                     "slices": slices})})
+
+
+def champion_context(ctx: RunContext, champion: Champion) -> tuple[RunContext, str | None]:
+    """ctx with the champion's shard layout in place of params.yaml's, and a line naming both when they differ
+    (None when they agree).
+
+    A batch unlearns the deployed model as it is. params.yaml's training.shards and training.slices say what the
+    next `iau train` builds, not what serves: refusing over them would hold back erasure requests until someone
+    edits a file, and following them would have the batch's `sisa` and retrain rungs rebuild another model than
+    the deployed one. With the champion's layout a batch never changes the deployed architecture (`iau train`
+    does), and the line says so in the batch's log."""
+    shards, slices = layout_of(champion.model)
+    training = ctx.params.training
+    if (shards, slices) == (training.shards, training.slices):
+        return ctx, None
+    note = (f"the champion {champion.version.uri} has {shards} shard(s) x {slices} slice(s), params.yaml says "
+            f"training.shards={training.shards}, training.slices={training.slices}: the batch unlearns the champion "
+            "in its own layout (the next `iau train` uses params.yaml's)")
+    return replace(ctx, params=with_layout(ctx.params, shards, slices)), note
 
 
 def store_summed_gradient(run_id: str, model: nn.Module, train: Split, val: Split, ctx: RunContext,

@@ -1,10 +1,12 @@
 """The cost of exactness by design (issue 32): a SISA-sharded model (iau_core/sharding.py) against one network.
 
     .venv/bin/python -m studies.shards [--shards 1,4,8,16] [--seeds 0,1,2,3,4] [--slices 1,4] [--deletion-shards 8]
-        [--batches 1,10,100,1000] [--forget 200] [--set KEY=VALUE ...] [--out reports/shards]
+        [--batches 1,10,100,1000] [--forget 200] [--dask-workers 1,2 [--dask-shards 4] [--wall-times-only]]
+        [--set KEY=VALUE ...] [--out reports/shards]
 
 The setting is studies/leaking.yaml over params.yaml (a model that memorizes D, RMIA its headline attack), plus any
---set (e.g. --set data.train_size=60000 for all of Fashion-MNIST's training records). Three measurements:
+--set (e.g. --set data.train_size=60000 for all of Fashion-MNIST's training records). Three measurements, and
+a fourth with --dask-workers:
 
 1. Utility and leakage by S: per S and seed, the test accuracy and the headline attack's AUC on all of D against
    held-out records (the attacker's reference models are single networks, trained once on the shadow pool).
@@ -16,6 +18,9 @@ The setting is studies/leaking.yaml over params.yaml (a model that memorizes D, 
    --forget records, its AUC on D_f against label-matched held-out records for `sisa`, `retrain` (the sharded
    model from scratch on D_r, the original's seeds) and `retrain_alt` (another seed); movement = |sisa - retrain|,
    floor = |retrain_alt - retrain|.
+4. The wall time of training the --dask-shards model through the Prefect task runner on a Dask LocalCluster of
+   each --dask-workers count, and on threads for reference (studies/shards_parallel.py). --wall-times-only runs
+   this part alone and adds it to the <out>.json the other three wrote (or starts one).
 
 Writes <out>.md and <out>.json (with the commit and the command). Timings depend on the machine's load.
 """
@@ -99,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deletion-shards", type=int, default=8, help="S of the deletion-cost and RMIA parts")
     parser.add_argument("--batches", default="1,10,100,1000")
     parser.add_argument("--forget", type=int, default=200, help="|D_f| of the RMIA part")
+    parser.add_argument("--dask-workers", help="Dask worker counts of the wall-time part (e.g. 1,2); none: no such "
+                        "part")
+    parser.add_argument("--dask-shards", type=int, default=4, help="S of the wall-time part")
+    parser.add_argument("--wall-times-only", action="store_true", help="only the wall-time part, into <out>.json")
     parser.add_argument("--out", default="reports/shards")
     parser.add_argument("--render", action="store_true", help="only rewrite <out>.md from <out>.json")
     args = parser.parse_args(argv)
@@ -108,16 +117,26 @@ def main(argv: list[str] | None = None) -> int:
     try:
         shard_counts, seeds, slice_counts, batches = (ints(args.shards), ints(args.seeds), ints(args.slices),
                                                       ints(args.batches))
+        workers = ints(args.dask_workers) if args.dask_workers else []
+        if args.wall_times_only and not workers or 0 in workers or args.dask_shards < 1:
+            raise ValueError("the wall-time part needs --dask-workers with counts >= 1 and --dask-shards >= 1")
         base = load_params(args.params, deep_merge(yaml.safe_load(LEAKING.read_text()),
                                                    parse_overrides(args.overrides)))
     except (ValueError, ParamsError) as exc:
         print(exc, file=sys.stderr)
         return 2
     prepare_process(base.threads)
-    bundle = load_bundle(base.data, materialized_root(base.data, Path(args.params).resolve().parent))
+    project = Path(args.params).resolve().parent
+    bundle = load_bundle(base.data, materialized_root(base.data, project))
     device = resolve_device(base.device)
     start = time.perf_counter()
     log = lambda line: print(f"[{time.perf_counter() - start:7.0f}s] {line}", file=sys.stderr, flush=True)  # noqa: E731
+    command = "python -m studies.shards " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.wall_times_only:
+        existing = Path(f"{args.out}.json")
+        out = json.loads(existing.read_text()) if existing.is_file() else {}
+        out["parallel"] = wall_times(base, project, args.dask_shards, workers, command, log)
+        return write(out, args.out)
     headline = base.attacks.headline
     attacks, _ = fit_attacks(base, bundle, train_references(base, bundle, device, log), device)
     attack = attacks[headline]
@@ -179,17 +198,35 @@ def main(argv: list[str] | None = None) -> int:
             "floor": abs(movement["retrain_alt"] - movement["retrain"]), "sisa_equals_retrain_bitwise": identical,
             "sisa_shards_retrained": results["sisa"].choices["shards_retrained"]}
     elapsed = time.perf_counter() - start
-    out = {"command": "python -m studies.shards " + " ".join(argv if argv is not None else sys.argv[1:]),
-           "commit": subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
-                                    text=True).stdout.strip(),
+    out = {"command": command, "commit": commit(),
            "setting": {"leaking": str(LEAKING.relative_to(REPO)), "overrides": args.overrides,
                        "train_size": len(bundle.train), "test_size": len(bundle.test), "model": base.model.name,
                        "headline": headline, "seeds": seeds, "device": str(device), "threads": torch.get_num_threads()},
            "by_shards": by_shards, "deletion_shards": args.deletion_shards, "deletion": deletion, "rmia": rmia,
            "elapsed_seconds": elapsed}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(f"{args.out}.json").write_text(json.dumps(out, indent=1))
-    Path(f"{args.out}.md").write_text(markdown(out))
+    if workers:
+        out["parallel"] = wall_times(base, project, args.dask_shards, workers, command, log)
+    return write(out, args.out)
+
+
+def commit() -> str:
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+
+
+def wall_times(params, project: Path, shards: int, workers: list[int], command: str, log) -> dict:
+    """Part 4 (studies/shards_parallel.py, imported here: Prefect and Dask load only when it runs)."""
+    from studies.shards_parallel import measure
+
+    start = time.perf_counter()
+    parallel = measure(params, project, shards, workers, log)
+    return {**parallel, "command": command, "commit": commit(),
+            "elapsed_seconds": time.perf_counter() - start}
+
+
+def write(out: dict, stem: str) -> int:
+    Path(stem).parent.mkdir(parents=True, exist_ok=True)
+    Path(f"{stem}.json").write_text(json.dumps(out, indent=1))
+    Path(f"{stem}.md").write_text(markdown(out))
     print(markdown(out))
     return 0
 
@@ -200,9 +237,18 @@ def fmt(stat: dict, digits: int) -> str:
 
 
 def markdown(out: dict) -> str:
+    """<out>.md: the first three parts where they were run, and the wall-time part where it was."""
+    lines = ["# The cost of exactness: a SISA-sharded model (issue 32)", ""]
+    if "by_shards" in out:
+        lines += study_lines(out) + [""]
+    if "parallel" in out:
+        lines += parallel_lines(out["parallel"])
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def study_lines(out: dict) -> list[str]:
     s = out["setting"]
-    lines = ["# The cost of exactness: a SISA-sharded model (issue 32)", "",
-             f"Generated by `{out['command']}` at commit {out['commit'][:12]} in {out['elapsed_seconds'] / 60:.0f} "
+    lines = [f"Generated by `{out['command']}` at commit {out['commit'][:12]} in {out['elapsed_seconds'] / 60:.0f} "
              f"min on {s['device']} ({s['threads']} threads). Setting: {s['leaking']}"
              f"{''.join(', ' + o for o in s['overrides'])}: {s['model']} on |D| = {s['train_size']} records, "
              f"headline attack {s['headline']}, seeds {s['seeds']}. Seconds were measured on a shared machine "
@@ -237,7 +283,35 @@ def markdown(out: dict) -> str:
               f"{m['auc']['retrain_alt']:.3f} | {m['movement']:.3f} | {m['floor']:.3f} |", "",
               f"`sisa`'s model equals `retrain`'s (the sharded model trained from scratch on D_r with the "
               f"original's seeds) bit for bit: {m['sisa_equals_retrain_bitwise']}."]
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def parallel_lines(parallel: dict) -> list[str]:
+    """Part 4: the wall times (studies/shards_parallel.py)."""
+    p, runs = parallel, parallel["runs"]
+    dask, local = [r for r in runs if r["execution"] == "dask"], [r for r in runs if r["execution"] == "local"]
+    lines = [f"## Wall time of training the S = {p['shards']} model through the Prefect task runner", "",
+             f"Generated by `{p['command']}` at commit {p['commit'][:12]} in {p['elapsed_seconds'] / 60:.1f} min: "
+             f"{p['model']} on |D| = {p['train_size']} records in {p['shards']} shards (R = 1, up to "
+             f"{p['max_epochs']} epochs each) on {p['device']}, one `shard-training` task per shard in one Prefect "
+             "flow run per row. dask: a distributed.LocalCluster of single-threaded workers (`execution: dask`, "
+             f"`dask.workers`); local: the flow's thread pool, the shards sharing this process's {p['threads']} "
+             "torch thread(s) (`execution: local`). Cluster start = until its workers registered; training = from "
+             "submitting the shards to their results (the workers' first imports of torch and the data included). "
+             "Seconds on a shared machine depend on its load.", "",
+             "| runner | workers | cluster start (s) | training (s) | cluster stop (s) | total (s) | training "
+             "speed-up vs 1 worker | shard epochs | ensemble val acc (%) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    one = next((r["train_seconds"] for r in dask if r["workers"] == 1), None)
+    for r in runs:
+        speedup = f"{one / r['train_seconds']:.2f}x" if one else "-"
+        lines.append(f"| {r['execution']} | {r['workers'] or '-'} | {r['cluster_start_seconds']:.1f} | "
+                     f"{r['train_seconds']:.1f} | {r['cluster_stop_seconds']:.1f} | {r['total_seconds']:.1f} | "
+                     f"{speedup} | {r['shard_slice_epochs']} | {r['val_acc']:.2f} |")
+    digests = {r["weights_sha256"] for r in dask}
+    lines += ["", f"The {len(dask)} Dask runs trained the same weights bit for bit: {len(digests) == 1}; the "
+              f"threads' run the same as theirs: {bool(local) and {r['weights_sha256'] for r in local} == digests}."]
+    return lines
 
 
 if __name__ == "__main__":

@@ -4,28 +4,24 @@ missing file is ignored with a warning and the batch computes the gradient afres
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
-import mlflow
 import pytest
 import torch
 from mlflow import MlflowClient
 from torch import nn
 
 from iau_core.unlearning.gradients import summed_gradient
-from stores import registry
-from stores.champion import GRADIENT_FILE, Champion, cached_summed_gradient
+from stores.champion import GRADIENT_FILE, cached_summed_gradient
+from tests.champion_runs import champion_on, new_runs, sqlite_store
 
 CPU = torch.device("cpu")
 
 
 @pytest.fixture
 def store(tmp_path: Path):
-    previous = os.environ.get("MLFLOW_TRACKING_URI")
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
-    yield tmp_path
-    mlflow.set_tracking_uri(previous)
+    with sqlite_store(tmp_path) as folder:
+        yield folder
 
 
 @pytest.fixture
@@ -33,16 +29,13 @@ def champion_with_cache(store: Path, digits_bundle):
     """A champion whose run holds a valid gradient file; returns (champion, the file in the artifact store)."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(digits_bundle.train.x[0].numel(), 10))
-    client = MlflowClient()
-    experiment = client.create_experiment("cache", artifact_location=(store / "artifacts").as_uri())
-    run_id = client.create_run(experiment).info.run_id
+    _, [run_id] = new_runs(store, "cache")
     cache = summed_gradient(model, digits_bundle.train, 128)
     local = store / GRADIENT_FILE
     torch.save({"grads": cache.grads, "count": cache.count, "ids_sha256": cache.ids_sha256}, local)
-    client.log_artifact(run_id, str(local))
+    MlflowClient().log_artifact(run_id, str(local))
     stored = next((store / "artifacts").rglob(GRADIENT_FILE))
-    champion = Champion(registry.Version("m", "1", run_id, {}), model, "dv0", "attack-run")
-    return champion, stored
+    return champion_on(run_id, model), stored
 
 
 def test_a_valid_cache_is_used(champion_with_cache, digits_bundle):

@@ -2,7 +2,8 @@
 SQLite MLflow store and ledger): the champion (`iau train`, a Prefect flow, against a real Prefect server on
 loopback), then batches run by `iau nightly` in-process (no Prefect server), escalations, and every fault the issue
 names. Runs that must be killed run as subprocesses: tests/nightly_kill.py kills the batch right after a named
-step (the steps' test hook); the unit tests of the state machine are in test_ops_batch.py."""
+step (the steps' test hook); the unit tests of the state machine are in test_ops_batch.py. What the end-to-end
+tests share (commands, the trained project, the ledger and audit read back) is tests/nightly_helpers.py."""
 
 from __future__ import annotations
 
@@ -10,15 +11,26 @@ import csv
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-PYTHON = sys.executable
+from tests.nightly_helpers import (
+    PYTHON,
+    REPO,
+    add_requests,
+    audit_of,
+    champion_of,
+    iau,
+    kill_after,
+    ledger_of,
+    pick,
+    run,
+    trained_champion,
+    training_ids,
+)
+
 SMALL = {
     "device": "cpu",
     "data": {"dataset": "digits", "train_size": 500, "val_size": 200, "test_size": 300, "shadow_pool_size": 600},
@@ -34,67 +46,18 @@ SMALL = {
 pytestmark = pytest.mark.slow
 
 
-def run(*args: str, cwd: Path = REPO, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env={**os.environ, **(env or {})})
-    if check and result.returncode != 0:
-        raise AssertionError(f"{args} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-def iau(project: Path, *args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    """The installed `iau` command (make setup puts it in the venv), as an operator runs it."""
-    return run(str(Path(PYTHON).parent / "iau"), *args, env={"IAU_PROJECT_DIR": str(project), **(env or {})},
-               check=check)
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """`prefect server start` on a free loopback port, in a home of its own; stopped at the end."""
-    from sandbox.servers import prefect_server
-
-    with prefect_server(tmp_path_factory.mktemp("prefect-home")) as env:
-        yield env
-
-
-@pytest.fixture(scope="module")
-def project(tmp_path_factory, server):
+def project(tmp_path_factory):
     """A project of its own (sandbox/projects.py); its champion is trained by `iau train`."""
     from sandbox.projects import make_project
 
-    root = make_project(tmp_path_factory.mktemp("nightly") / "project", SMALL)
-    import mlflow
-
-    store = f"sqlite:///{root / 'mlflow.db'}"
-    before = mlflow.get_tracking_uri()
-    with pytest.MonkeyPatch.context() as env:  # this process and every `iau` it starts use the project's stores
-        for key, value in {**server, "MLFLOW_TRACKING_URI": store}.items():
-            env.setenv(key, value)
-        mlflow.set_tracking_uri(store)  # an earlier test's set_tracking_uri would win over the variable
-        try:
-            iau(root, "train")
-            yield root
-        finally:
-            mlflow.set_tracking_uri(before)
-
-
-def ledger_of(project: Path):
-    from ledger import Ledger, ledger_url
-
-    return Ledger(ledger_url(project))
-
-
-def training_ids(project: Path) -> np.ndarray:
-    from iau_core.config import load_params
-    from iau_core.data import load_bundle
-
-    params = load_params(project / "params.yaml")
-    return load_bundle(params.data, project / "data").train.ids.numpy()
+    with trained_champion(make_project(tmp_path_factory.mktemp("nightly") / "project", SMALL),
+                          tmp_path_factory) as root:
+        yield root
 
 
 def champion(project: Path):
-    from mlflow import MlflowClient
-
-    return MlflowClient().get_model_version_by_alias(SMALL["tracking"]["deployed_model"], "champion")
+    return champion_of(SMALL["tracking"]["deployed_model"])
 
 
 def versions_of_batch(batch_id: int) -> list:
@@ -102,32 +65,6 @@ def versions_of_batch(batch_id: int) -> list:
 
     name = SMALL["tracking"]["deployed_model"]
     return MlflowClient().search_model_versions(f"name = '{name}' and tags.batch_id = '{batch_id}'")
-
-
-def kill_after(project: Path, step: str) -> subprocess.CompletedProcess:
-    """One batch, SIGKILLed right after `step` (tests/nightly_kill.py)."""
-    killed = run(PYTHON, str(REPO / "tests" / "nightly_kill.py"), step, env={"IAU_PROJECT_DIR": str(project)},
-                 check=False)
-    assert killed.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL), (step, killed.stdout, killed.stderr)
-    return killed
-
-
-def audit_of(run_id: str, batch_id: int) -> dict:
-    import json
-
-    from mlflow import MlflowClient
-
-    return json.loads(Path(MlflowClient().download_artifacts(run_id, f"audit/batch-{batch_id}.json")).read_text())
-
-
-def pick(project: Path, count: int) -> list[int]:
-    """`count` training records nobody has asked about yet."""
-    asked = {r.sample_id for r in ledger_of(project).list_requests()}
-    return [int(i) for i in training_ids(project) if int(i) not in asked][:count]
-
-
-def add(project: Path, ids: list[int], tier: str = "normal") -> None:
-    iau(project, "requests", "add", *map(str, ids), "--reason", "test: right to erasure", "--tier", tier)
 
 
 def statuses(project: Path, ids: list[int]) -> set[str]:
@@ -159,7 +96,7 @@ def test_a_batch_is_unlearned_gated_promoted_forgotten_and_audited(project):
 
     parent = champion(project)
     ids = pick(project, 5)
-    add(project, ids)
+    add_requests(project, ids)
     iau(project, "nightly")
     new = champion(project)
     assert int(new.version) > int(parent.version)
@@ -203,7 +140,7 @@ def test_an_inconclusive_gate_escalates_when_the_policy_says_retrain(project):
     """nightly.gate.when_inconclusive: retrain: a gate that cannot see a removal sends the batch to retraining,
     whose model is then promoted (no stronger fallback), its verdict recorded."""
     ids = pick(project, 3)
-    add(project, ids)
+    add_requests(project, ids)
     iau(project, "nightly", "--set", "nightly.gate.when_inconclusive=retrain", "--set", "nightly.ladder=[iau,retrain]")
     new = champion(project)
     assert new.tags["method"] == "retrain"
@@ -214,8 +151,8 @@ def test_an_inconclusive_gate_escalates_when_the_policy_says_retrain(project):
 
 def test_a_high_tier_request_escalates_to_retraining(project):
     ids = pick(project, 3)
-    add(project, ids[:2])
-    add(project, ids[2:], tier="high")
+    add_requests(project, ids[:2])
+    add_requests(project, ids[2:], tier="high")
     iau(project, "nightly")
     new = champion(project)
     assert new.tags["method"] == "retrain"
@@ -227,7 +164,7 @@ def test_a_high_tier_request_escalates_to_retraining(project):
 def test_nan_during_unlearning_fails_the_gate_and_escalates(project):
     """A step so large the parameters overflow: the gate must catch it, and retraining takes over."""
     ids = pick(project, 4)
-    add(project, ids)
+    add_requests(project, ids)
     iau(project, "nightly", "--set", "unlearning.eta=1.0e+38", "--set", "nightly.ladder=[iau,retrain]")
     new = champion(project)
     assert new.tags["method"] == "retrain"
@@ -244,7 +181,7 @@ def test_a_rejected_rung_is_recorded_and_the_next_rung_promoted(project):
     from mlflow import MlflowClient
 
     ids = pick(project, 4)
-    add(project, ids)
+    add_requests(project, ids)
     # the rungs' stop rule off, so fine-tuning keeps its epochs (a rung that kept none leaves the champion unchanged)
     iau(project, "nightly", "--set", "unlearning.eta=1.0e+38", "--set", "nightly.ladder=[iau,finetune,retrain]",
         "--set", "nightly.stop_rule.val_drop_budget=100.0",
@@ -266,7 +203,7 @@ def test_a_step_that_changes_nothing_registers_no_version(project):
     itself, the data forgets them, and no version is registered."""
     before = champion(project)
     ids = pick(project, 3)
-    add(project, ids)
+    add_requests(project, ids)
     result = iau(project, "nightly", "--set", "unlearning.eta=0.0")
     assert "no change: the champion already" in result.stdout
     assert "next: git add data.dvc forgotten.csv" in result.stdout  # the forgotten version must be committed
@@ -289,7 +226,7 @@ def test_sigkill_at_every_stage_then_rerun_processes_each_request_exactly_once(p
     (the alias had already moved to the new version: it once named the new version as its own parent)."""
     parent = champion(project)
     ids = pick(project, 5)
-    add(project, ids)
+    add_requests(project, ids)
     for stage in STAGES:
         kill_after(project, stage)
     iau(project, "nightly")  # after the last kill (past 'finish'), there is nothing left: a no-op
@@ -317,7 +254,7 @@ def test_a_second_nightly_refuses_while_one_holds_the_lock(project):
     import time
 
     ids = pick(project, 2)
-    add(project, ids)
+    add_requests(project, ids)
     with ledger_of(project).nightly_lock(owner="a test holding the batch"):
         start = time.perf_counter()
         second = run(PYTHON, "-c", HEAVY_AT_EXIT, env={"IAU_PROJECT_DIR": str(project)}, check=False)
@@ -334,7 +271,7 @@ def test_a_second_nightly_refuses_while_one_holds_the_lock(project):
 
 def test_unreachable_tracking_fails_cleanly_and_leaves_requests_pending(project):
     ids = pick(project, 2)
-    add(project, ids)
+    add_requests(project, ids)
     env = {"MLFLOW_TRACKING_URI": "http://user:s3cret@127.0.0.1:9", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
            "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
     failed = iau(project, "nightly", env=env, check=False)
@@ -362,7 +299,7 @@ def test_a_corrupted_or_missing_champion_is_a_clear_error_and_nothing_is_done(pr
     from mlflow import MlflowClient
 
     ids = pick(project, 2)
-    add(project, ids)
+    add_requests(project, ids)
     current = champion(project)
     state = Path(MlflowClient().download_artifacts(current.run_id, "state_dict.pt"))
     stored = next((project / "mlartifacts").rglob(f"{current.run_id}/artifacts/state_dict.pt"))
@@ -399,7 +336,7 @@ def test_a_batch_that_fails_cleanly_ends_its_mlflow_run_failed(project):
     from mlflow import MlflowClient
 
     ids = pick(project, 2)
-    add(project, ids)
+    add_requests(project, ids)
     records = project / "data" / "digits" / "records.csv"
     original = records.read_bytes()
     records.write_bytes(original + b"99998,0,train\n")
@@ -439,7 +376,7 @@ def alive(pid: int) -> bool:
 def test_nightly_runs_in_process_without_a_prefect_server(project, tmp_path):
     """No PREFECT_API_URL and an empty Prefect home: `iau nightly` still runs a batch, and never imports Prefect."""
     ids = pick(project, 2)
-    add(project, ids)
+    add_requests(project, ids)
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env.update({"IAU_PROJECT_DIR": str(project), "PREFECT_HOME": str(tmp_path / "prefect-home")})
     done = subprocess.run([PYTHON, "-c", HEAVY_AT_EXIT], env=env, capture_output=True, text=True)
@@ -480,7 +417,7 @@ def test_a_killed_train_leaves_no_prefect_server_behind(project, tmp_path):
 
 def test_doctor_releases_a_batch_that_registered_nothing_and_says_ok(project):
     ids = pick(project, 2)
-    add(project, ids)
+    add_requests(project, ids)
     kill_after(project, "champion")
     assert statuses(project, ids) == {"processing"}
     batch_id = ledger_of(project).batches()[-1].id
@@ -499,10 +436,10 @@ def test_a_lost_mlflow_store_is_refused_and_leaves_no_request_processing(project
     import shutil
 
     stuck, waiting = pick(project, 4)[:2], pick(project, 4)[2:]
-    add(project, stuck)
+    add_requests(project, stuck)
     kill_after(project, "champion")
     assert statuses(project, stuck) == {"processing"}
-    add(project, waiting)
+    add_requests(project, waiting)
     (project / "mlflow.db").unlink()
     shutil.rmtree(project / "mlartifacts")
     for command in ("nightly", "train", "doctor"):

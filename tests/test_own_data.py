@@ -6,10 +6,8 @@ through "Bring your own data" as a user runs it: materialize, `dvc add`, `iau tr
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +16,9 @@ import pytest
 import yaml
 
 from iau_core.config import deep_merge
+from tests import nightly_helpers
+from tests.nightly_helpers import BIN, PYTHON, REPO, champion_of, ledger_of, run, trained_champion
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 TABLE = {"kind": "table", "name": "patients", "path": "raw/patients.parquet", "sample_id_column": "patient_id",
          "label_column": "diagnosis"}
 SMALL = {
@@ -52,20 +50,14 @@ def breast_cancer_table(path: Path) -> pd.DataFrame:
     return table
 
 
-def sh(cwd: Path, *args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env={**os.environ, **(env or {})})
-    if check and result.returncode != 0:
-        raise AssertionError(f"{args} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
-    return result
-
-
 def iau(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return sh(project, str(BIN / "iau"), *args, env={"IAU_PROJECT_DIR": str(project)}, check=check)
+    """`iau` as a user runs it, in the project folder."""
+    return nightly_helpers.iau(project, *args, check=check, cwd=project)
 
 
 def materialize_command(project: Path) -> subprocess.CompletedProcess:
     """The README's step 3, as a user types it, in the project folder."""
-    return sh(project, sys.executable, "-m", "iau_core.datasets", "--params", "params.yaml", check=False)
+    return run(PYTHON, "-m", "iau_core.datasets", "--params", "params.yaml", cwd=project, check=False)
 
 
 def folder_digest(folder: Path) -> dict[str, str]:
@@ -73,41 +65,22 @@ def folder_digest(folder: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    from sandbox.servers import prefect_server
-
-    with prefect_server(tmp_path_factory.mktemp("prefect-home")) as env:
-        yield env
-
-
-@pytest.fixture(scope="module")
-def project(tmp_path_factory, server):
+def project(tmp_path_factory):
     """README's "Bring your own data" on the shuffled table, then `iau train`."""
-    import mlflow
-
     root = tmp_path_factory.mktemp("own-data") / "project"
     root.mkdir()
     base = yaml.safe_load((REPO / "params.yaml").read_text())
     (root / "params.yaml").write_text(yaml.safe_dump(deep_merge(base, SMALL)))
     breast_cancer_table(root / "raw" / "patients.parquet")
     dvc = str(BIN / "dvc")
-    sh(root, dvc, "init", "-q", "--no-scm")
-    sh(root, dvc, "config", "core.analytics", "false")
-    sh(root, dvc, "remote", "add", "-d", "local", str(root.parent / "dvc-remote"))
+    run(dvc, "init", "-q", "--no-scm", cwd=root)
+    run(dvc, "config", "core.analytics", "false", cwd=root)
+    run(dvc, "remote", "add", "-d", "local", str(root.parent / "dvc-remote"), cwd=root)
     made = materialize_command(root)
     assert made.returncode == 0, made.stderr
-    sh(root, dvc, "add", "-q", "data")
-    store = f"sqlite:///{root / 'mlflow.db'}"
-    before = mlflow.get_tracking_uri()
-    with pytest.MonkeyPatch.context() as env:
-        for key, value in {**server, "MLFLOW_TRACKING_URI": store}.items():
-            env.setenv(key, value)
-        mlflow.set_tracking_uri(store)
-        try:
-            iau(root, "train")
-            yield root
-        finally:
-            mlflow.set_tracking_uri(before)
+    run(dvc, "add", "-q", "data", cwd=root)
+    with trained_champion(root, tmp_path_factory, cwd=root) as trained:
+        yield trained
 
 
 def bundle_of(project: Path, **changes):
@@ -119,15 +92,11 @@ def bundle_of(project: Path, **changes):
 
 
 def champion(project: Path):
-    from mlflow import MlflowClient
-
-    return MlflowClient().get_model_version_by_alias(SMALL["tracking"]["deployed_model"], "champion")
+    return champion_of(SMALL["tracking"]["deployed_model"])
 
 
 def requests_by_id(project: Path) -> dict:
-    from ledger import Ledger, ledger_url
-
-    return {r.sample_id: r for r in Ledger(ledger_url(project)).list_requests()}
+    return {r.sample_id: r for r in ledger_of(project).list_requests()}
 
 
 def test_a_shuffled_table_is_stored_in_id_order_and_standardized_by_the_shadow_pool(project):
@@ -175,7 +144,7 @@ def test_the_table_forgets_survives_a_rebuild_and_keeps_every_role(project):
     assert folder_digest(folder) == forgotten
     present = set(pd.read_csv(folder / "records.csv")["sample_id"])
     assert not present & set(ids)
-    assert "modified" not in sh(project, str(BIN / "dvc"), "status").stdout
+    assert "modified" not in run(str(BIN / "dvc"), "status", cwd=project).stdout
     assert bundle_of(project).roles_fingerprint == champion(project).tags["roles_fingerprint"]
 
 

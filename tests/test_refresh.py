@@ -4,10 +4,8 @@ travels with the cache through MLflow (stores/champion.py)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import mlflow
 import pytest
 import torch
 from mlflow import MlflowClient
@@ -18,9 +16,9 @@ from iau_core.unlearning import UnlearningTask
 from iau_core.unlearning.gradients import SummedGradient, summed_gradient
 from iau_core.unlearning.iau import iau
 from iau_core.unlearning.refresh import refresh_summed_gradient
-from stores import registry
-from stores.champion import Champion, cached_summed_gradient, store_summed_gradient
+from stores.champion import cached_summed_gradient, store_summed_gradient
 from stores.project import RunContext
+from tests.champion_runs import champion_on, new_runs, sqlite_store
 
 CPU = torch.device("cpu")
 BS = 128
@@ -137,32 +135,28 @@ def test_a_model_far_from_the_old_one_falls_back_by_itself(batch, digits_bundle,
 
 @pytest.fixture
 def store(tmp_path: Path):
-    previous = os.environ.get("MLFLOW_TRACKING_URI")
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
-    yield tmp_path
-    mlflow.set_tracking_uri(previous)
+    with sqlite_store(tmp_path) as folder:
+        yield folder
 
 
 def test_the_batch_counter_travels_with_the_stored_cache(store, batch, digits_bundle, digits_params):
     """Through MLflow as the nightly flow stores it: the champion's exact cache, then a batch's refresh from it
     (approximate, counter 1, drift stored and tagged), then, full_every reached, the exact pass again."""
     model, _, stepped, forget, retain, exact = batch
-    client = MlflowClient()
-    experiment = client.create_experiment("refresh", artifact_location=(store / "artifacts").as_uri())
-    runs = [client.create_run(experiment).info.run_id for _ in range(3)]
+    experiment, runs = new_runs(store, "refresh", 3)
     settings = {"mode": "difference", "sample": 64, "full_every": 2, "max_drift": 1e6}
     params = digits_params.model_copy(update={"nightly": digits_params.nightly.model_copy(
         update={"gradient_refresh": GradientRefreshParams(**settings)})})
     ctx = RunContext(params, "dv0", experiment)
     first = store_summed_gradient(runs[0], model, digits_bundle.train, digits_bundle.val, ctx)
-    champion = Champion(registry.Version("m", "1", runs[0], {}), model, "dv0", "attack-run")
+    champion = champion_on(runs[0], model)
     second = store_summed_gradient(runs[1], stepped, retain, digits_bundle.val, ctx, champion, digits_bundle.train)
     assert (first.mode, second.mode) == ("exact", "difference")
-    successor = Champion(registry.Version("m", "2", runs[1], {}), stepped, "dv0", "attack-run")
+    successor = champion_on(runs[1], stepped, version="2")
     loaded = cached_summed_gradient(successor, retain, CPU)
     assert loaded is not None and loaded.batches_since_exact == 1 and loaded.drift == second.drift > 0
     assert relative_error(loaded, exact) < 1.0
-    assert client.get_run(runs[1]).data.tags["gradient_refresh.mode"] == "difference"
+    assert MlflowClient().get_run(runs[1]).data.tags["gradient_refresh.mode"] == "difference"
     rest = retain.take(torch.arange(10, len(retain)))  # the next batch forgets 10 more: full_every 2 reached
     third = store_summed_gradient(runs[2], stepped, rest, digits_bundle.val, ctx, successor, retain)
     assert third.mode == "exact" and "full_every" in third.reason and third.batches_since_exact == 0

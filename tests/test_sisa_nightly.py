@@ -1,7 +1,9 @@
 """The nightly batch on a sharded champion (SISA, iau_core/sharding.py): `sisa` as the ladder's exact rung.
 
-A project of its own (digits, S = 4 shards of R = 2 slices, a few epochs), its champion trained by `iau train`
-(a Prefect flow, against a real Prefect server on loopback), then batches run by `iau nightly` in-process:
+A project of its own (digits, a few epochs) whose params.yaml keeps the single model (training.shards: 1), its
+champion trained by `iau train --set training.shards=4 --set training.slices=2` (a Prefect flow, against a real
+Prefect server on loopback), then batches run by `iau nightly` in-process. The batch takes the layout from the
+champion (stores.champion.champion_context), not from params.yaml:
 - a `high` tier request goes straight to `sisa`, which retrains only the record's shard; the new champion is
   promoted, its audit and `iau requests show` say exact and name the shard, and the checkpoints on the new
   version's run were all trained on records that exclude the forgotten one;
@@ -11,26 +13,30 @@ here without a project."""
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-PYTHON = sys.executable
+from tests.nightly_helpers import (
+    add_requests,
+    audit_of,
+    champion_of,
+    iau,
+    kill_after,
+    ledger_of,
+    pick,
+    trained_champion,
+    training_ids,
+)
+
 SHARDS, SLICES = 4, 2
 DEPLOYED = "sisa-test-deployed"
-SHARDED = {
+SINGLE = {  # params.yaml: one network; the champion's layout comes with `iau train --set` (LAYOUT)
     "device": "cpu",
     "data": {"dataset": "digits", "train_size": 400, "val_size": 200, "test_size": 300, "shadow_pool_size": 600},
-    "training": {"lr": 0.002, "batch_size": 32, "max_epochs": 3, "patience": 2, "shards": SHARDS,
-                 "slices": SLICES},
+    "training": {"lr": 0.002, "batch_size": 32, "max_epochs": 3, "patience": 2, "shards": 1, "slices": 1},
     "mia": {"num_shadow": 2, "epochs": 5},
     "lira": {"num_reference": 2},
     "tracking": {"experiment": "sisa-nightly-test", "registered_model": "sisa-test-base",
@@ -38,73 +44,25 @@ SHARDED = {
     # test-scale shard models move by several validation points between trainings (as test_nightly.py's SMALL)
     "nightly": {"drift": {"max_iau_batches": 50, "max_forgotten_share": 0.5}, "gate": {"max_val_acc_drop": 15.0}},
 }
-
-
-def run(*args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(args, cwd=REPO, capture_output=True, text=True, env={**os.environ, **(env or {})})
-    if check and result.returncode != 0:
-        raise AssertionError(f"{args} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-def iau(project: Path, *args: str) -> subprocess.CompletedProcess:
-    return run(str(Path(PYTHON).parent / "iau"), *args, env={"IAU_PROJECT_DIR": str(project)})
+LAYOUT = ("--set", f"training.shards={SHARDS}", "--set", f"training.slices={SLICES}")
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    """A sharded project (sandbox/projects.py) and its champion, trained by `iau train` under a Prefect server."""
-    import mlflow
-
+    """A single-model project (sandbox/projects.py) whose champion `iau train --set` made sharded."""
     from sandbox.projects import make_project
-    from sandbox.servers import prefect_server
 
-    root = make_project(tmp_path_factory.mktemp("sisa") / "project", SHARDED)
-    store = f"sqlite:///{root / 'mlflow.db'}"
-    before = mlflow.get_tracking_uri()
-    with prefect_server(tmp_path_factory.mktemp("prefect-home")) as server, pytest.MonkeyPatch.context() as env:
-        for key, value in {**server, "MLFLOW_TRACKING_URI": store}.items():
-            env.setenv(key, value)
-        mlflow.set_tracking_uri(store)
-        try:
-            iau(root, "train")
-            yield root
-        finally:
-            mlflow.set_tracking_uri(before)
-
-
-def ledger_of(project: Path):
-    from ledger import Ledger, ledger_url
-
-    return Ledger(ledger_url(project))
-
-
-def training_ids(project: Path) -> np.ndarray:
-    from iau_core.config import load_params
-    from iau_core.data import load_bundle
-
-    return load_bundle(load_params(project / "params.yaml").data, project / "data").train.ids.numpy()
+    with trained_champion(make_project(tmp_path_factory.mktemp("sisa") / "project", SINGLE), tmp_path_factory,
+                          *LAYOUT) as root:
+        yield root
 
 
 def champion():
-    from mlflow import MlflowClient
-
-    return MlflowClient().get_model_version_by_alias(DEPLOYED, "champion")
-
-
-def pick(project: Path, count: int) -> list[int]:
-    asked = {r.sample_id for r in ledger_of(project).list_requests()}
-    return [int(i) for i in training_ids(project) if int(i) not in asked][:count]
+    return champion_of(DEPLOYED)
 
 
 def add_high(project: Path, ids: list[int]) -> None:
-    iau(project, "requests", "add", *map(str, ids), "--reason", "test: high-risk erasure", "--tier", "high")
-
-
-def audit_of(run_id: str, batch_id: str) -> dict:
-    from mlflow import MlflowClient
-
-    return json.loads(Path(MlflowClient().download_artifacts(run_id, f"audit/batch-{batch_id}.json")).read_text())
+    add_requests(project, ids, "high", "test: high-risk erasure")
 
 
 def shard_of(record: int) -> int:
@@ -135,11 +93,21 @@ def assert_checkpoints_exclude(run_id: str, parent_run_id: str, project: Path, r
 
 @pytest.mark.slow
 def test_a_high_tier_request_goes_to_sisa_which_retrains_only_its_shard(project):
+    """params.yaml says one network, the champion was trained with 4 shards x 2 slices: the batch follows the
+    champion, and says in its log and on its run that the two differ."""
+    from mlflow import MlflowClient
+
+    from iau_core.config import load_params
+
     parent = champion()
+    assert load_params(project / "params.yaml").training.shards == 1
+    assert MlflowClient().get_run(parent.run_id).data.params["training.shards"] == str(SHARDS)
     [record] = pick(project, 1)
     add_high(project, [record])
-    iau(project, "nightly")
+    night = iau(project, "nightly")
     new = champion()
+    layout = f"{SHARDS} shard(s) x {SLICES} slice(s), params.yaml says training.shards=1, training.slices=1"
+    assert layout in night.stderr and layout in MlflowClient().get_run(new.run_id).data.tags["shard_layout"]
     assert int(new.version) > int(parent.version)
     assert new.tags["method"] == "sisa" and new.tags["exact"] == "True"
     batch_id = new.tags["batch_id"]
@@ -161,9 +129,7 @@ def test_a_sisa_batch_killed_after_register_finishes_on_rerun(project):
     parent = champion()
     [record] = pick(project, 1)
     add_high(project, [record])
-    killed = run(PYTHON, str(REPO / "tests" / "nightly_kill.py"), "register", env={"IAU_PROJECT_DIR": str(project)},
-                 check=False)
-    assert killed.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL), (killed.stdout, killed.stderr)
+    kill_after(project, "register")
     assert champion().version == parent.version  # registered, not promoted yet
     iau(project, "nightly")  # resumes the batch after its registration: no second unlearning
     new = champion()
