@@ -5,6 +5,7 @@ the project at its edge, takes the nightly lock, and supplies the steps as tasks
 
     lock -> ops.batch.process_pending(project, PrefectSteps):
       ensure-data -> unlearn-batch (each rung of nightly.ladder) -> gate -> ... -> audit
+    -> step-times (the batch's seconds per step, once it ended)
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from ops.project import TrackingUnavailable, open_project
 from stores.champion import Champion
 from stores.project import RunContext, project_root
 from tasks.data import ensure_data_task
-from tasks.deletion import gate, publish_audit, unlearn_batch
+from tasks.deletion import gate, publish_audit, publish_step_times, unlearn_batch
 
 __all__ = ["GateFailed", "PreconditionFailed", "PrefectSteps", "TrackingUnavailable", "deletion_batch"]
 
@@ -63,6 +64,9 @@ def deletion_batch(params_file: str = "params.yaml", overrides: dict | None = No
     steps = PrefectSteps()
     try:
         with project.ledger.nightly_lock(owner=steps.started_by):
-            return process_pending(project, steps).as_json()
+            outcome = process_pending(project, steps)
+            if outcome.batch_id is not None:  # every step timed now, the refresh and export after the audit too
+                publish_step_times(outcome.batch_id, project.ledger.batch(outcome.batch_id).steps)
+            return outcome.as_json()
     finally:
         project.ledger.close()

@@ -145,7 +145,7 @@ def audit_report(audit: dict) -> str:
         if result["passed"]:
             verdict = "passed"
         elif privacy == "inconclusive" and result.get("utility_ok", False):
-            verdict = "privacy inconclusive: " + "; ".join(result["reasons"])
+            verdict = "; ".join(result["reasons"])  # each reason already says "privacy inconclusive: ..."
         else:
             verdict = "failed: " + "; ".join(result["reasons"])
         lines += ["", f"## Gate for {name}: {verdict}", "", "| number | value |", "| --- | --- |"]

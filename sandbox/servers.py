@@ -55,7 +55,8 @@ def prefect_server(home: Path) -> Iterator[dict[str, str]]:
     """`prefect server start` on a free loopback port with its own PREFECT_HOME (SQLite in it); yields the
     environment a client needs (PREFECT_API_URL) and stops the server afterwards."""
     port = free_port()
-    env = {**os.environ, **QUIET, "PREFECT_HOME": str(home)}
+    # the UI asks the API its settings name (PREFECT_UI_API_URL), by default on port 4200 whatever --port says
+    env = {**os.environ, **QUIET, "PREFECT_HOME": str(home), "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api"}
     env.pop("PREFECT_API_URL", None)
     log = home / "server.log"
     with open(log, "w") as out:
