@@ -18,7 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
 import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,7 +47,7 @@ def _commit() -> str:
 
 
 def _meta(mode: Mode, only: str, device: torch.device, threads: int, params: Params, start: float) -> dict:
-    """What the run was: size, device, threads, versions, params, commit, wall time."""
+    """What the run was (main() adds its command line): size, device, threads, versions, params, commit, wall time."""
     return {
         "mode": mode.name + (f" ({only})" if only else ""), "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
@@ -124,13 +126,16 @@ def merge(result: dict, earlier: dict | None, mode: Mode, only: str | None) -> d
     earlier = earlier or {}
     if only == "gpu":
         return {**earlier, "gpu": result["gpu"], "meta_gpu": result["meta"]} if earlier else result
-    if only == "headline":
-        return {**earlier, f"headline_{mode.name}": result}
+    if only == "headline":  # the run before stays beside it: the targets ask for two runs that agree
+        key = f"headline_{mode.name}"
+        before = {f"{key}_before": earlier[key]} if key in earlier else {}
+        return {**earlier, **before, key: result}
     if only == "make-run":
         return {**earlier, "make_run": {**result["make_run"], "meta": result["meta"]}}
     if mode is QUICK:
-        if report.FULL_HEADLINE in earlier:
-            result[report.FULL_HEADLINE] = earlier[report.FULL_HEADLINE]
+        for key in (report.FULL_HEADLINE, report.FULL_HEADLINE + "_before"):
+            if key in earlier:
+                result[key] = earlier[key]
         if earlier.get("make_run", {}).get("status") == "measured":
             result["make_run"] = earlier["make_run"]
     return result
@@ -154,8 +159,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
     mode = FULL if args.full else TINY if args.tiny else QUICK
-    result = merge(run(mode, parse_overrides(args.overrides), args.only, args.cifar_on_cpu),
-                   json.loads(args.out.read_text()) if args.out.exists() else None, mode, args.only)
+    measured = run(mode, parse_overrides(args.overrides), args.only, args.cifar_on_cpu)
+    given = sys.argv[1:] if argv is None else argv
+    measured["meta"]["command"] = " ".join(["python -m benchmarks", *map(shlex.quote, given)])
+    result = merge(measured, json.loads(args.out.read_text()) if args.out.exists() else None, mode, args.only)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, default=float) + "\n")
     if args.only == "gpu":

@@ -139,6 +139,19 @@ def reason(key: str, fig: dict, meta: dict) -> str:
     return "see bench.json"
 
 
+MODE_FLAGS = {"quick": "", "full": " --full", "tiny": " --tiny"}  # benchmarks/__main__.py's size options
+
+
+def command_of(meta: dict) -> str:
+    """The command line of the run `meta` describes, as recorded; else rebuilt from its mode, saying that a --set
+    would not show (a run that did not record its command line kept only its mode)."""
+    if "command" in meta:
+        return f"`{meta['command']}`"
+    mode, _, only = meta["mode"].partition(" (")
+    rebuilt = "python -m benchmarks" + MODE_FLAGS.get(mode, "") + (f" --only {only.rstrip(')')}" if only else "")
+    return f"`{rebuilt}` (rebuilt from the mode: this run did not record its command line, so a --set would not show)"
+
+
 def markdown(result: dict) -> str:
     meta = result["meta"]
     out = [
@@ -148,6 +161,7 @@ def markdown(result: dict) -> str:
         "figure is a ratio of two times (or memories) measured in the same run on the same device, the sides'",
         f"repetitions ({meta['reps']} each) interleaved; see `benchmarks/` for how each is measured.",
         "",
+        f"- command: {command_of(meta)}",
         f"- run: `{meta['mode']}` on {meta['device_name']} ({meta['device']}), {meta['threads']} torch threads of "
         f"{meta['cores']} cores, torch {meta['torch']}, {meta['date']}, commit `{meta['commit']}`",
         f"- data: Fashion-MNIST, |D| = {meta['sizes']['train_size']:,} (the first records of the shuffled official "
@@ -172,6 +186,8 @@ def markdown(result: dict) -> str:
                 f"{speed['lira_auc_gap']:.3f}."]
     if meta["sizes"]["train_size"] < 60_000:  # a full run's own figures are the headline at 60,000
         out += _full_headline(result.get(FULL_HEADLINE))
+        if FULL_HEADLINE in result:
+            out += agreement(result[FULL_HEADLINE], result.get(FULL_HEADLINE + "_before"))
     full = result.get(FULL_HEADLINE) or {}
     at_60k = [(f"`{k}` at |D| = 60,000", full[k], full["meta"], k) for k in HEADLINE_KEYS if k in full]
     judged = [(f"`{k}`", result[k], meta, k) for k in KEYS] + at_60k  # at 60,000: where the speed targets are stated
@@ -244,6 +260,28 @@ def _full_headline(headline: dict | None) -> list[str]:
     return rows + _batches(headline.get("batch_cost_vs_retrain"), " at |D| = 60,000")
 
 
+AGREEMENT = 0.30  # two full headline runs agree when the larger value is at most 30% above the smaller
+
+
+def agreement(now: dict, before: dict | None) -> list[str]:
+    """The last two `--full --only headline` runs side by side: a figure that swings more than AGREEMENT between
+    them is not a figure yet, whatever its verdict."""
+    rows = ["", "### Two runs", ""]
+    if before is None:
+        return rows + ["one run so far: a second `make bench FULL=1 ONLY=headline` adds the comparison"]
+    rows += [f"Run 1: {before['meta']['date']}, commit `{before['meta']['commit']}`; run 2: {now['meta']['date']}, "
+             f"commit `{now['meta']['commit']}`. Agree: the larger value at most {AGREEMENT:.0%} above the smaller.",
+             "", "| figure | run 1 | run 2 | larger / smaller | agree |", "| --- | ---: | ---: | ---: | --- |"]
+    for key in HEADLINE_KEYS:
+        a, b = before.get(key, {}).get("value"), now.get(key, {}).get("value")
+        if a is None or b is None:
+            rows.append(f"| `{key}` | {_num(a)} | {_num(b)} | n/a | n/a |")
+            continue
+        ratio = max(a, b) / min(a, b) if min(a, b) > 0 else float("inf")
+        rows.append(f"| `{key}` | {_num(a)} | {_num(b)} | {ratio:.2f} | {'yes' if ratio <= 1 + AGREEMENT else 'NO'} |")
+    return rows
+
+
 BATCH_PARTS = ("step", "gate", "registration", "forgetting", "refresh", "export")
 
 
@@ -252,30 +290,44 @@ def _batches(fig: dict | None, where: str = "") -> list[str]:
     rows = ["", f"## Nightly batch, end to end{where}", ""]
     if fig is None or fig["status"] != "measured":
         return rows + [fig["status"] if fig else "not measured in that run"]
-    rows += [f"|D| = {fig['train_size']:,}; seconds, each part's fastest of its repetitions (its spread in "
-             "bench.json). A retraining batch pays retraining "
+    rows += [f"|D| = {fig['train_size']:,}; {fig.get('chain', 'repetitions of one batch')}. Seconds: each part's "
+             "fastest over the chain (its spread in bench.json); the refresh amortized over the chain, each kind of "
+             "refresh it ran at that kind's fastest, weighted by how often it ran. A retraining batch pays retraining "
              f"({fig['retrain_seconds']['seconds']:.1f} s; {fig['retraining']}) and the same gate, registration, "
              f"forgetting and export (the servable pt2 copy, after the requests); no refresh (refresh: as params.yaml "
              f"configures it). Gate: attack `{fig['attack']}`. Refresh: {fig['refresh']}. Forgetting: "
              f"{fig['forgetting']}.", "",
              "| deletions | " + " | ".join(BATCH_PARTS) + " | refresh (exact pass) | IAU batch | "
-             "retraining batch | batch_cost_vs_retrain | with the exact refresh | step only (speedup_vs_retrain) |",
-             "| --- " * (len(BATCH_PARTS) + 7) + "|"]
+             "retraining batch | batch_cost_vs_retrain | with the exact refresh | step only (speedup_vs_retrain) | "
+             "gate accepted | with the gate's acceptance |",
+             "| --- " * (len(BATCH_PARTS) + 9) + "|"]
     for row in fig["by_deletions"]:
         rows.append(f"| {row['deletions']:,} | " + " | ".join(_num(row["parts"].get(p, {}).get("seconds"))
                                                   for p in BATCH_PARTS)
                     + f" | {_num(row['refresh_exact']['seconds'])} | {_num(row['iau_batch']['seconds'])} | "
                     f"{_num(row['retrain_batch']['seconds'])} | {_num(row['batch_cost_vs_retrain'])} | "
-                    f"{_num(row['batch_cost_vs_retrain_exact_refresh'])} | {_num(row['speedup_vs_retrain'])} |")
+                    f"{_num(row['batch_cost_vs_retrain_exact_refresh'])} | {_num(row['speedup_vs_retrain'])} | "
+                    + _gate_columns(row))
     last, cold = fig["by_deletions"][-1], fig["first_registration"]
-    modes = "; ".join(f"{r['deletions']:,} deletions: {', '.join(r['refresh_modes'])}" for r in fig["by_deletions"])
-    rows += ["", f"What the configured refresh did: {modes}.", "",
+    modes = "; ".join(f"{r['deletions']:,} deletions: " + ", ".join(
+        f"{kind} {v['batches']}x ({v['seconds']:.2f} s)" for kind, v in r["parts"]["refresh"].get("kinds", {}).items())
+        for r in fig["by_deletions"])
+    rows += ["", f"What the configured refresh did over each chain (kind, batches, fastest): {modes}. With the gate's "
+             "acceptance: a batch the gate rejects escalates and pays the retraining batch as well, so the IAU way "
+             "costs the IAU batch plus the rejected share of a retraining batch.", "",
              f"Registration's parts at {last['deletions']:,} deletions: " + ", ".join(
         f"{name} {v['seconds']:.2f} s" for name, v in last["registration_parts"].items())
         + " (inner.*: the functions those call, counted in them or in the export). The process's first "
         f"registration and export took {cold['seconds']:.1f} s (torch.export's one-off set-up; a warm worker has "
         "paid it)."]
     return rows
+
+
+def _gate_columns(row: dict) -> str:
+    if "gate_accepted" not in row:  # bench.json written before the chains
+        return "n/a | n/a |"
+    passed = row["gate"]["passed"]
+    return f"{sum(passed)} of {len(passed)} | {_num(row['batch_cost_vs_retrain_with_gate'])} |"
 
 
 def _runs(timed: dict) -> str:

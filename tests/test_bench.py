@@ -10,6 +10,7 @@ import json
 import math
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -102,6 +103,15 @@ def test_the_sides_of_a_comparison_interleave():
     assert timed["a"].as_row()["seconds"] == min(timed["a"].runs)
 
 
+def test_a_burst_side_counts_its_fastest_call_in_a_row():
+    """A sub-second side is called a few times in a row per repetition and counts the fastest, still in turn."""
+    calls, slow = [], iter([0.03, 0.0, 0.02] * 2)
+    timed = interleaved(torch.device("cpu"), 2, {"a": lambda: calls.append("a") or time.sleep(next(slow)),
+                                                 "b": lambda: calls.append("b")}, bursts={"a": 3})
+    assert calls == ["a", "a", "a", "b", "a", "a", "a", "b"]
+    assert all(run < 0.015 for run in timed["a"].runs)  # the 0.0 s call of each burst, not the 0.03 s one
+
+
 def test_ratios_agree_with_the_times_they_come_from(bench):
     result, _ = bench
     speed = result["speedup_vs_retrain"]
@@ -135,7 +145,17 @@ def test_a_nightly_batch_is_every_part_against_retraining_with_the_same_parts(be
         parts = {name: v["seconds"] for name, v in row["parts"].items()}
         assert set(parts) == set(batch_cost.IAU_PARTS)
         assert all(positive_finite(v) for name, v in parts.items() if name != "export") and parts["export"] >= 0
-        assert all(len(v["runs"]) == TINY.batch_reps for v in row["parts"].values())
+        # a chain of consecutive batches, long enough to pay the refresh's cadence (full_every) inside it
+        assert row["batches"] >= max(TINY.batch_reps, load_params(PROJECT_ROOT / "params.yaml").nightly
+                                     .gradient_refresh.full_every)
+        assert all(len(v["runs"]) == row["batches"] for v in row["parts"].values())
+        refresh = row["parts"]["refresh"]  # each kind at its fastest, weighted by how often the chain ran it
+        assert sum(k["batches"] for k in refresh["kinds"].values()) == row["batches"]
+        assert refresh["seconds"] == pytest.approx(
+            sum(k["batches"] * k["seconds"] for k in refresh["kinds"].values()) / row["batches"])
+        assert min(refresh["runs"]) <= refresh["seconds"] <= max(refresh["runs"])
+        expected = row["iau_batch"]["seconds"] + (1 - row["gate_accepted"]) * row["retrain_batch"]["seconds"]
+        assert row["batch_cost_vs_retrain_with_gate"] == pytest.approx(row["retrain_batch"]["seconds"] / expected)
         assert row["iau_batch"]["seconds"] == pytest.approx(sum(parts.values()))
         assert row["retrain_batch"]["seconds"] == pytest.approx(
             retrain + sum(parts[name] for name in batch_cost.SHARED))
@@ -198,6 +218,25 @@ def test_the_headline_alone_joins_an_earlier_run(bench, tmp_path):
     for key in report.HEADLINE_KEYS:
         assert f"| `{key}` | {report._num(headline[key]['value'])} |" in section
     assert "## Nightly batch, end to end at |D| = 60,000" in report.markdown({**merged, report.FULL_HEADLINE: headline})
+
+
+def test_two_headline_runs_are_compared(bench):
+    """The targets ask for two full headline runs within 30% of each other: the second run keeps the first beside
+    it, and the page marks a figure that swings more than that as not agreeing."""
+    result, _ = bench
+    first = {k: dict(result[k]) for k in report.HEADLINE_KEYS} | {"meta": result["meta"]}
+    second = {k: dict(result[k]) for k in report.HEADLINE_KEYS} | {"meta": result["meta"]}
+    second["speedup_vs_retrain"]["value"] = first["speedup_vs_retrain"]["value"] * 1.5
+    second["iau_vs_limit"]["value"] = first["iau_vs_limit"]["value"] * 1.2
+    merged = merge(first, merge(result, None, QUICK, None), FULL, "headline")
+    merged = merge(second, merged, FULL, "headline")
+    assert merged["headline_full"] is second and merged["headline_full_before"] is first
+    rows = {line.split("|")[1].strip(): line for line in report.agreement(second, first) if line.startswith("| `")}
+    assert rows["`speedup_vs_retrain`"].endswith("| 1.50 | NO |")
+    assert rows["`iau_vs_limit`"].endswith("| 1.20 | yes |")
+    kept = merge(result, merged, QUICK, None)  # a later quick run keeps both
+    assert kept["headline_full_before"] is first and kept["headline_full"] is second
+    assert "one run so far" in "\n".join(report.agreement(second, None))
 
 
 def test_a_whole_run_keeps_the_parts_it_does_not_measure(bench):
