@@ -237,6 +237,10 @@ def test_two_headline_runs_are_compared(bench):
     kept = merge(result, merged, QUICK, None)  # a later quick run keeps both
     assert kept["headline_full_before"] is first and kept["headline_full"] is second
     assert "one run so far" in "\n".join(report.agreement(second, None))
+    unchained = {k: v for k, v in first["batch_cost_vs_retrain"].items() if k != "chain"}
+    older = {**first, "batch_cost_vs_retrain": unchained}
+    rows = {line.split("|")[1].strip(): line for line in report.agreement(second, older) if line.startswith("| `")}
+    assert "not comparable" in rows["`batch_cost_vs_retrain`"]  # measured before the chains: no verdict
 
 
 def test_a_whole_run_keeps_the_parts_it_does_not_measure(bench):
