@@ -129,8 +129,9 @@ def manifest(forget_sets: dict[int, list[int]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def audit_report(audit: dict) -> str:
-    """The batch's audit as Markdown: what a person reads when asked when and how a record was removed."""
+def audit_report(audit: dict, shown: int | None = None, rest: str = "") -> str:
+    """The batch's audit as Markdown: what a person reads when asked when and how a record was removed. `shown`
+    caps the request list (a Prefect artifact of 1,000 ids is unreadable), `rest` says where the others are."""
     lines = [f"# Deletion batch {audit['batch_id']}", "",
              f"- outcome: **{audit['outcome']}**; method: {audit['method']}",
              f"- model: {audit['parent_model_version']} -> {audit['model_version']}",
@@ -153,9 +154,13 @@ def audit_report(audit: dict) -> str:
                   for key, value in result.items() if key not in ("passed", "reasons")]
     lines += ["", "## Steps (seconds)", "", "| step | seconds |", "| --- | --- |"]
     lines += [f"| {step} | {seconds:.2f} |" for step, seconds in audit["steps"].items()]
-    lines += ["", f"## Requests ({len(audit['requests'])})", "",
+    requests = audit["requests"]
+    capped = shown is not None and len(requests) > shown
+    lines += ["", f"## Requests ({len(requests)}" + (f", the first {shown} shown)" if capped else ")"), "",
               "| sample_id | tier | reason | requested_at |", "| --- | --- | --- | --- |"]
     # reasons are stored as typed: a `|` or a newline in one must stay inside its cell
     lines += [f"| {r['sample_id']} | {r['tier']} | {markdown_cell(r['reason'])} | {r['requested_at']} |"
-              for r in audit["requests"]]
+              for r in (requests[:shown] if capped else requests)]
+    if capped:
+        lines += ["", f"{len(requests) - shown} more: {rest}"]
     return "\n".join(lines) + "\n"

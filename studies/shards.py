@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -48,6 +47,7 @@ from iau_core.sharding import ShardCheckpoints, checkpoints_of, slice_positions
 from iau_core.sources import materialized_root
 from iau_core.training import accuracy, resolve_device
 from iau_core.unlearning import UnlearningTask, run_method
+from studies.provenance import code_commit, command_line
 
 LEAKING = Path(__file__).with_name("leaking.yaml")
 REPO = Path(__file__).resolve().parents[1]
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(base.device)
     start = time.perf_counter()
     log = lambda line: print(f"[{time.perf_counter() - start:7.0f}s] {line}", file=sys.stderr, flush=True)  # noqa: E731
-    command = "python -m studies.shards " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = command_line("python -m studies.shards", argv)
     if args.wall_times_only:
         existing = Path(f"{args.out}.json")
         out = json.loads(existing.read_text()) if existing.is_file() else {}
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
             "floor": abs(movement["retrain_alt"] - movement["retrain"]), "sisa_equals_retrain_bitwise": identical,
             "sisa_shards_retrained": results["sisa"].choices["shards_retrained"]}
     elapsed = time.perf_counter() - start
-    out = {"command": command, "commit": commit(),
+    out = {"command": command, "commit": code_commit(),
            "setting": {"leaking": str(LEAKING.relative_to(REPO)), "overrides": args.overrides,
                        "train_size": len(bundle.train), "test_size": len(bundle.test), "model": base.model.name,
                        "headline": headline, "seeds": seeds, "device": str(device), "threads": torch.get_num_threads()},
@@ -209,17 +209,13 @@ def main(argv: list[str] | None = None) -> int:
     return write(out, args.out)
 
 
-def commit() -> str:
-    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-
-
 def wall_times(params, project: Path, shards: int, workers: list[int], command: str, log) -> dict:
     """Part 4 (studies/shards_parallel.py, imported here: Prefect and Dask load only when it runs)."""
     from studies.shards_parallel import measure
 
     start = time.perf_counter()
     parallel = measure(params, project, shards, workers, log)
-    return {**parallel, "command": command, "commit": commit(),
+    return {**parallel, "command": command, "commit": code_commit(),
             "elapsed_seconds": time.perf_counter() - start}
 
 

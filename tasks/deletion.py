@@ -25,7 +25,6 @@ from iau_core.unlearning import MethodResult
 from ops.batch_steps import attempt_rows, gate_candidate, log_audit
 from ops.batch_steps import unlearn_batch as unlearn_plain
 from reporting.tables import audit_report
-from reporting.text import markdown_cell
 from stores.champion import Champion
 from stores.project import RunContext
 
@@ -95,19 +94,10 @@ def step_rows(steps: dict[str, float]) -> list[dict]:
 def audit_markdown(audit: dict, shown: int = REQUESTS_SHOWN) -> str:
     """The audit (reporting.tables.audit_report) with its request list cut to the first `shown`, its count and
     where the rest is listed."""
-    requests, run_id = audit["requests"], audit["mlflow_run_id"]
-    # audit_report ends with the request section: rendered without requests, that section is cut and redone
-    head = audit_report({**audit, "requests": []}).split("\n## Requests (")[0].rstrip("\n")
-    lines = [head, "", f"## Requests ({len(requests)}" + (f", the first {shown} shown)" if len(requests) > shown
-                                                           else ")"),
-             "", "| sample_id | tier | reason | requested_at |", "| --- | --- | --- | --- |"]
-    lines += [f"| {r['sample_id']} | {r['tier']} | {markdown_cell(r['reason'])} | {r['requested_at']} |"
-              for r in requests[:shown]]
-    if len(requests) > shown:
-        lines += ["", f"{len(requests) - shown} more: every request of this batch is in `audit/batch-"
-                  f"{audit['batch_id']}.json` on MLflow run {run_id}; `iau requests list` lists each request with "
-                  "its batch_id (`--json` for all fields), `iau requests show <sample_id>` one request's history."]
-    return "\n".join(lines) + "\n"
+    rest = (f"every request of this batch is in `audit/batch-{audit['batch_id']}.json` on MLflow run "
+            f"{audit['mlflow_run_id']}; `iau requests list` lists each request with its batch_id (`--json` for all "
+            "fields), `iau requests show <sample_id>` one request's history.")
+    return audit_report(audit, shown, rest)
 
 
 @task(name="unlearn-batch", task_run_name="{method}-batch", cache_policy=NO_CACHE)
