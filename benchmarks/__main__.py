@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from benchmarks import PROJECT_ROOT, batch_cost, concurrency, gpu, memory, orchestration, report, science, training_cost
+from benchmarks.cores import ThreadChoice, bench_threads
 from benchmarks.figures import KEYS, unavailable
 from benchmarks.modes import FULL, QUICK, TINY, Mode
 from benchmarks.workload import fashion_mnist_bundle, recipe, subset
@@ -46,12 +47,13 @@ def _commit() -> str:
     return out.stdout.strip() or "unknown"
 
 
-def _meta(mode: Mode, only: str, device: torch.device, threads: int, params: Params, start: float) -> dict:
+def _meta(mode: Mode, only: str, device: torch.device, threads: ThreadChoice, params: Params, start: float) -> dict:
     """What the run was (main() adds its command line): size, device, threads, versions, params, commit, wall time."""
     return {
         "mode": mode.name + (f" ({only})" if only else ""), "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-        "threads": threads, "cores": usable_cores(), "torch": torch.__version__, "python": platform.python_version(),
+        "threads": threads.threads, "threads_reason": threads.reason, "busy_cores_at_start": threads.busy_cores,
+        "cores": usable_cores(), "torch": torch.__version__, "python": platform.python_version(),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "commit": _commit(),
         "sizes": {"train_size": mode.train_size, "val_size": mode.val_size, "test_size": mode.test_size,
                   "shadow_size": mode.shadow_size, "scaling": list(mode.scaling_sizes),
@@ -70,7 +72,9 @@ def run(mode: Mode, overrides: dict, only: str | None = None, cifar_on_cpu: bool
     start = time.perf_counter()
     progress = progress or (lambda line: print(f"[bench {time.perf_counter() - start:6.1f} s] {line}", flush=True))
     params = recipe(load_params(PROJECT_ROOT / "params.yaml", overrides), mode.max_epochs)
-    threads = prepare_process(params.threads)
+    threads = bench_threads(params.threads)  # the cores no neighbour keeps busy (benchmarks/cores.py)
+    prepare_process(threads.threads)
+    progress(f"timing on {threads.threads} torch thread(s): {threads.reason}")
     device = resolve_device(params.device)
     cifar = gpu.TINY_CASE if mode is TINY else gpu.CifarCase()
     result: dict = {}

@@ -163,7 +163,8 @@ def markdown(result: dict) -> str:
         "",
         f"- command: {command_of(meta)}",
         f"- run: `{meta['mode']}` on {meta['device_name']} ({meta['device']}), {meta['threads']} torch threads of "
-        f"{meta['cores']} cores, torch {meta['torch']}, {meta['date']}, commit `{meta['commit']}`",
+        f"{meta['cores']} cores{_threads_reason(meta)}, torch {meta['torch']}, {meta['date']}, commit "
+        f"`{meta['commit']}`",
         f"- data: Fashion-MNIST, |D| = {meta['sizes']['train_size']:,} (the first records of the shuffled official "
         f"training split), validation {meta['sizes']['val_size']:,}, test {meta['sizes']['test_size']:,}, shadow "
         f"pool {meta['sizes']['shadow_size']:,} (all three from the official test split); model "
@@ -244,7 +245,7 @@ def _full_headline(headline: dict | None) -> list[str]:
         return rows + ["not measured yet: `make bench FULL=1 ONLY=headline` (about half an hour on 2 cores) adds it"]
     meta, speed = headline["meta"], headline["speedup_vs_retrain"]
     rows += [f"`python -m benchmarks --full --only headline` on {meta['device_name']} ({meta['device']}), "
-             f"{meta['threads']} torch threads, {meta['date']}, commit `{meta['commit']}`, "
+             f"{meta['threads']} torch threads{_threads_reason(meta)}, {meta['date']}, commit `{meta['commit']}`, "
              f"{meta['seconds'] / 60:.0f} min; |D| = {speed['train_size']:,}, |D_f| = {speed['forget_size']}.", "",
              *FIGURE_HEAD]
     rows += [_figure_row(key, headline[key]) if key in headline else f"| `{key}` | not measured in that run | | | |"
@@ -384,3 +385,8 @@ def _make_run(walls: dict) -> list[str]:
     return rows + [f"Each a first run, on an empty MLflow store of its own{measured}: local "
                    f"{walls['local']['seconds']:.0f} s, dask {walls['dask']['seconds']:.0f} s "
                    f"(dask / local {walls['dask_over_local']:.2f})."]
+
+
+def _threads_reason(meta: dict) -> str:
+    """Why the run timed on that many threads (benchmarks/cores.py); runs before 2026-12-08 did not say."""
+    return f" ({meta['threads_reason']})" if meta.get("threads_reason") else ""

@@ -179,6 +179,7 @@ def test_the_run_is_described(bench):
     result, _ = bench
     meta = result["meta"]
     assert meta["torch"] == torch.__version__ and meta["threads"] >= 1 and meta["device"] == "cpu"
+    assert meta["threads_reason"]  # why that many threads: chosen, or the cores no neighbour kept busy
     assert meta["sizes"]["train_size"] == TINY.train_size and meta["params"]["model"]["name"] == "lenet5"
     if not torch.cuda.is_available():
         assert result["gpu"]["status"] == "skipped: no CUDA device"
