@@ -1,11 +1,12 @@
 """What the end-to-end tests of the deletion lifecycle share (not a test module): commands run as an operator runs
 them (the installed `iau`, in a project named by IAU_PROJECT_DIR), a project's champion trained under a Prefect
 server of its own with the project's MLflow store for this process and every command it starts, and what a batch
-left behind (the ledger, the champion, the audit). Used by test_nightly.py, test_sisa_nightly.py and
-test_own_data.py."""
+left behind (the ledger, the champion, the audit, the records forgotten). Used by test_nightly.py,
+test_train_prefect_server.py, test_sisa_nightly.py and test_own_data.py."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -21,6 +22,20 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 BIN = Path(PYTHON).parent
+
+# The nightly tests' project: params.yaml overrides over the checkout's shipped params.yaml (sandbox/projects.py)
+SMALL = {
+    "device": "cpu",
+    "data": {"dataset": "digits", "train_size": 500, "val_size": 200, "test_size": 300, "shadow_pool_size": 600},
+    "training": {"lr": 0.002, "batch_size": 32, "max_epochs": 6, "patience": 3},
+    "mia": {"num_shadow": 2, "epochs": 10},
+    "lira": {"num_reference": 3},
+    "tracking": {"experiment": "nightly-test", "registered_model": "nightly-test-base",
+                 "deployed_model": "nightly-test-deployed"},
+    # Test-scale models (6 epochs on 500 records) differ by several validation points between two trainings, so
+    # the utility limit is wide here; the gate's own tests (both checks, NaN) are in test_deletion.py.
+    "nightly": {"drift": {"max_iau_batches": 50, "max_forgotten_share": 0.5}, "gate": {"max_val_acc_drop": 15.0}},
+}
 
 
 def run(*args: str, cwd: Path = REPO, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
@@ -85,6 +100,23 @@ def pick(project: Path, count: int) -> list[int]:
     """`count` training records nobody has asked about yet."""
     asked = {r.sample_id for r in ledger_of(project).list_requests()}
     return [int(i) for i in training_ids(project) if int(i) not in asked][:count]
+
+
+def statuses(project: Path, ids: list[int]) -> set[str]:
+    by_id = {r.sample_id: r.status for r in ledger_of(project).list_requests()}
+    return {by_id[i] for i in ids}
+
+
+def assert_forgotten_once(project: Path, ids: list[int]) -> None:
+    """The records are gone from D and from data/, listed once in forgotten.csv, and done in the ledger."""
+    assert statuses(project, ids) == {"done"}
+    assert not set(ids) & set(training_ids(project).tolist())
+    records = (project / "data" / "digits" / "records.csv").read_text().splitlines()
+    present = {int(line.split(",")[0]) for line in records[1:]}
+    assert not set(ids) & present
+    with open(project / "forgotten.csv") as handle:
+        listed = [int(row["sample_id"]) for row in csv.DictReader(handle)]
+    assert all(listed.count(i) == 1 for i in ids)
 
 
 def add_requests(project: Path, ids: list[int], tier: str = "normal",

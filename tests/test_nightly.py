@@ -2,14 +2,15 @@
 SQLite MLflow store and ledger): the champion (`iau train`, a Prefect flow, against a real Prefect server on
 loopback), then batches run by `iau nightly` in-process (no Prefect server), escalations, and every fault the issue
 names. Runs that must be killed run as subprocesses: tests/nightly_kill.py kills the batch right after a named
-step (the steps' test hook); the unit tests of the state machine are in test_ops_batch.py. What the end-to-end
-tests share (commands, the trained project, the ledger and audit read back) is tests/nightly_helpers.py."""
+step (the steps' test hook); the unit tests of the state machine are in test_ops_batch.py. Every test here uses the
+one trained project, in file order (each leaves its batches behind for the next; the lost MLflow store comes last),
+so they stay in one module that trains once; a killed `iau train` and its Prefect server, which needs no champion,
+is test_train_prefect_server.py. What the end-to-end tests share (commands, the trained project, the ledger and
+audit read back) is tests/nightly_helpers.py."""
 
 from __future__ import annotations
 
-import csv
 import os
-import signal
 import subprocess
 from pathlib import Path
 
@@ -19,7 +20,9 @@ import yaml
 from tests.nightly_helpers import (
     PYTHON,
     REPO,
+    SMALL,
     add_requests,
+    assert_forgotten_once,
     audit_of,
     champion_of,
     iau,
@@ -27,22 +30,10 @@ from tests.nightly_helpers import (
     ledger_of,
     pick,
     run,
+    statuses,
     trained_champion,
-    training_ids,
 )
 
-SMALL = {
-    "device": "cpu",
-    "data": {"dataset": "digits", "train_size": 500, "val_size": 200, "test_size": 300, "shadow_pool_size": 600},
-    "training": {"lr": 0.002, "batch_size": 32, "max_epochs": 6, "patience": 3},
-    "mia": {"num_shadow": 2, "epochs": 10},
-    "lira": {"num_reference": 3},
-    "tracking": {"experiment": "nightly-test", "registered_model": "nightly-test-base",
-                 "deployed_model": "nightly-test-deployed"},
-    # Test-scale models (6 epochs on 500 records) differ by several validation points between two trainings, so
-    # the utility limit is wide here; the gate's own tests (both checks, NaN) are in test_deletion.py.
-    "nightly": {"drift": {"max_iau_batches": 50, "max_forgotten_share": 0.5}, "gate": {"max_val_acc_drop": 15.0}},
-}
 pytestmark = pytest.mark.slow
 
 
@@ -65,23 +56,6 @@ def versions_of_batch(batch_id: int) -> list:
 
     name = SMALL["tracking"]["deployed_model"]
     return MlflowClient().search_model_versions(f"name = '{name}' and tags.batch_id = '{batch_id}'")
-
-
-def statuses(project: Path, ids: list[int]) -> set[str]:
-    by_id = {r.sample_id: r.status for r in ledger_of(project).list_requests()}
-    return {by_id[i] for i in ids}
-
-
-def assert_forgotten_once(project: Path, ids: list[int]) -> None:
-    """The records are gone from D and from data/, listed once in forgotten.csv, and done in the ledger."""
-    assert statuses(project, ids) == {"done"}
-    assert not set(ids) & set(training_ids(project).tolist())
-    records = (project / "data" / "digits" / "records.csv").read_text().splitlines()
-    present = {int(line.split(",")[0]) for line in records[1:]}
-    assert not set(ids) & present
-    with open(project / "forgotten.csv") as handle:
-        listed = [int(row["sample_id"]) for row in csv.DictReader(handle)]
-    assert all(listed.count(i) == 1 for i in ids)
 
 
 def test_no_pending_requests_is_a_no_op(project):
@@ -354,25 +328,6 @@ def test_a_batch_that_fails_cleanly_ends_its_mlflow_run_failed(project):
     assert statuses(project, ids) == {"done"}
 
 
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-        except (OSError, IndexError, ValueError):
-            continue
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 def test_nightly_runs_in_process_without_a_prefect_server(project, tmp_path):
     """No PREFECT_API_URL and an empty Prefect home: `iau nightly` still runs a batch, and never imports Prefect."""
     ids = pick(project, 2)
@@ -384,35 +339,6 @@ def test_nightly_runs_in_process_without_a_prefect_server(project, tmp_path):
     assert "'prefect'" not in done.stderr.splitlines()[-1] and "'torch'" in done.stderr.splitlines()[-1]
     assert not (tmp_path / "prefect-home").exists()
     assert_forgotten_once(project, ids)
-
-
-def test_a_killed_train_leaves_no_prefect_server_behind(project, tmp_path):
-    """Without PREFECT_API_URL, `iau train` runs its own temporary Prefect server; SIGKILLing `iau` must take the
-    server with it (Prefect's own temporary server outlived every kill, ~190 MB each)."""
-    import time
-
-    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    env.update({"IAU_PROJECT_DIR": str(project), "PREFECT_HOME": str(tmp_path / "prefect-home")})
-    process = subprocess.Popen([str(Path(PYTHON).parent / "iau"), "train"], env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        servers: list[int] = []
-        while not servers and time.monotonic() < deadline and process.poll() is None:
-            servers = [pid for pid in children_of(process.pid)
-                       if b"prefect.server.api.server" in (Path("/proc") / str(pid) / "cmdline").read_bytes()]
-            time.sleep(0.2)
-        assert servers, "iau train started no temporary Prefect server"
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-        deadline = time.monotonic() + 20
-        while any(alive(pid) for pid in servers) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not [pid for pid in servers if alive(pid)], "the temporary Prefect server outlived `iau`"
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 def test_doctor_releases_a_batch_that_registered_nothing_and_says_ok(project):

@@ -175,8 +175,8 @@ def test_a_version_registered_by_its_weights_gets_its_servable_copy_later(projec
 
 
 def test_the_drift_counters_grow_with_approximate_batches_and_restart_with_a_retrain():
-    """ops.drift computes, the ledger stores (test_ledger.py checks what it stores): 100 records at the last full
-    training, 5 forgotten over 2 approximate batches."""
+    """ops.drift computes, the ledger stores (test_ledger_batches.py checks what it stores): 100 records at the
+    last full training, 5 forgotten over 2 approximate batches."""
     from datetime import UTC, datetime
 
     from ledger import ChampionView, DriftCounters

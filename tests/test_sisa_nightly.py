@@ -41,7 +41,7 @@ SINGLE = {  # params.yaml: one network; the champion's layout comes with `iau tr
     "lira": {"num_reference": 2},
     "tracking": {"experiment": "sisa-nightly-test", "registered_model": "sisa-test-base",
                  "deployed_model": DEPLOYED},
-    # test-scale shard models move by several validation points between trainings (as test_nightly.py's SMALL)
+    # test-scale shard models move by several validation points between trainings (as tests/nightly_helpers.py's SMALL)
     "nightly": {"drift": {"max_iau_batches": 50, "max_forgotten_share": 0.5}, "gate": {"max_val_acc_drop": 15.0}},
 }
 LAYOUT = ("--set", f"training.shards={SHARDS}", "--set", f"training.slices={SLICES}")
