@@ -14,6 +14,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
@@ -39,6 +40,22 @@ def method_colors(methods) -> dict[str, tuple]:
     """One colour per method, in the given order (the comparison's), the same in every plot. Past 20 methods
     the palette repeats; roc_plot then also changes the line style."""
     return {str(m): PALETTE[i % len(PALETTE)] for i, m in enumerate(methods)}
+
+
+def comparison_colors(methods) -> dict[str, tuple]:
+    """The colours of a comparison's figures and of its method runs in MLflow's charts (RUN_COLOR_TAG): the
+    methods in the comparison's order, retrain (drawn as a ROC curve and a star) last."""
+    return method_colors([m for m in methods if m != GOLD] + [GOLD])
+
+
+# The run tag MLflow's UI (3.17) takes a run's colour from, in every chart and the runs table's swatch (else a hash
+# of the run id, so runs may share one); its colour picker writes "#rrggbb" there.
+RUN_COLOR_TAG = "mlflow.runColor"
+
+
+def hex_color(color) -> str:
+    """'#rrggbb' (lowercase, no alpha) of a matplotlib colour: RUN_COLOR_TAG's form."""
+    return to_hex(color, keep_alpha=False)
 
 
 def _std(value: float) -> float | None:
@@ -190,7 +207,7 @@ def comparison_figures(outcomes: list[MethodResult], summary: pd.DataFrame,
     seeds = sorted({o.seed for o in outcomes})
     curves = {o.method: (o.scores.lira_roc.fpr, o.scores.lira_roc.tpr, o.scores.lira_roc.auc)
               for o in outcomes if o.seed == seeds[0] and o.method != FLOOR}
-    colors = method_colors([m for m in summary.index if m != GOLD] + [GOLD])  # retrain: a ROC curve, a star
+    colors = comparison_colors(summary.index)
     figures = {"plots/mu_vs_ue.png": mu_ue_plot(summary, len(seeds), None if found is None else found.verdicts,
                                                 colors),
                "plots/lira_roc.png": roc_plot(curves, f"LiRA on D_f vs held-out records (seed {seeds[0]})", colors)}

@@ -5,7 +5,9 @@ It starts the UI on the project's store as `make mlflow-ui` does (loopback, here
 1. the experiment's address opens on the runs table (model-training mode, the latest comparison's parent listed);
 2. the saved view `verdicts-<selection>` shows the verdict columns (reporting.runs_list.VIEW_COLUMNS);
 3. its chart view shows every child run of that comparison (none hidden, every run a point of the MU-gap scatter),
-   and the parent's description links it (a real click opens it in a new tab).
+   and the parent's description links it (a real click opens it in a new tab); each run is drawn in its method's
+   colour of the static plots (the run tag `mlflow.runColor`, as the runs list's colour swatches show it), no two
+   methods alike.
 On the way it records where a click from the bare experiments list lands (GenAI's overview in a fresh browser, a
 limitation of MLflow 3.17.2: docs/tracking.md) and that, once "Model training" is chosen, the same click opens the
 runs table. Screenshots (also of the static plots mu_vs_ue.png and lira_roc.png in the artifact viewer, where the
@@ -32,6 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from reporting.chromium import Browser
+from reporting.plots import RUN_COLOR_TAG
 from reporting.runs_list import VIEW_METRICS
 
 SHOTS = Path("reports") / "ui"  # under the project make ui-check runs in (the current directory)
@@ -100,8 +103,8 @@ def rest(ui: str, path: str, body: dict | None = None) -> dict:
         return json.load(answer)
 
 
-def latest_comparison(ui: str, experiment_id: str) -> tuple[dict, list[str]]:
-    """The newest parent run (`unlearn-<selection>`) and the names of its child runs."""
+def latest_comparison(ui: str, experiment_id: str) -> tuple[dict, list[dict]]:
+    """The newest parent run (`unlearn-<selection>`) and its child runs (REST's form: info, data.tags, ...)."""
     found = rest(ui, "runs/search", {"experiment_ids": [experiment_id], "max_results": 1,
                                      "filter": "tags.`mlflow.runName` LIKE 'unlearn-%'",
                                      "order_by": ["attributes.start_time DESC"]}).get("runs", [])
@@ -110,7 +113,7 @@ def latest_comparison(ui: str, experiment_id: str) -> tuple[dict, list[str]]:
     parent = found[0]["info"]
     children = rest(ui, "runs/search", {"experiment_ids": [experiment_id], "max_results": 1000,
                                         "filter": f"tags.`mlflow.parentRunId` = '{parent['run_id']}'"})
-    return parent, [run["info"]["run_name"] for run in children.get("runs", [])]
+    return parent, children.get("runs", [])
 
 
 def plots_of(ui: str, run_id: str, wanted: tuple[str, ...] = ("mu_vs_ue.png", "lira_roc.png")) -> list[str]:
@@ -162,11 +165,41 @@ def opens_in_a_tab(browser: Browser, link: str, address: str, seconds: float = 1
     return opened
 
 
+def swatch_colors(browser: Browser) -> dict[str, str]:
+    """Run name -> the colour of its swatch in the runs list beside the charts ("#rrggbb"): the colour MLflow's
+    charts draw the run in (its tag RUN_COLOR_TAG, else a hash of the run id). The swatch is a label with the
+    colour as its inline background; the run's link follows it."""
+    found = browser.evaluate(
+        "[...document.querySelectorAll('[data-testid=\"experiment-view-table-run-color\"]')]"
+        ".map(s => [s.nextElementSibling?.innerText?.trim(), getComputedStyle(s).backgroundColor])") or []
+    return {name: "#" + "".join(f"{int(v):02x}" for v in re.findall(r"\d+", rgb)[:3])
+            for name, rgb in found if name and rgb.startswith("rgb")}
+
+
+def colors_check(children: list[dict], shown: dict[str, str]) -> Check:
+    """Each run the chart view lists is drawn in its method's colour (RUN_COLOR_TAG, the plots' colour:
+    tasks.evaluation), and no two methods share one."""
+    tags = {run["info"]["run_name"]: {t["key"]: t["value"] for t in run["data"].get("tags", [])} for run in children}
+    wrong = sorted(name for name, color in shown.items() if tags.get(name, {}).get(RUN_COLOR_TAG) != color)
+    by_method: dict[str, set[str]] = {}  # a method's seeds: one colour
+    for name, color in shown.items():
+        if name in tags:
+            by_method.setdefault(tags[name].get("method", name), set()).add(color)
+    methods = {t.get("method", name) for name, t in tags.items()}
+    colors = {color for found in by_method.values() for color in found}
+    ok = (bool(shown) and not wrong and set(by_method) == methods and all(len(c) == 1 for c in by_method.values())
+          and len(colors) == len(methods))
+    detail = (f"{len(shown)} runs read, {len(methods)} methods, {len(colors)} colours"
+              + (f"; not their {RUN_COLOR_TAG} tag: {', '.join(wrong)}" if wrong else ""))
+    return Check("run colours: the plots' colour of each method, distinct", ok, detail)
+
+
 def check_ui(ui: str, links: dict[str, str], out: Path) -> tuple[list[Check], dict]:
     runs_label = next(label for label in links if label.startswith("runs of"))
     runs_link, experiment = links[runs_label], runs_label.split("'")[1]
     experiment_id = re.search(r"/experiments/([^/?]+)/runs", runs_link).group(1)
-    parent, children = latest_comparison(ui, experiment_id)
+    parent, child_runs = latest_comparison(ui, experiment_id)
+    children = [run["info"]["run_name"] for run in child_runs]
     view = f"verdicts-{parent['run_name'].removeprefix('unlearn-')}"
     checks, facts = [], {"parent": parent["run_name"], "children": len(children), "view": view}
     with Browser(1440, 900) as browser:
@@ -229,6 +262,11 @@ def check_ui(ui: str, links: dict[str, str], out: Path) -> tuple[list[Check], di
         browser.screenshot(out / "chart_view.png")
         checks.append(Check("chart view shows every child", points == len(children) and hidden == 0,
                             f"{points} of {len(children)} runs in the first chart, {hidden} hidden"))
+        facts["run_colors"] = swatch_colors(browser)
+        facts["first_chart_marker_colors"] = browser.evaluate(  # what plotly draws the points in (read, not checked)
+            "(p => p && p.data.flatMap(t => [].concat(t.marker?.color ?? [])))"
+            "(document.querySelector('.js-plotly-plot'))")
+        checks.append(colors_check(child_runs, facts["run_colors"]))
     return checks, facts
 
 

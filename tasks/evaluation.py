@@ -74,10 +74,10 @@ def compare_methods(outcomes: list[MethodResult], strengths: list[dict[str, floa
                     selection: str, roles: dict[str, int] | None = None,
                     headline: str = "lira") -> tuple[pd.DataFrame, dict[str, float]]:
     """Per seed, every gap to that seed's gold model; over seeds, mean ± std, the noise floors and the paired
-    verdicts (iau_core.verdicts). Gaps, floor marks and verdicts go onto each method's run; the tables, plots, the
-    answer (as the parent's description and tags) onto the parent run. `roles`: the smallest D_f over seeds
-    ('forget') and the validation set's size ('val'), so a table on too little data says so. `headline`: the
-    attack (attacks.headline) whose AUC on D_f each verdict is read on."""
+    verdicts (iau_core.verdicts). Gaps, floor marks, verdicts and the method's colour in the plots (as MLflow's run
+    colour) go onto each method's run; the tables, plots, the answer (as the parent's description and tags) onto the
+    parent run. `roles`: the smallest D_f over seeds ('forget') and the validation set's size ('val'), so a table on
+    too little data says so. `headline`: the attack (attacks.headline) whose AUC on D_f each verdict is read on."""
     tables = per_seed_tables(outcomes)
     log_gaps(outcomes, tables)
     plain = [t.drop(columns="seed") for t in tables]
@@ -110,12 +110,15 @@ def compare_methods(outcomes: list[MethodResult], strengths: list[dict[str, floa
                                                                       attacks_see), "comparison.md")
     by_seed = {int(t["seed"].iloc[0]): t for t in tables}
     view_links = mlflow_ui.view_links(parent_run_id, f"verdicts-{selection}")  # saved by publish_verdict_columns
+    # Each method's runs in MLflow's charts in its colour of the plots (no two methods alike, up to 20 of them).
+    colors = {m: plots.hex_color(c) for m, c in plots.comparison_colors(summary.index).items()}
     tracking.describe_comparison(
         parent_run_id, f"{view_links}\n\n{verdict_text.parent_description(title, summary, floors, found, attacks_see)}",
         parent_tags(found, summary.index), {"methods_forgetting": float(
             (found.verdicts.drop(index="retrain_alt", errors="ignore") == "forgets").sum())},
         {o.run_id: (verdict_text.child_description(o.method, o.seed, by_seed[o.seed], found),
-                    {"verdict": runs_list.verdict_of(found, o.method)}) for o in outcomes if o.run_id})
+                    {"verdict": runs_list.verdict_of(found, o.method), plots.RUN_COLOR_TAG: colors[o.method]})
+         for o in outcomes if o.run_id})
     publish_verdict_columns(outcomes, summary, found, plain, rocs, parent_run_id, selection)
     for artifact_file, figure in plots.comparison_figures(outcomes, summary, found).items():
         tracking.log_figure(parent_run_id, figure, artifact_file)

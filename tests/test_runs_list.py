@@ -1,15 +1,18 @@
 """The comparison as the MLflow runs list shows it (reporting.runs_list, stores.mlflow_ui, tasks.evaluation): every
-method's run, the references' included, carries its verdict as a tag and its headline paired differences with their
-95% CI ends as metrics; the parent a rounded summary table (mlflow.log_table) and a saved view of those columns; a
-method's run ends at the end of its own work."""
+method's run, the references' included, carries its verdict and its colour in the plots (MLflow's run colour) as
+tags and its headline paired differences with their 95% CI ends as metrics; the parent a rounded summary table
+(mlflow.log_table) and a saved view of those columns; a method's run ends at the end of its own work."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import time
 from pathlib import Path
 
+import matplotlib.colors
 import mlflow
 import numpy as np
 import pandas as pd
@@ -19,7 +22,7 @@ from mlflow import MlflowClient
 from iau_core.attacks.roc import roc
 from iau_core.metrics import CALIBRATED, Scores, auc_key, matched, tpr_0_1pct_key, tpr_key
 from iau_core.unlearning import MethodResult
-from reporting import runs_list
+from reporting import plots, runs_list
 from stores import mlflow_ui, tracking
 from tasks.evaluation import compare_methods
 
@@ -100,6 +103,24 @@ def test_every_method_run_carries_its_verdict_and_headline_differences(experimen
     assert client.get_run(runs["finetune"]).data.tags["verdict"] == "no change"
     assert client.get_run(runs["iau"]).data.tags["verdict"] == "forgets"
     assert client.get_run(runs["iau"]).data.metrics["verdict_rank"] == 1
+
+
+def test_each_method_run_has_its_plot_colour_as_mlflow_run_colour_and_no_two_methods_share_one(experiment_id: str):
+    parent, _ = compared(experiment_id, [0, 1], "colours")
+    client = MlflowClient()
+    children = client.search_runs([experiment_id], f"tags.`mlflow.parentRunId` = '{parent}'")
+    order = pd.read_csv(io.StringIO(tracking.read_text(parent, "comparison.csv")), index_col=0).index
+    expected = plots.comparison_colors(order)  # what mu_vs_ue.png and lira_roc.png draw each method in
+    by_method: dict[str, set[str]] = {}
+    for run in children:
+        color = run.data.tags[plots.RUN_COLOR_TAG]
+        assert re.fullmatch(r"#[0-9a-f]{6}", color), color  # the form MLflow's colour picker writes
+        assert color == matplotlib.colors.to_hex(expected[run.data.tags["method"]]), run.data.tags["method"]
+        by_method.setdefault(run.data.tags["method"], set()).add(color)
+    assert len(children) == 2 * len(METHODS) and set(by_method) == set(METHODS)  # both seeds, references included
+    assert all(len(colors) == 1 for colors in by_method.values())  # a method's seeds alike
+    assert len({c for colors in by_method.values() for c in colors}) == len(METHODS)  # methods distinct
+    assert client.get_run(parent).data.tags.get(plots.RUN_COLOR_TAG) is None  # the parent keeps MLflow's own
 
 
 def test_the_parent_holds_a_rounded_summary_table_and_a_saved_view(experiment_id: str):

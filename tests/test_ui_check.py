@@ -1,7 +1,8 @@
 """make ui-check's script (reporting.ui_check) against a real MLflow UI and a real headless Chromium, on a tiny store
-built here: a parent and 12 children (more than the 10 the chart view shows by default) with the verdict metrics,
-tags and saved view that tasks.evaluation leaves. Skipped where chromium is not installed (apt-get install -y
-chromium); a few minutes on a busy 2-core machine, most of it the MLflow UI starting and rendering."""
+built here: a parent and 13 children (more than the 10 the chart view shows by default) with the verdict metrics,
+tags (the run colours included) and saved view that tasks.evaluation leaves. Skipped where chromium is not installed
+(apt-get install -y chromium); a few minutes on a busy 2-core machine, most of it the MLflow UI starting and
+rendering."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ import json
 import os
 from pathlib import Path
 
+import matplotlib.colors
 import mlflow
 import pytest
 from matplotlib.figure import Figure
 from mlflow import MlflowClient
 
-from reporting import runs_list
+from reporting import plots, runs_list
 from reporting.chromium import chromium_path
 from stores import mlflow_ui, tracking
 
@@ -34,6 +36,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     try:
         experiment_id = MlflowClient().create_experiment("ui-check", artifact_location=(root / "a").as_uri())
         parent = tracking.start_run(experiment_id, "unlearn-outliers", {"kind": "test"})
+        colors = plots.comparison_colors(METHODS)
         for rank, method in enumerate(METHODS, start=1):
             child = tracking.start_run(experiment_id, method, {"method": method}, parent)
             diffs = {"original": 0.1 - 0.02 * rank, "retrain": 0.05 - 0.01 * rank}
@@ -42,7 +45,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                          **{runs_list.verdict_key(name, versus): diff + shift
                                             for versus, diff in diffs.items()
                                             for name, shift in (("diff", 0), ("ci_low", -0.03), ("ci_high", 0.03))}})
-            tracking.set_tags(child, {"verdict": "forgets" if rank < 5 else "moves away"})
+            tracking.set_tags(child, {"verdict": "forgets" if rank < 5 else "moves away",
+                                      plots.RUN_COLOR_TAG: plots.hex_color(colors[method])})
             tracking.finish(child)
         mlflow_ui.save_children_view(parent, "verdicts-outliers", "verdicts: latest unlearn-outliers",
                                      runs_list.VIEW_COLUMNS, order_by=f"metrics.`{runs_list.VERDICT_RANK}`",
@@ -70,6 +74,11 @@ def test_the_ui_opens_on_the_runs_shows_the_verdict_columns_and_charts_every_chi
     assert report["facts"]["children"] == len(METHODS) > 10  # beyond the UI's default of 10 shown
     assert report["facts"]["parent_answer_above_the_fold"]
     assert checks["chart view one click from the parent"]["ok"]
+    # each run's swatch beside the charts: its method's colour in the plots, 13 different ones (MLflow's own hash of
+    # the run ids gives 13 runs fewer colours, some repeated)
+    shown = report["facts"]["run_colors"]
+    assert shown == {m: matplotlib.colors.to_hex(c) for m, c in plots.comparison_colors(METHODS).items()}, shown
+    assert checks["run colours: the plots' colour of each method, distinct"]["ok"]
     # MLflow 3.17.2: a fresh browser's click from the experiments list lands in GenAI mode (docs/tracking.md); if a
     # later MLflow lands on the runs, the docs and `make mlflow-ui`'s notes should say so
     assert "workflowType=genai" in report["facts"]["fresh_list_click_lands_on"]
